@@ -1,0 +1,45 @@
+# nsys-agent — see README.md. `make demo` and `make test` are the quickstart.
+GO        ?= go
+BIN       := bin
+PKGS      := ./...
+GOFLAGS   ?=
+export CGO_ENABLED ?= 0
+
+.PHONY: all build test ci bench bench-merge demo proto vet fmt-check nsys clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# Installs nsys if it is missing (needs root on Debian), then runs every test with -race.
+# Tests that need nsys fail (never skip) when CI=true and nsys is missing.
+test: nsys
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+nsys:
+	@bash scripts/install-nsys.sh
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+ci: fmt-check vet proto-check test
+
+proto:
+	@bash scripts/gen-proto.sh
+
+proto-check:
+	@bash scripts/gen-proto.sh --check
+
+bench: build
+	@bash scripts/bench-control.sh
+
+demo: nsys build
+	@bash scripts/demo.sh
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,80 @@
+// Command nsys-agent launches an inference server under NVIDIA Nsight Systems once and
+// lets allowed users open and close capture windows on it, locally or remotely.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes (DESIGN.md): 0 ok, 1 failed, 2 bad usage.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+// run executes the app and maps errors to exit codes. cli.Exit is never used: it calls
+// os.Exit inside Run and would skip deferred cleanup.
+func run(args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	err := app.Run(args)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "nsys-agent: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitFailed
+}
+
+// usageError marks a mistake in how the command was called (exit code 2).
+type usageError struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	app := &cli.App{
+		Name:  "nsys-agent",
+		Usage: "open and close Nsight Systems capture windows on a live inference server",
+		Description: `nsys-agent launches your server (SGLang, vLLM, any CUDA program) once under nsys
+and then lets you capture as many windows as you like without restarting it.
+
+   nsys-agent run -- python -m sglang.launch_server ...   # the agent (on the GPU host)
+   nsys-agent start --duration 5s                          # open a window
+   nsys-agent stop                                         # close it, wait for the report
+   nsys-agent pull <window> -o ./reports                   # fetch the reports
+
+Run 'nsys-agent COMMAND --help' for the flags of a command.`,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		HideVersion:          true,
+		EnableBashCompletion: true,
+		OnUsageError: func(c *cli.Context, err error, isSubcommand bool) error {
+			return usageError{err}
+		},
+		Commands: commands(),
+	}
+	// Unknown commands are usage errors, not silent help.
+	app.CommandNotFound = func(c *cli.Context, name string) {
+		fmt.Fprintf(stderr, "nsys-agent: unknown command %q; run 'nsys-agent --help'\n", name)
+	}
+	return app
+}
+
+// commands is the one registry of subcommands; each lives in its own file.
+func commands() []*cli.Command {
+	return []*cli.Command{
+		sessionsCommand(),
+	}
+}
