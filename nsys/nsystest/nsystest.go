@@ -1,0 +1,41 @@
+// Package nsystest helps tests find the real nsys and the scripted fake.
+package nsystest
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/nsys-agent/nsys-agent/nsys"
+)
+
+// InCI reports whether tests run in CI (CI=true), where a missing nsys is a failure.
+func InCI() bool { return os.Getenv("CI") == "true" || os.Getenv("CI") == "1" }
+
+// Require returns the path of the real nsys. With CI=true a missing nsys fails the test;
+// elsewhere the test is skipped with the install hint.
+func Require(t testing.TB) string {
+	t.Helper()
+	p, err := nsys.Locate("")
+	if err != nil {
+		if InCI() {
+			t.Fatalf("CI=true and nsys is required: %v", err)
+		}
+		t.Skipf("nsys not installed (%v); CI=true turns this into a failure", err)
+	}
+	return p
+}
+
+// FakePath is the scripted fake nsys that reproduces recorded nsys 2025.3.1 behaviour
+// (start-later) and faults the real one cannot show on a CPU machine (a hung stop).
+func FakePath(t testing.TB) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	p := filepath.Join(filepath.Dir(file), "..", "testdata", "fake-nsys")
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
