@@ -28,6 +28,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 	err := app.Run(args)
 	if err == nil {
+		if app.Metadata["unknownCommand"] != nil {
+			return exitUsage
+		}
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "nsys-agent: %v\n", err)
@@ -66,7 +69,9 @@ Run 'nsys-agent COMMAND --help' for the flags of a command.`,
 		Commands: commands(),
 	}
 	// Unknown commands are usage errors, not silent help.
+	app.Metadata = map[string]any{}
 	app.CommandNotFound = func(c *cli.Context, name string) {
+		app.Metadata["unknownCommand"] = name
 		fmt.Fprintf(stderr, "nsys-agent: unknown command %q; run 'nsys-agent --help'\n", name)
 	}
 	return app

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/nsys-agent/nsys-agent/nsys"
+	"github.com/nsys-agent/nsys-agent/nsys/nsystest"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"nsys-agent": func() { os.Exit(run(os.Args, os.Stdout, os.Stderr)) },
+	})
+}
+
+// TestScripts runs the user-level scripts in testdata/script: the binary as a user
+// types it, against the real nsys.
+func TestScripts(t *testing.T) {
+	nsysPath := nsystest.Require(t)
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("NSYS", nsysPath)
+			env.Setenv(nsys.EnvNsys, nsysPath)
+			env.Setenv("SESSION", fmt.Sprintf("ts%d", time.Now().UnixNano()%1_000_000_000))
+			// nsys keeps session state under TMPDIR; every command of a session must agree.
+			env.Setenv("TMPDIR", os.TempDir())
+			env.Defer(func() { cleanupSessions(env.Getenv("SESSION")) })
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"wait-session": cmdWaitSession,
+		},
+	})
+}
+
+// wait-session NAME STATE [TIMEOUT]: wait until `nsys sessions list` shows NAME in STATE
+// (with !, until NAME is gone).
+func cmdWaitSession(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 1 || (!neg && len(args) < 2) {
+		ts.Fatalf("usage: wait-session NAME STATE [TIMEOUT] | ! wait-session NAME")
+	}
+	timeout := 60 * time.Second
+	if len(args) == 3 {
+		d, err := time.ParseDuration(args[2])
+		ts.Check(err)
+		timeout = d
+	}
+	r := nsys.NewExecRunner(ts.Getenv("NSYS"))
+	deadline := time.Now().Add(timeout)
+	var last []nsys.Session
+	for time.Now().Before(deadline) {
+		list, err := nsys.ListSessions(context.Background(), r)
+		ts.Check(err)
+		last = list
+		s, ok := nsys.Lookup(list, args[0])
+		if neg && (!ok || s.State == nsys.StateShutdown) {
+			return
+		}
+		if !neg && ok && string(s.State) == args[1] {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ts.Fatalf("session %s: wanted %v, sessions are %+v", args[0], args[1:], last)
+}
+
+// cleanupSessions shuts down any session a script left behind, killing its target.
+func cleanupSessions(prefix string) {
+	if prefix == "" {
+		return
+	}
+	path, err := nsys.Locate("")
+	if err != nil {
+		return
+	}
+	r := nsys.NewExecRunner(path)
+	list, err := nsys.ListSessions(context.Background(), r)
+	if err != nil {
+		return
+	}
+	for _, s := range list {
+		if strings.HasPrefix(s.Name, prefix) && s.State != nsys.StateShutdown {
+			_, _ = r.Run(context.Background(), nsys.Call{Args: []string{"shutdown", "--session=" + s.Name, "--kill=sigterm"}})
+		}
+	}
+}
