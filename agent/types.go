@@ -57,6 +57,7 @@ type Manifest struct {
 	Session     string            `json:"session,omitempty"`
 	Duration    string            `json:"duration,omitempty"` // auto-stop after, as requested
 	Steps       int               `json:"steps,omitempty"`
+	Export      bool              `json:"export,omitempty"` // also export the report to SQLite
 	CreatedAt   time.Time         `json:"created_at"`
 	StartedAt   *time.Time        `json:"started_at,omitempty"`
 	StoppedAt   *time.Time        `json:"stopped_at,omitempty"`

@@ -1,0 +1,90 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+
+	"github.com/nsys-agent/nsys-agent/nsys"
+)
+
+// Backend captures windows one way (nsys itself, the server's own profiler, ...). One
+// failing backend fails its window with a clear error; it never takes the agent down.
+type Backend interface {
+	Name() string
+	// Start begins the capture; it returns once capturing is confirmed.
+	Start(ctx context.Context, w *WindowRun) error
+	// Stop ends the capture and leaves the window's files in w.Dir. It may take long
+	// (report generation, import, export) and reports progress through w.Progress. On
+	// error, whatever was produced stays in w.Dir and is listed as partial artifacts.
+	Stop(ctx context.Context, w *WindowRun) (warnings []string, err error)
+}
+
+// WindowRun is what a backend sees of a window.
+type WindowRun struct {
+	ID       string
+	Dir      string // absolute; the backend writes only here
+	Request  CreateWindowRequest
+	Progress func(step string, fraction float64)
+	Log      *slog.Logger
+}
+
+// Backends is the one registry of backends by name.
+type Backends map[string]Backend
+
+// Names lists the registered backends, sorted.
+func (b Backends) Names() []string {
+	names := make([]string, 0, len(b))
+	for n := range b {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// NsysBackend captures a window with `nsys start/stop` on the agent's session.
+type NsysBackend struct {
+	Ctl *nsys.Controller
+}
+
+func (b *NsysBackend) Name() string { return "nsys" }
+
+func (b *NsysBackend) window(w *WindowRun) nsys.Window {
+	name := "report"
+	if w.Request.Name != "" {
+		name = w.Request.Name
+	}
+	return nsys.Window{Dir: w.Dir, Name: name}
+}
+
+func (b *NsysBackend) Start(ctx context.Context, w *WindowRun) error {
+	return b.Ctl.Start(ctx, b.window(w))
+}
+
+func (b *NsysBackend) Stop(ctx context.Context, w *WindowRun) ([]string, error) {
+	w.Progress("nsys stop: writing the report", 0.1)
+	res, err := b.Ctl.Stop(ctx, b.window(w))
+	if err != nil {
+		var te *nsys.TimeoutError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf("%w (the session was shut down; the server keeps running but can take no more nsys windows)", err)
+		}
+		return nil, err
+	}
+	warnings := res.Warnings
+	if res.Imported {
+		warnings = append(warnings, "nsys left only a .qdstrm; nsys-agent imported it with QdstrmImporter")
+	}
+	if res.Report == "" {
+		return warnings, fmt.Errorf("nsys wrote only %s and it could not be imported", res.Qdstrm)
+	}
+	if w.Request.Export {
+		w.Progress("nsys export: writing SQLite", 0.6)
+		if _, err := b.Ctl.Export(ctx, res.Report); err != nil {
+			warnings = append(warnings, "SQLite export failed: "+err.Error())
+		}
+	}
+	return warnings, nil
+}

@@ -1,0 +1,328 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nsys-agent/nsys-agent/nsys"
+	"github.com/nsys-agent/nsys-agent/nsys/nsystest"
+)
+
+var cpuLoop = []string{"/bin/sh", "-c", "echo target up; while :; do i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; sleep 0.05; done"}
+
+type testAgent struct {
+	m     *Manager
+	sup   *Supervisor
+	store *Store
+	ctl   *nsys.Controller
+}
+
+// newTestAgent launches command under the nsys at nsysPath (real or fake) and returns a
+// manager for it. Cleanup closes the manager and ends the target through nsys.
+func newTestAgent(t *testing.T, nsysPath string, env []string, mode nsys.Mode, command []string, stopTimeout time.Duration) *testAgent {
+	t.Helper()
+	store, err := NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner := nsys.NewExecRunner(nsysPath)
+	runner.Env = env
+	info, err := nsys.Probe(context.Background(), runner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	session := fmt.Sprintf("agenttest%d", time.Now().UnixNano()%1_000_000_000)
+	first := filepath.Join(store.Root, "session", "first")
+	_ = os.MkdirAll(filepath.Dir(first), 0o700)
+	args, err := nsys.LaunchArgs(info.Caps, nsys.LaunchSpec{Mode: mode, Session: session, Output: first, Command: command})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env == nil {
+		env = os.Environ()
+	}
+	sup, err := StartTarget(nsysPath, args, command, filepath.Join(store.Root, "target.log"), append(env, nsys.LaunchEnv()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl := &nsys.Controller{Runner: runner, Info: info, Session: session, Mode: mode, FirstOutput: first, StopTimeout: stopTimeout}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	m, err := NewManager(ManagerOptions{Store: store, Backends: Backends{"nsys": &NsysBackend{Ctl: ctl}}, Target: sup, Ctl: ctl,
+		Session: SessionStatus{Name: session, Mode: string(mode)}, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = m.Close(ctx)
+		if err := sup.Stop(20 * time.Second); err != nil {
+			t.Errorf("stopping target: %v", err)
+		}
+		if list, err := nsys.ListSessions(ctx, runner); err == nil {
+			if s, ok := nsys.Lookup(list, session); ok && s.State != nsys.StateShutdown {
+				t.Errorf("session %s left behind in state %s", session, s.State)
+				_ = ctl.Shutdown(ctx)
+			}
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := ctl.State(context.Background())
+		if err == nil && (st == nsys.StateLaunched || st == nsys.StateDelayedCollection) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session never armed: %v %v; log: %v", st, err, sup.Tail(20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return &testAgent{m: m, sup: sup, store: store, ctl: ctl}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Logf("%s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func waitWindow(t *testing.T, m *Manager, id string, within time.Duration) *Manifest {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		w, err := m.Window(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.State.Terminal() {
+			return w
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("window %s still %s after %s", id, w.State, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func apiStatus(err error) int {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status
+	}
+	return 0
+}
+
+func TestWindowsOnRealNsys(t *testing.T) {
+	ta := newTestAgent(t, nsystest.Require(t), nil, nsys.ModeLaunch, cpuLoop, 0)
+	ctx := context.Background()
+	who := Requester{Remote: "127.0.0.1:1", TokenID: "abcd1234"}
+
+	if _, err := ta.m.StopWindow(ctx, "", who); apiStatus(err) != http.StatusConflict {
+		t.Fatalf("stop with nothing capturing: want 409, got %v", err)
+	}
+	if _, err := ta.m.CreateWindow(ctx, CreateWindowRequest{Backend: "magic"}, who); apiStatus(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "backend") {
+		t.Fatalf("unknown backend: want 400 naming the field, got %v", err)
+	}
+	for _, bad := range []string{"../escape", "a/b", "..", "x..y"} {
+		if _, err := ta.m.CreateWindow(ctx, CreateWindowRequest{Name: bad}, who); apiStatus(err) != http.StatusBadRequest {
+			t.Fatalf("name %q: want 400, got %v", bad, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(ta.store.Root), "escape")); !os.IsNotExist(err) {
+		t.Fatal("a file was written outside the data dir")
+	}
+
+	for i := 1; i <= 2; i++ {
+		w, err := ta.m.CreateWindow(ctx, CreateWindowRequest{Name: fmt.Sprintf("win%d", i), Export: i == 2}, who)
+		if err != nil {
+			t.Fatalf("window %d: %v", i, err)
+		}
+		if w.State != StateCapturing {
+			t.Fatalf("window %d: state %s, want capturing", i, w.State)
+		}
+		if _, err := ta.m.CreateWindow(ctx, CreateWindowRequest{}, who); apiStatus(err) != http.StatusConflict {
+			t.Fatalf("second window while capturing: want 409, got %v", err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		stopped, err := ta.m.StopWindow(ctx, w.ID, who)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stopped.State != StateFinalizing || stopped.StoppedBy == nil || stopped.StoppedBy.TokenID != "abcd1234" {
+			t.Fatalf("stop should return finalizing with who stopped it: %+v", stopped)
+		}
+		done := waitWindow(t, ta.m, w.ID, 2*time.Minute)
+		if done.State != StateReady {
+			t.Fatalf("window %d: %s: %s", i, done.State, done.Error)
+		}
+		var rep *Artifact
+		for k := range done.Artifacts {
+			if done.Artifacts[k].Kind == "nsys-rep" {
+				rep = &done.Artifacts[k]
+			}
+		}
+		if rep == nil || rep.Name != fmt.Sprintf("win%d.nsys-rep", i) || rep.Bytes == 0 {
+			t.Fatalf("window %d: no report artifact: %+v", i, done.Artifacts)
+		}
+		p, _, err := ta.m.ArtifactPath(ctx, w.ID, rep.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		if hex.EncodeToString(sum[:]) != rep.SHA256 || int64(len(data)) != rep.Bytes {
+			t.Fatalf("window %d: artifact hash/size mismatch", i)
+		}
+		if i == 2 {
+			found := false
+			for _, a := range done.Artifacts {
+				found = found || a.Kind == "sqlite"
+			}
+			if !found {
+				t.Errorf("export requested but no sqlite artifact: %+v (warnings %v)", done.Artifacts, done.Warnings)
+			}
+		}
+		// The manifest on disk says the same.
+		dir, _ := ta.store.WindowDir(w.ID)
+		raw, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+		if err != nil || !strings.Contains(string(raw), `"state": "ready"`) || !strings.Contains(string(raw), rep.SHA256) {
+			t.Fatalf("manifest on disk not final: %v\n%s", err, raw)
+		}
+	}
+	if _, _, err := ta.m.ArtifactPath(ctx, ta.m.Windows(ctx)[0].ID, "../../etc/passwd"); apiStatus(err) != http.StatusNotFound {
+		t.Errorf("artifact path escape: want 404, got %v", err)
+	}
+	st := ta.m.Status(ctx)
+	if st.Target.State != "running" || st.Session.State != string(nsys.StateLaunched) || st.Windows != 2 || len(st.Target.Ranks) == 0 {
+		t.Errorf("status: %+v", st)
+	}
+}
+
+func TestDurationAutoStop(t *testing.T) {
+	ta := newTestAgent(t, nsystest.Require(t), nil, nsys.ModeLaunch, cpuLoop, 0)
+	w, err := ta.m.CreateWindow(context.Background(), CreateWindowRequest{Duration: "500ms"}, Requester{Remote: "local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Trigger != "duration" {
+		t.Errorf("trigger %q", w.Trigger)
+	}
+	done := waitWindow(t, ta.m, w.ID, 2*time.Minute)
+	if done.State != StateReady || done.StoppedBy == nil || done.StoppedBy.TokenID != "duration" {
+		t.Fatalf("duration window: %+v", done)
+	}
+}
+
+// TestTargetCrashMidWindow: the window fails with the exit code and the log tail, the
+// manager stays up and refuses new windows with 503.
+func TestTargetCrashMidWindow(t *testing.T) {
+	crash := []string{"/bin/sh", "-c", "echo serving; while [ ! -e \"$CRASH_FILE\" ]; do sleep 0.05; done; echo 'fatal: CUDA error: an illegal memory access' >&2; exit 3"}
+	crashFile := filepath.Join(t.TempDir(), "crash")
+	t.Setenv("CRASH_FILE", crashFile)
+	ta := newTestAgent(t, nsystest.Require(t), nil, nsys.ModeLaunch, crash, 0)
+	ctx := context.Background()
+	w, err := ta.m.CreateWindow(ctx, CreateWindowRequest{}, Requester{Remote: "local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(crashFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := waitWindow(t, ta.m, w.ID, time.Minute)
+	if done.State != StateFailed || !strings.Contains(done.Error, "exited with code 3") || !strings.Contains(done.Error, "illegal memory access") {
+		t.Fatalf("want failed with exit code and log tail, got %s: %q", done.State, done.Error)
+	}
+	if _, err := ta.m.CreateWindow(ctx, CreateWindowRequest{}, Requester{Remote: "local"}); apiStatus(err) != http.StatusServiceUnavailable {
+		t.Fatalf("new window after the target died: want 503, got %v", err)
+	}
+	st := ta.m.Status(ctx)
+	if st.Target.State != "exited" || st.Target.ExitCode == nil || *st.Target.ExitCode != 3 {
+		t.Fatalf("status after crash: %+v", st.Target)
+	}
+}
+
+// TestHungStopFailsWindow: with the scripted fake (a stop that never returns), the
+// window fails after the timeout, says what was recovered and keeps the raw stream.
+func TestHungStopFailsWindow(t *testing.T) {
+	env := append(os.Environ(), "FAKE_NSYS_STATE="+t.TempDir(), "FAKE_NSYS_HANG_STOP=1")
+	ta := newTestAgent(t, nsystest.FakePath(t), env, nsys.ModeStartLater, []string{"sleep", "120"}, 2*time.Second)
+	ctx := context.Background()
+	w, err := ta.m.CreateWindow(ctx, CreateWindowRequest{}, Requester{Remote: "local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	if _, err := ta.m.StopWindow(ctx, w.ID, Requester{Remote: "local"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stop answered in %s", time.Since(begin))
+	done := waitWindow(t, ta.m, w.ID, time.Minute)
+	if done.State != StateFailed || !strings.Contains(done.Error, "did not finish within 2s") || !strings.Contains(done.Error, "recovered") {
+		t.Fatalf("want failed with recovery details, got %s: %q", done.State, done.Error)
+	}
+	if len(done.Artifacts) != 1 || done.Artifacts[0].Kind != "qdstrm" || done.Artifacts[0].Bytes == 0 {
+		t.Fatalf("the raw stream should be kept as a partial artifact: %+v", done.Artifacts)
+	}
+}
+
+// TestRestartMarksInFlightWindowsFailed: a manifest left mid-flight by a dead agent is
+// failed on load, with its files listed.
+func TestRestartMarksInFlightWindowsFailed(t *testing.T) {
+	store, err := NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := NewID(time.Now())
+	w := &Manifest{ID: id, Backend: "nsys", State: StateFinalizing, CreatedAt: time.Now(), Artifacts: []Artifact{}}
+	if err := store.Save(w); err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := store.WindowDir(id)
+	if err := os.WriteFile(filepath.Join(dir, "report.qdstrm"), []byte("raw"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewManager(ManagerOptions{Store: store, Backends: Backends{"nsys": &NsysBackend{}}, Log: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	got, err := m.Window(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != StateFailed || !strings.Contains(got.Error, "finalizing") || len(got.Artifacts) != 1 || got.Artifacts[0].Name != "report.qdstrm" {
+		t.Fatalf("recovered window: %+v", got)
+	}
+}
+
+func TestStoreRejectsEscapes(t *testing.T) {
+	store, err := NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"../x", "w1", "", "w20261123-154001-a1b2c3/.."} {
+		if _, err := store.WindowDir(id); err == nil {
+			t.Errorf("id %q accepted", id)
+		}
+	}
+	id := NewID(time.Now())
+	for _, name := range []string{"../manifest.json", "a/b", "..", ""} {
+		if _, err := store.ArtifactPath(id, name); err == nil {
+			t.Errorf("artifact %q accepted", name)
+		}
+	}
+}
