@@ -348,7 +348,7 @@ func setupClients(c *cli.Context, formatFlag string) (*clientSetup, error) {
 	}
 	token := c.String("token")
 	if path := c.String("token-file"); path != "" {
-		if c.IsSet("token") {
+		if c.String("token") != "" {
 			return nil, usagef("--token and --token-file: give one, not both")
 		}
 		b, err := os.ReadFile(path)

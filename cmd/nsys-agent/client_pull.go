@@ -73,7 +73,11 @@ func runPull(c *cli.Context) error {
 			// Window ids are only unique per agent: keep each agent's windows apart.
 			into = filepath.Join(dir, agentDirName(ac.base))
 		}
-		return pullWindow(ctx, ac, pos[0], into, rank)
+		res, err := pullWindow(ctx, ac, pos[0], into, rank)
+		if err != nil {
+			return nil, err // a half-done pull is not a result to print
+		}
+		return res, nil
 	})
 	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printPull(w, v.(*pullResult)) })
 }
@@ -162,10 +166,8 @@ func pullArtifact(ctx context.Context, ac *apiClient, window string, a agent.Art
 		if !errors.As(err, &me) || !me.resumed {
 			return "", err
 		}
-		// The partial file itself may have been bad: one fresh try before giving up.
-		if err := os.Remove(part); err != nil {
-			return "", err
-		}
+		// The partial file itself may have been bad (download removed it): one fresh
+		// try before giving up.
 		if status, err = download(ctx, ac, window, a, part); err != nil {
 			return "", err
 		}
