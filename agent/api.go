@@ -205,7 +205,7 @@ func (a *api) stopWindow(w http.ResponseWriter, r *http.Request) error {
 	}
 	who := a.requester(r)
 	m, err := a.svc.StopWindow(r.Context(), id, who)
-	a.audit(r, "stop window", who, m, err, slog.String("window", r.PathValue("id")))
+	a.audit(r, "stop window", who, m, err, slog.String("asked_for", r.PathValue("id")))
 	if err != nil {
 		return err
 	}

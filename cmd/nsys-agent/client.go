@@ -266,7 +266,7 @@ func clientCommand(cmd *cli.Command) *cli.Command {
 	return cmd
 }
 
-// trailingArgs holds the positional arguments left after parseTrailingFlags.
+// trailingArgsKey keys the positional arguments left after parseTrailingFlags.
 type trailingArgsKey struct{}
 
 // parseTrailingFlags sets flags found among the positional arguments on the command's
