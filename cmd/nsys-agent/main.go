@@ -81,5 +81,11 @@ Run 'nsys-agent COMMAND --help' for the flags of a command.`,
 func commands() []*cli.Command {
 	return []*cli.Command{
 		sessionsCommand(),
+		startCommand(),
+		stopCommand(),
+		statusCommand(),
+		windowsCommand(),
+		showCommand(),
+		pullCommand(),
 	}
 }

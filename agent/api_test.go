@@ -1,0 +1,570 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeService implements Service over real files in a temp dir, with just enough of
+// the window manager's rules (one capturing window at a time) to exercise the API.
+type fakeService struct {
+	dir string
+
+	mu      sync.Mutex
+	windows map[string]*Manifest
+	order   []string
+	active  string
+	subs    map[chan Event]bool
+}
+
+func newFakeService(t *testing.T) *fakeService {
+	return &fakeService{dir: t.TempDir(), windows: map[string]*Manifest{}, subs: map[chan Event]bool{}}
+}
+
+func (f *fakeService) Status(ctx context.Context) Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := Status{Target: TargetStatus{State: "running", PID: 42, Command: []string{"server"}}, Windows: len(f.windows)}
+	if f.active != "" {
+		m := *f.windows[f.active]
+		st.Active = &m
+	}
+	return st
+}
+
+func (f *fakeService) CreateWindow(ctx context.Context, req CreateWindowRequest, who Requester) (*Manifest, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if req.Backend != "" && req.Backend != "nsys" {
+		return nil, apiErrorf(http.StatusBadRequest, CodeBadRequest, "backend: unknown backend %q", req.Backend)
+	}
+	if f.active != "" {
+		return nil, apiErrorf(http.StatusConflict, CodeWindowActive, "window %s is capturing", f.active)
+	}
+	id := fmt.Sprintf("w%d", len(f.order)+1)
+	m := &Manifest{ID: id, Name: req.Name, Backend: "nsys", State: StateCapturing, Trigger: "api",
+		RequestedBy: who, CreatedAt: time.Now().UTC(), Artifacts: []Artifact{}}
+	f.windows[id], f.active = m, id
+	f.order = append(f.order, id)
+	cp := *m
+	return &cp, nil
+}
+
+func (f *fakeService) StopWindow(ctx context.Context, id string, who Requester) (*Manifest, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if id == "" {
+		id = f.active
+	}
+	m, ok := f.windows[id]
+	if id == "" || ok && m.State != StateCapturing {
+		return nil, apiErrorf(http.StatusConflict, CodeNoWindow, "no window is capturing")
+	}
+	if !ok {
+		return nil, apiErrorf(http.StatusNotFound, CodeNotFound, "no window %q", id)
+	}
+	m.State, m.StoppedBy, f.active = StateFinalizing, &who, ""
+	cp := *m
+	for ch := range f.subs {
+		ch <- Event{Type: "window", Window: &cp, Time: time.Now()}
+	}
+	return &cp, nil
+}
+
+func (f *fakeService) Windows(ctx context.Context) []Manifest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Manifest
+	for _, id := range f.order {
+		out = append(out, *f.windows[id])
+	}
+	return out
+}
+
+func (f *fakeService) Window(ctx context.Context, id string) (*Manifest, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m, ok := f.windows[id]
+	if !ok {
+		return nil, apiErrorf(http.StatusNotFound, CodeNotFound, "no window %q", id)
+	}
+	cp := *m
+	return &cp, nil
+}
+
+func (f *fakeService) ArtifactPath(ctx context.Context, id, name string) (string, *Artifact, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m, ok := f.windows[id]
+	if !ok {
+		return "", nil, apiErrorf(http.StatusNotFound, CodeNotFound, "no window %q", id)
+	}
+	for i := range m.Artifacts {
+		if m.Artifacts[i].Name == name {
+			a := m.Artifacts[i]
+			return filepath.Join(f.dir, id, name), &a, nil
+		}
+	}
+	return "", nil, apiErrorf(http.StatusNotFound, CodeNotFound, "window %q has no artifact %q", id, name)
+}
+
+func (f *fakeService) Subscribe() (<-chan Event, func()) {
+	ch := make(chan Event, 16)
+	f.mu.Lock()
+	f.subs[ch] = true
+	f.mu.Unlock()
+	return ch, func() {
+		f.mu.Lock()
+		delete(f.subs, ch)
+		f.mu.Unlock()
+	}
+}
+
+// addReady adds a ready window with one artifact holding data.
+func (f *fakeService) addReady(t *testing.T, id, name string, data []byte) Artifact {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(f.dir, id), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.dir, id, name), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	a := Artifact{Name: name, Kind: "nsys-rep", Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+	f.mu.Lock()
+	f.windows[id] = &Manifest{ID: id, Backend: "nsys", State: StateReady, Artifacts: []Artifact{a}}
+	f.order = append(f.order, id)
+	f.mu.Unlock()
+	return a
+}
+
+const (
+	tokenA = "token-a-0123456789"
+	tokenB = "token-b-9876543210"
+)
+
+type testAPI struct {
+	t    *testing.T
+	srv  *httptest.Server
+	svc  *fakeService
+	logs *syncBuffer
+	m    *Metrics
+}
+
+func newTestAPI(t *testing.T, tokens ...string) *testAPI {
+	t.Helper()
+	svc := newFakeService(t)
+	logs := &syncBuffer{}
+	m := NewMetrics(nil)
+	h := NewHandler(svc, APIOptions{Tokens: tokens, Version: "test", Metrics: m,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &testAPI{t: t, srv: srv, svc: svc, logs: logs, m: m}
+}
+
+// do sends a request with the token (if any) and returns status, headers and body.
+func (ta *testAPI) do(method, path, token, body string, hdr ...string) (int, http.Header, []byte) {
+	ta.t.Helper()
+	req, err := http.NewRequest(method, ta.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := ta.srv.Client().Do(req)
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, b
+}
+
+func errorOf(t *testing.T, body []byte) ErrorDetail {
+	t.Helper()
+	var eb ErrorBody
+	if err := json.Unmarshal(body, &eb); err != nil {
+		t.Fatalf("error body is not JSON: %v: %s", err, body)
+	}
+	return eb.Error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestAuth(t *testing.T) {
+	ta := newTestAPI(t, tokenA, tokenB)
+	cases := []struct {
+		name, method, path string
+		hdr                []string
+		want               int
+	}{
+		{"no token", "GET", "/v1/status", nil, 401},
+		{"wrong token", "GET", "/v1/status", []string{"Authorization", "Bearer nope"}, 401},
+		{"prefix of a token", "GET", "/v1/status", []string{"Authorization", "Bearer " + tokenA[:5]}, 401},
+		{"token plus extra", "GET", "/v1/status", []string{"Authorization", "Bearer " + tokenA + "x"}, 401},
+		{"wrong scheme", "GET", "/v1/status", []string{"Authorization", "Basic " + tokenA}, 401},
+		{"first token", "GET", "/v1/status", []string{"Authorization", "Bearer " + tokenA}, 200},
+		{"second token, lower-case scheme", "GET", "/v1/status", []string{"Authorization", "bearer " + tokenB}, 200},
+		{"token header", "GET", "/v1/windows", []string{TokenHeader, tokenB}, 200},
+		{"health without token", "GET", "/v1/health", nil, 200},
+		{"metrics without token", "GET", "/metrics", nil, 401},
+		{"metrics with token", "GET", "/metrics", []string{TokenHeader, tokenA}, 200},
+		{"unknown route without token hides the route table", "GET", "/v1/nope", nil, 401},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, h, body := ta.do(c.method, c.path, "", "", c.hdr...)
+			if code != c.want {
+				t.Fatalf("status %d, want %d: %s", code, c.want, body)
+			}
+			if c.want == 401 {
+				if e := errorOf(t, body); e.Code != CodeUnauthorized {
+					t.Errorf("code %q, want %q", e.Code, CodeUnauthorized)
+				}
+				if !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") {
+					t.Errorf("WWW-Authenticate = %q", h.Get("WWW-Authenticate"))
+				}
+			}
+		})
+	}
+}
+
+func TestTokenSetComparesEveryToken(t *testing.T) {
+	ts := newTokenSet([]string{"", "short", "a-much-longer-token-value"})
+	for tok, want := range map[string]bool{
+		"short": true, "a-much-longer-token-value": true, "": false, "shor": false,
+		"shortx": false, "a-much-longer-token-valuE": false,
+	} {
+		if got := ts.match(tok); got != want {
+			t.Errorf("match(%q) = %v, want %v", tok, got, want)
+		}
+	}
+	if len(ts.digests) != 2 {
+		t.Errorf("empty token must not be accepted as a token; digests = %d", len(ts.digests))
+	}
+	if got := TokenID("secret"); len(got) != 8 || strings.Contains(got, "secret") {
+		t.Errorf("TokenID = %q, want 8 hex digits", got)
+	}
+}
+
+func TestNoTokensMeansNoAuth(t *testing.T) {
+	ta := newTestAPI(t)
+	if code, _, body := ta.do("GET", "/v1/status", "", ""); code != 200 {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	code, _, body := ta.do("POST", "/v1/windows", "", "{}")
+	if code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	var m Manifest
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.RequestedBy.TokenID != "" || m.RequestedBy.Remote == "" {
+		t.Errorf("requester = %+v, want a remote address and no token id", m.RequestedBy)
+	}
+}
+
+func TestCreateWindowBadInput(t *testing.T) {
+	ta := newTestAPI(t, tokenA)
+	cases := []struct {
+		body, want string
+		status     int
+	}{
+		{`{"durration":"5s"}`, `unknown field "durration"`, 400},
+		{`{"duration":"abc"}`, `duration: invalid duration "abc"`, 400},
+		{`{"duration":"-1s"}`, `duration: must be positive`, 400},
+		{`{"duration":"25h"}`, `duration: at most 24h0m0s`, 400},
+		{`{"duration":5}`, `duration: expected string, got number`, 400},
+		{`{"steps":-1}`, `steps: must be 0 or more`, 400},
+		{`{"name":"a/b"}`, `name: only letters`, 400},
+		{`{"name":"a..b"}`, `name: must not contain ".."`, 400},
+		{`{"name":"` + strings.Repeat("x", 65) + `"}`, `name: at most 64`, 400},
+		{`{"start_at":"tomorrow"}`, `start_at: not an RFC 3339 time`, 400},
+		{`{"backend":"perf"}`, `backend: unknown backend "perf"`, 400},
+		{`{"duration":"5s"`, `truncated JSON`, 400},
+		{`{"duration":"5s"} {}`, `unexpected data after the JSON object`, 400},
+		{`[1]`, `expected a JSON object`, 400},
+		{`{"name":"` + strings.Repeat("x", MaxBodyBytes) + `"}`, `larger than`, 413},
+	}
+	for _, c := range cases {
+		t.Run(c.want, func(t *testing.T) {
+			code, _, body := ta.do("POST", "/v1/windows", tokenA, c.body)
+			if code != c.status {
+				t.Fatalf("status %d, want %d: %s", code, c.status, body)
+			}
+			e := errorOf(t, body)
+			if e.Code != CodeBadRequest || !strings.Contains(e.Message, c.want) {
+				t.Errorf("error = %+v, want code %s and message containing %q", e, CodeBadRequest, c.want)
+			}
+		})
+	}
+	if ws := ta.svc.Windows(context.Background()); len(ws) != 0 {
+		t.Errorf("bad requests created windows: %+v", ws)
+	}
+}
+
+func TestCreateStopLifecycle(t *testing.T) {
+	ta := newTestAPI(t, tokenA)
+
+	code, _, body := ta.do("POST", "/v1/windows/active/stop", tokenA, "")
+	if code != 409 || errorOf(t, body).Code != CodeNoWindow {
+		t.Fatalf("stop with nothing capturing: %d %s", code, body)
+	}
+	code, _, body = ta.do("POST", "/v1/windows", tokenA, `{"duration":"5s","name":"spike-1","start_at":"2030-01-02T15:04:05Z"}`)
+	if code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	var m Manifest
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.State != StateCapturing || m.RequestedBy.TokenID != TokenID(tokenA) || !strings.HasPrefix(m.RequestedBy.Remote, "127.0.0.1:") {
+		t.Errorf("created window = %+v", m)
+	}
+	code, _, body = ta.do("POST", "/v1/windows", tokenA, `{}`)
+	if code != 409 || errorOf(t, body).Code != CodeWindowActive {
+		t.Fatalf("second create: %d %s", code, body)
+	}
+	code, _, body = ta.do("POST", "/v1/windows/-/stop", tokenA, "")
+	if code != 202 {
+		t.Fatalf("stop: %d %s", code, body)
+	}
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.State != StateFinalizing || m.StoppedBy == nil || m.StoppedBy.TokenID != TokenID(tokenA) {
+		t.Errorf("stopped window = %+v", m)
+	}
+
+	code, _, body = ta.do("GET", "/v1/windows/"+m.ID, tokenA, "")
+	if code != 200 {
+		t.Fatalf("get: %d %s", code, body)
+	}
+	code, _, body = ta.do("GET", "/v1/windows/nope", tokenA, "")
+	if code != 404 || errorOf(t, body).Code != CodeNotFound {
+		t.Fatalf("unknown window: %d %s", code, body)
+	}
+	code, _, body = ta.do("GET", "/v1/windows", tokenA, "")
+	var list []Manifest
+	if code != 200 || json.Unmarshal(body, &list) != nil || len(list) != 1 {
+		t.Fatalf("list: %d %s", code, body)
+	}
+
+	logs := ta.logs.String()
+	if strings.Contains(logs, tokenA) {
+		t.Errorf("a token was logged:\n%s", logs)
+	}
+	for _, want := range []string{"api: create window", "api: stop window", "token_id=" + TokenID(tokenA), "remote=127.0.0.1:"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q:\n%s", want, logs)
+		}
+	}
+}
+
+func TestRoutingErrorsAreJSON(t *testing.T) {
+	ta := newTestAPI(t, tokenA)
+	code, _, body := ta.do("GET", "/v1/nope", tokenA, "")
+	if code != 404 || errorOf(t, body).Code != CodeNotFound {
+		t.Errorf("unknown route: %d %s", code, body)
+	}
+	code, h, body := ta.do("DELETE", "/v1/windows", tokenA, "")
+	if code != 405 || errorOf(t, body).Code != "method_not_allowed" || !strings.Contains(h.Get("Allow"), "POST") {
+		t.Errorf("wrong method: %d %v %s", code, h.Get("Allow"), body)
+	}
+	code, _, body = ta.do("GET", "/v1/status", tokenA, "")
+	var st Status
+	if code != 200 || json.Unmarshal(body, &st) != nil || st.Agent != "test" || st.Target.PID != 42 {
+		t.Errorf("status: %d %s", code, body)
+	}
+}
+
+func TestArtifactDownload(t *testing.T) {
+	ta := newTestAPI(t, tokenA)
+	data := []byte("0123456789abcdefghij")
+	art := ta.svc.addReady(t, "w9", "report.nsys-rep", data)
+	path := "/v1/windows/w9/artifacts/report.nsys-rep"
+
+	code, h, body := ta.do("GET", path, tokenA, "")
+	if code != 200 || !bytes.Equal(body, data) {
+		t.Fatalf("full download: %d %q", code, body)
+	}
+	etag := `"` + art.SHA256 + `"`
+	if h.Get("ETag") != etag || h.Get("Accept-Ranges") != "bytes" {
+		t.Errorf("headers: ETag %q Accept-Ranges %q", h.Get("ETag"), h.Get("Accept-Ranges"))
+	}
+
+	code, h, body = ta.do("GET", path, tokenA, "", "Range", "bytes=10-")
+	if code != 206 || string(body) != "abcdefghij" || h.Get("Content-Range") != "bytes 10-19/20" {
+		t.Errorf("range: %d %q %q", code, body, h.Get("Content-Range"))
+	}
+	// If-Range with the current ETag keeps the range; a stale one gets the whole file.
+	code, _, body = ta.do("GET", path, tokenA, "", "Range", "bytes=15-", "If-Range", `"stale"`)
+	if code != 200 || len(body) != len(data) {
+		t.Errorf("stale If-Range: %d %q", code, body)
+	}
+	code, _, _ = ta.do("GET", path, tokenA, "", "If-None-Match", etag)
+	if code != 304 {
+		t.Errorf("If-None-Match: %d, want 304", code)
+	}
+
+	for name, want := range map[string]int{
+		"/v1/windows/w9/artifacts/other":             404,
+		"/v1/windows/w9/artifacts/..%2Fmanifest":     400,
+		"/v1/windows/w9/artifacts/a%5Cb":             400,
+		"/v1/windows/nope/artifacts/report.nsys-rep": 404,
+	} {
+		if code, _, body := ta.do("GET", name, tokenA, ""); code != want {
+			t.Errorf("GET %s: %d, want %d: %s", name, code, want, body)
+		}
+	}
+	if err := os.Remove(filepath.Join(ta.svc.dir, "w9", "report.nsys-rep")); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, body := ta.do("GET", path, tokenA, ""); code != 404 || !strings.Contains(string(body), "missing") {
+		t.Errorf("missing file: %d %s", code, body)
+	}
+}
+
+func TestEventsStream(t *testing.T) {
+	ta := newTestAPI(t, tokenA)
+	if code, _, body := ta.do("POST", "/v1/windows", tokenA, `{}`); code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", ta.srv.URL+"/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+tokenA)
+	resp, err := ta.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	sc := bufio.NewScanner(resp.Body)
+	if !sc.Scan() || sc.Text() != ": subscribed" {
+		t.Fatalf("first line %q, want the subscribed comment", sc.Text())
+	}
+	if code, _, body := ta.do("POST", "/v1/windows/active/stop", tokenA, ""); code != 202 {
+		t.Fatalf("stop: %d %s", code, body)
+	}
+	var lines []string
+	for len(lines) < 3 && sc.Scan() {
+		if sc.Text() != "" || len(lines) > 0 {
+			lines = append(lines, sc.Text())
+		}
+	}
+	if len(lines) != 3 || lines[0] != "event: window" || !strings.HasPrefix(lines[1], "data: ") || lines[2] != "" {
+		t.Fatalf("event lines = %q", lines)
+	}
+	var ev Event
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(lines[1], "data: ")), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Window == nil || ev.Window.ID != "w1" || ev.Window.State != StateFinalizing {
+		t.Errorf("event = %+v", ev)
+	}
+}
+
+func TestEventsHeartbeat(t *testing.T) {
+	svc := newFakeService(t)
+	srv := httptest.NewServer(NewHandler(svc, APIOptions{Heartbeat: time.Millisecond}))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL + "/v1/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if sc.Text() == ": heartbeat" {
+			return
+		}
+	}
+	t.Fatalf("stream ended without a heartbeat: %v", sc.Err())
+}
+
+func TestMetrics(t *testing.T) {
+	ta := newTestAPI(t, tokenA)
+	ta.svc.addReady(t, "w0", "r.nsys-rep", []byte("x"))
+	if code, _, body := ta.do("POST", "/v1/windows", tokenA, `{}`); code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	ta.do("GET", "/v1/windows/nope", tokenA, "")
+	ta.do("GET", "/v1/status", "", "")
+	ta.m.ObserveFinalize("nsys", StateReady, 3*time.Second)
+
+	code, _, body := ta.do("GET", "/metrics", tokenA, "")
+	if code != 200 {
+		t.Fatalf("metrics: %d", code)
+	}
+	for _, want := range []string{
+		`nsys_agent_windows{state="capturing"} 1`,
+		`nsys_agent_windows{state="ready"} 1`,
+		`nsys_agent_windows{state="failed"} 0`,
+		`nsys_agent_api_requests_total{code="201",route="POST /v1/windows"} 1`,
+		`nsys_agent_api_requests_total{code="404",route="GET /v1/windows/{id}"} 1`,
+		`nsys_agent_api_requests_total{code="401",route="GET /v1/status"} 1`,
+		`nsys_agent_window_finalize_seconds_count{backend="nsys",state="ready"} 1`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestValidateWindowName(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"": true, "spike-1.v2_b": true, "a/b": false, "..": false, "a..b": false, "x y": false,
+		"é": false, strings.Repeat("a", 64): true, strings.Repeat("a", 65): false, `a\b`: false,
+	} {
+		if err := ValidateWindowName(name); (err == nil) != ok {
+			t.Errorf("ValidateWindowName(%q) = %v, want ok=%v", name, err, ok)
+		}
+	}
+}

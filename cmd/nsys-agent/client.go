@@ -1,0 +1,410 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/urfave/cli/v2"
+)
+
+// defaultAgent is where `nsys-agent run` listens unless told otherwise.
+const defaultAgent = "http://127.0.0.1:7477"
+
+// controlTimeout bounds a control call (status, start, stop); downloads and event
+// streams are bounded only by the command's context.
+const controlTimeout = 30 * time.Second
+
+// apiClient talks to one agent's HTTP API. The token travels only in a header.
+type apiClient struct {
+	base  string // scheme://host[:port][/prefix], no trailing slash
+	token string
+	hc    *http.Client
+}
+
+func newAPIClient(base, token string, tr http.RoundTripper) *apiClient {
+	return &apiClient{base: base, token: token, hc: &http.Client{Transport: tr}}
+}
+
+// newTransport is one transport per command run, closed at its end so no idle
+// connection outlives the command.
+func newTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   10 * time.Second,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       30 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// clientError is a failed call, worded for the person at the terminal: what the agent
+// said, and what to do about it.
+type clientError struct {
+	Agent   string
+	Status  int
+	Code    string
+	Message string
+	Hint    string
+}
+
+func (e *clientError) Error() string {
+	msg := e.Message
+	if e.Status != 0 {
+		msg = fmt.Sprintf("%s (HTTP %d %s)", msg, e.Status, e.Code)
+	}
+	if e.Hint != "" {
+		msg += "; " + e.Hint
+	}
+	return msg
+}
+
+func (c *apiClient) newRequest(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	req.Header.Set("User-Agent", "nsys-agent-cli")
+	return req, nil
+}
+
+// send performs req and turns transport failures and non-2xx answers into clientErrors.
+// ok lists extra statuses that are not errors (206, 304).
+func (c *apiClient) send(req *http.Request, ok ...int) (*http.Response, error) {
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, c.transportError(err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	for _, s := range ok {
+		if resp.StatusCode == s {
+			return resp, nil
+		}
+	}
+	defer resp.Body.Close()
+	return nil, c.statusError(resp)
+}
+
+func (c *apiClient) transportError(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	ce := &clientError{Agent: c.base, Message: fmt.Sprintf("cannot reach %s: %v", c.base, unwrapURLError(err))}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		ce.Message = fmt.Sprintf("connection refused by %s", c.base)
+	}
+	ce.Hint = fmt.Sprintf("is `nsys-agent run` running at %s? (set --agent or NSYS_AGENT_ADDR)", c.base)
+	return ce
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func (c *apiClient) statusError(resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	ce := &clientError{Agent: c.base, Status: resp.StatusCode}
+	var eb agent.ErrorBody
+	if json.Unmarshal(body, &eb) == nil && eb.Error.Message != "" {
+		ce.Code, ce.Message = eb.Error.Code, eb.Error.Message
+	} else {
+		// Not our agent, or a proxy in between: show what came back.
+		ce.Code = "http_" + fmt.Sprint(resp.StatusCode)
+		ce.Message = strings.TrimSpace(string(body))
+		if ce.Message == "" {
+			ce.Message = http.StatusText(resp.StatusCode)
+		}
+	}
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		ce.Hint = "set --token or NSYS_AGENT_TOKEN (or --token-file) to a token the agent accepts"
+	case ce.Code == agent.CodeWindowActive:
+		ce.Hint = "stop it first with `nsys-agent stop`"
+	case ce.Code == agent.CodeNoWindow:
+		ce.Hint = "open one with `nsys-agent start`"
+	case ce.Code == agent.CodeTargetDown:
+		ce.Hint = "see the target's state and log tail with `nsys-agent status`"
+	case resp.StatusCode == http.StatusNotFound && ce.Code == agent.CodeNotFound:
+		ce.Hint = "list windows with `nsys-agent windows`"
+	}
+	return ce
+}
+
+// call sends a JSON request (body may be nil) and decodes a JSON answer into out.
+func (c *apiClient) call(ctx context.Context, method, path string, body, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := c.newRequest(ctx, method, path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s%s: unreadable answer: %w", method, c.base, path, err)
+	}
+	return nil
+}
+
+func (c *apiClient) window(ctx context.Context, id string) (*agent.Manifest, error) {
+	var m agent.Manifest
+	if err := c.call(ctx, http.MethodGet, "/v1/windows/"+url.PathEscape(id), nil, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// resolveWindow turns the names "latest" (newest window) and "active"/"-" (the one
+// capturing) into window ids; any other word is an id already.
+func (c *apiClient) resolveWindow(ctx context.Context, id string) (string, error) {
+	switch id {
+	case "latest":
+		var ws []agent.Manifest
+		if err := c.call(ctx, http.MethodGet, "/v1/windows", nil, &ws); err != nil {
+			return "", err
+		}
+		var newest *agent.Manifest
+		for i := range ws {
+			if newest == nil || ws[i].CreatedAt.After(newest.CreatedAt) {
+				newest = &ws[i]
+			}
+		}
+		if newest == nil {
+			return "", &clientError{Agent: c.base, Message: "the agent has no windows yet", Hint: "open one with `nsys-agent start`"}
+		}
+		return newest.ID, nil
+	case "active", "-":
+		var st agent.Status
+		if err := c.call(ctx, http.MethodGet, "/v1/status", nil, &st); err != nil {
+			return "", err
+		}
+		if st.Active == nil {
+			return "", &clientError{Agent: c.base, Code: agent.CodeNoWindow, Message: "no window is active", Hint: "open one with `nsys-agent start`"}
+		}
+		return st.Active.ID, nil
+	}
+	return id, nil
+}
+
+// Flags every client command shares.
+var (
+	flagAgent = &cli.StringSliceFlag{
+		Name:    "agent",
+		Usage:   "agent `URL`; repeat or comma-separate to run on several agents in parallel",
+		EnvVars: []string{"NSYS_AGENT_ADDR"},
+	}
+	flagToken = &cli.StringFlag{
+		Name:    "token",
+		Usage:   "bearer `TOKEN` for the agent (prefer the environment: flags show in ps)",
+		EnvVars: []string{"NSYS_AGENT_TOKEN"},
+	}
+	flagTokenFile = &cli.StringFlag{
+		Name:  "token-file",
+		Usage: "read the token from `FILE`",
+	}
+)
+
+func outputFlag(name string, aliases ...string) *cli.StringFlag {
+	return &cli.StringFlag{Name: name, Aliases: aliases, Value: "table", Usage: "output `FORMAT`: table or json"}
+}
+
+// clientFlags are the shared flags plus -o/--output for the output format.
+func clientFlags(extra ...cli.Flag) []cli.Flag {
+	return append(extra, flagAgent, flagToken, flagTokenFile, outputFlag("output", "o"))
+}
+
+// clientCommand fills in what every client command shares: usage errors exit 2, and
+// flags may follow the positional arguments (`pull W1 -o DIR`), which urfave/cli v2
+// would otherwise leave unparsed.
+func clientCommand(cmd *cli.Command) *cli.Command {
+	cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error { return usageError{err} }
+	action := cmd.Action
+	cmd.Action = func(c *cli.Context) error {
+		if err := parseTrailingFlags(c); err != nil {
+			return err
+		}
+		return action(c)
+	}
+	return cmd
+}
+
+// trailingArgsKey keys the positional arguments left after parseTrailingFlags.
+type trailingArgsKey struct{}
+
+// parseTrailingFlags sets flags found among the positional arguments on the command's
+// own flag set, and keeps the rest as the positional arguments.
+func parseTrailingFlags(c *cli.Context) error {
+	var pos []string
+	args := c.Args().Slice()
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			pos = append(pos, a)
+			continue
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := lookupFlag(c.Command.Flags, name)
+		if f == nil {
+			return usagef("flag provided but not defined: -%s", name)
+		}
+		if _, isBool := f.(*cli.BoolFlag); isBool {
+			if !hasValue {
+				value = "true"
+			}
+		} else if !hasValue {
+			if i+1 >= len(args) {
+				return usagef("flag needs an argument: -%s", name)
+			}
+			i++
+			value = args[i]
+		}
+		if err := c.Set(f.Names()[0], value); err != nil {
+			return usagef("invalid value %q for flag -%s: %v", value, name, err)
+		}
+	}
+	c.Context = context.WithValue(c.Context, trailingArgsKey{}, pos)
+	return nil
+}
+
+func lookupFlag(flags []cli.Flag, name string) cli.Flag {
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return f
+			}
+		}
+	}
+	return nil
+}
+
+// positional returns the command's positional arguments, checking their number.
+func positional(c *cli.Context, min, max int, what string) ([]string, error) {
+	pos, _ := c.Context.Value(trailingArgsKey{}).([]string)
+	if len(pos) < min || len(pos) > max {
+		return nil, usagef("%s: expected %s, got %d argument(s); see 'nsys-agent %s --help'", c.Command.Name, what, len(pos), c.Command.Name)
+	}
+	return pos, nil
+}
+
+// clientSetup is what a client command learned from its shared flags.
+type clientSetup struct {
+	agents []*apiClient
+	format string
+	tr     *http.Transport
+}
+
+func (s *clientSetup) close() { s.tr.CloseIdleConnections() }
+
+func (s *clientSetup) json() bool { return s.format == "json" }
+
+// setupClients reads --agent, --token, --token-file and the output format flag named
+// formatFlag; mistakes in them are usage errors.
+func setupClients(c *cli.Context, formatFlag string) (*clientSetup, error) {
+	format := c.String(formatFlag)
+	if format != "table" && format != "json" {
+		return nil, usagef("--%s: want table or json, got %q", formatFlag, format)
+	}
+	token := c.String("token")
+	if path := c.String("token-file"); path != "" {
+		if c.String("token") != "" {
+			return nil, usagef("--token and --token-file: give one, not both")
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, usagef("--token-file: %v", err)
+		}
+		token = strings.TrimSpace(string(b))
+		if token == "" {
+			return nil, usagef("--token-file: %s is empty", path)
+		}
+	}
+	var addrs []string
+	for _, v := range c.StringSlice("agent") {
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		addrs = []string{defaultAgent}
+	}
+	s := &clientSetup{format: format, tr: newTransport()}
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		base, err := normalizeAgentURL(a)
+		if err != nil {
+			return nil, usagef("--agent %q: %v", a, err)
+		}
+		if seen[base] {
+			continue // the same agent twice would run the command twice
+		}
+		seen[base] = true
+		s.agents = append(s.agents, newAPIClient(base, token, s.tr))
+	}
+	return s, nil
+}
+
+// normalizeAgentURL accepts "host:port" as well as full http(s) URLs.
+func normalizeAgentURL(s string) (string, error) {
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("scheme must be http or https")
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("no host")
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		// A token in the URL would leak into shell history and logs.
+		return "", fmt.Errorf("give only scheme://host:port[/path]; pass the token with --token or NSYS_AGENT_TOKEN")
+	}
+	return strings.TrimRight(u.Scheme+"://"+u.Host+u.Path, "/"), nil
+}

@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/urfave/cli/v2"
+)
+
+func pullCommand() *cli.Command {
+	return clientCommand(&cli.Command{
+		Name:      "pull",
+		Usage:     "download a window's artifacts into DIR/<window-id>/, verified by sha256 (WINDOW may be latest)",
+		ArgsUsage: "WINDOW",
+		// -o is the directory here, as in the design; the format flag is --format.
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "dir", Aliases: []string{"o"}, Value: ".", Usage: "download into `DIR`/<window-id>/"},
+			&cli.IntFlag{Name: "rank", Usage: "only the artifacts of rank `R`"},
+			flagAgent, flagToken, flagTokenFile, outputFlag("format"),
+		},
+		Action: runPull,
+	})
+}
+
+// pullResult is what pull did for one agent.
+type pullResult struct {
+	Window string       `json:"window"`
+	Dir    string       `json:"dir"`
+	Bytes  int64        `json:"bytes"`
+	Files  []pulledFile `json:"files"`
+}
+
+type pulledFile struct {
+	Name   string `json:"name"`
+	Rank   *int   `json:"rank,omitempty"`
+	Bytes  int64  `json:"bytes"`
+	SHA256 string `json:"sha256"`
+	Status string `json:"status"` // downloaded, resumed, up-to-date
+}
+
+func runPull(c *cli.Context) error {
+	pos, err := positional(c, 1, 1, "one WINDOW")
+	if err != nil {
+		return err
+	}
+	var rank *int
+	if c.IsSet("rank") {
+		r := c.Int("rank")
+		rank = &r
+	}
+	s, err := setupClients(c, "format")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	dir := c.String("dir")
+	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
+		into := dir
+		if len(s.agents) > 1 {
+			// Window ids are only unique per agent: keep each agent's windows apart.
+			into = filepath.Join(dir, agentDirName(ac.base))
+		}
+		res, err := pullWindow(ctx, ac, pos[0], into, rank)
+		if err != nil {
+			return nil, err // a half-done pull is not a result to print
+		}
+		return res, nil
+	})
+	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printPull(w, v.(*pullResult)) })
+}
+
+// agentDirName makes a folder name of an agent URL: http://gpu-1:7477 -> gpu-1_7477.
+func agentDirName(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return "agent"
+	}
+	return strings.NewReplacer(":", "_", "[", "", "]", "").Replace(u.Host)
+}
+
+func pullWindow(ctx context.Context, ac *apiClient, window, dir string, rank *int) (*pullResult, error) {
+	id, err := ac.resolveWindow(ctx, window)
+	if err != nil {
+		return nil, err
+	}
+	m, err := ac.window(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkLocalName(m.ID); err != nil {
+		return nil, fmt.Errorf("agent %s sent an unusable window id: %w", ac.base, err)
+	}
+	if !m.State.Terminal() {
+		return nil, &clientError{Agent: ac.base, Message: fmt.Sprintf("window %s is still %s", m.ID, m.State),
+			Hint: "wait for it with `nsys-agent stop " + m.ID + "`, then pull"}
+	}
+	into := filepath.Join(dir, m.ID)
+	if err := os.MkdirAll(into, 0o700); err != nil { // reports embed the target's environment: keep them private
+		return nil, err
+	}
+	res := &pullResult{Window: m.ID, Dir: into, Files: []pulledFile{}}
+	matched := 0
+	for _, a := range m.Artifacts {
+		if rank != nil && (a.Rank == nil || *a.Rank != *rank) {
+			continue
+		}
+		matched++
+		status, err := pullArtifact(ctx, ac, m.ID, a, into)
+		if err != nil {
+			return res, err
+		}
+		res.Files = append(res.Files, pulledFile{Name: a.Name, Rank: a.Rank, Bytes: a.Bytes, SHA256: a.SHA256, Status: status})
+		res.Bytes += a.Bytes
+	}
+	if rank != nil && matched == 0 {
+		return res, &clientError{Agent: ac.base, Message: fmt.Sprintf("window %s has no artifacts of rank %d", m.ID, *rank),
+			Hint: "see its artifacts with `nsys-agent show " + m.ID + "`"}
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return res, err
+	}
+	if err := writeFileAtomic(filepath.Join(into, "manifest.json"), append(b, '\n')); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// checkLocalName refuses names that would leave the download folder: they come from
+// the network.
+func checkLocalName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) || strings.ContainsRune(name, 0) || name == "manifest.json" {
+		return fmt.Errorf("%q is not a plain file name", name)
+	}
+	return nil
+}
+
+// pullArtifact brings one artifact to dir/<name>, verified. A download in progress is
+// kept as <name>.part and resumed with a Range request; the final name appears only
+// once the sha256 matches.
+func pullArtifact(ctx context.Context, ac *apiClient, window string, a agent.Artifact, dir string) (string, error) {
+	if err := checkLocalName(a.Name); err != nil {
+		return "", fmt.Errorf("agent %s listed an unusable artifact name: %w", ac.base, err)
+	}
+	final := filepath.Join(dir, a.Name)
+	if sum, n, err := hashFile(final); err == nil && n == a.Bytes && sum == a.SHA256 {
+		return "up-to-date", nil
+	}
+	part := final + ".part"
+	status, err := download(ctx, ac, window, a, part)
+	if err != nil {
+		var me *mismatchError
+		if !errors.As(err, &me) || !me.resumed {
+			return "", err
+		}
+		// The partial file itself may have been bad (download removed it): one fresh
+		// try before giving up.
+		if status, err = download(ctx, ac, window, a, part); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Rename(part, final); err != nil {
+		return "", err
+	}
+	return status, nil
+}
+
+type mismatchError struct {
+	name, want, got string
+	resumed         bool
+}
+
+func (e *mismatchError) Error() string {
+	return fmt.Sprintf("%s: sha256 mismatch: the agent's manifest says %s, the download is %s; the file was discarded, run pull again", e.name, e.want, e.got)
+}
+
+// download writes the artifact to part, resuming from what part already holds.
+func download(ctx context.Context, ac *apiClient, window string, a agent.Artifact, part string) (string, error) {
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	// Hash what is already there: the resumed file is verified as a whole.
+	have, err := io.Copy(h, f)
+	if err != nil {
+		return "", err
+	}
+	if have >= a.Bytes && have > 0 {
+		// Longer than the artifact (or complete but wrong): start over.
+		have = 0
+		h.Reset()
+	}
+	req, err := ac.newRequest(ctx, http.MethodGet,
+		"/v1/windows/"+url.PathEscape(window)+"/artifacts/"+url.PathEscape(a.Name), nil)
+	if err != nil {
+		return "", err
+	}
+	if have > 0 {
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(have, 10)+"-")
+		// If the file changed on the agent, If-Range makes it send the whole new file.
+		req.Header.Set("If-Range", `"`+a.SHA256+`"`)
+	}
+	resp, err := ac.send(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	status := "downloaded"
+	switch {
+	case have > 0 && resp.StatusCode == http.StatusPartialContent:
+		status = "resumed"
+	default:
+		// A whole file (range ignored, or none asked): write from the start.
+		have = 0
+		h.Reset()
+	}
+	if err := f.Truncate(have); err != nil {
+		return "", err
+	}
+	if _, err := f.Seek(have, io.SeekStart); err != nil {
+		return "", err
+	}
+	n, err := io.Copy(io.MultiWriter(f, h), resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("downloading %s: %w (run pull again to resume)", a.Name, err)
+	}
+	if err := f.Sync(); err != nil {
+		return "", err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != a.SHA256 || have+n != a.Bytes {
+		f.Close()
+		os.Remove(part) // a bad file must not be resumed
+		return "", &mismatchError{name: a.Name, want: a.SHA256, got: got, resumed: status == "resumed"}
+	}
+	return status, nil
+}
+
+func hashFile(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	var h hash.Hash = sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// writeFileAtomic writes via a temp file and rename, so a crash leaves the old file or
+// the new one.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".manifest-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func printPull(w io.Writer, r *pullResult) {
+	tw := newTable(w)
+	fmt.Fprintln(tw, "FILE\tRANK\tSIZE\tSTATUS")
+	for _, f := range r.Files {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, rankString(f.Rank), humanBytes(f.Bytes), f.Status)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "window %s: %d files, %s, verified, in %s\n", r.Window, len(r.Files), humanBytes(r.Bytes), r.Dir)
+}

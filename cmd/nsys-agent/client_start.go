@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/urfave/cli/v2"
+)
+
+func startCommand() *cli.Command {
+	return clientCommand(&cli.Command{
+		Name:      "start",
+		Usage:     "open a capture window on the agent's target",
+		ArgsUsage: " ",
+		Flags: clientFlags(
+			&cli.StringFlag{Name: "backend", Usage: "capture `BACKEND`: nsys, cuda-profiler, torch, layerwise-nvtx (default: the agent's)"},
+			&cli.StringFlag{Name: "duration", Usage: "stop by itself after `D` (5s, 1m; at most 24h)"},
+			&cli.IntFlag{Name: "steps", Usage: "server-driven backends: stop after `N` steps"},
+			&cli.StringFlag{Name: "name", Usage: "`LABEL` for the window: letters, digits, '.', '_', '-'"},
+			&cli.StringFlag{Name: "at", Usage: "start at `T`: an RFC 3339 time, or a delay such as 30s"},
+			&cli.BoolFlag{Name: "export", Usage: "also export the report to SQLite"},
+		),
+		Action: runStart,
+	})
+}
+
+func runStart(c *cli.Context) error {
+	if _, err := positional(c, 0, 0, "no arguments"); err != nil {
+		return err
+	}
+	req, err := createRequest(c, time.Now())
+	if err != nil {
+		return err
+	}
+	s, err := setupClients(c, "output")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
+		var m agent.Manifest
+		if err := ac.call(ctx, http.MethodPost, "/v1/windows", req, &m); err != nil {
+			return nil, err
+		}
+		return &m, nil
+	})
+	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printManifest(w, v.(*agent.Manifest)) })
+}
+
+// createRequest checks the flags here, with the same rules as the agent, so a typo is
+// a usage error (exit 2) before anything is sent.
+func createRequest(c *cli.Context, now time.Time) (agent.CreateWindowRequest, error) {
+	req := agent.CreateWindowRequest{
+		Backend:  c.String("backend"),
+		Duration: c.String("duration"),
+		Steps:    c.Int("steps"),
+		Name:     c.String("name"),
+		Export:   c.Bool("export"),
+	}
+	if at := c.String("at"); at != "" {
+		if t, err := time.Parse(time.RFC3339, at); err == nil {
+			req.StartAt = t.Format(time.RFC3339)
+		} else if d, derr := time.ParseDuration(at); derr == nil && d >= 0 {
+			req.StartAt = now.Add(d).UTC().Format(time.RFC3339)
+		} else {
+			return req, usagef("--at: want an RFC 3339 time (2025-01-02T15:04:05Z) or a delay (30s), got %q", at)
+		}
+	}
+	if err := agent.ValidateCreate(req); err != nil {
+		// The agent's messages name the JSON field; say the flag instead.
+		return req, usagef("--%s", flagWording(err.Error()))
+	}
+	return req, nil
+}
+
+// flagWording turns "start_at: ..." into "at: ..." so the message names the flag.
+func flagWording(msg string) string {
+	if len(msg) > len("start_at") && msg[:len("start_at")] == "start_at" {
+		return "at" + msg[len("start_at"):]
+	}
+	return msg
+}

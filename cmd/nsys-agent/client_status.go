@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/urfave/cli/v2"
+)
+
+func statusCommand() *cli.Command {
+	return clientCommand(&cli.Command{
+		Name:      "status",
+		Usage:     "show the agent's target, nsys session and active window",
+		ArgsUsage: " ",
+		Flags:     clientFlags(),
+		Action: func(c *cli.Context) error {
+			return runQuery(c, 0, func(ctx context.Context, ac *apiClient, _ []string) (any, error) {
+				var st agent.Status
+				if err := ac.call(ctx, http.MethodGet, "/v1/status", nil, &st); err != nil {
+					return nil, err
+				}
+				return &st, nil
+			}, func(w io.Writer, v any) { printStatus(w, v.(*agent.Status)) })
+		},
+	})
+}
+
+func windowsCommand() *cli.Command {
+	return clientCommand(&cli.Command{
+		Name:      "windows",
+		Usage:     "list the agent's windows, newest first",
+		ArgsUsage: " ",
+		Flags:     clientFlags(),
+		Action: func(c *cli.Context) error {
+			return runQuery(c, 0, func(ctx context.Context, ac *apiClient, _ []string) (any, error) {
+				var ws []agent.Manifest
+				if err := ac.call(ctx, http.MethodGet, "/v1/windows", nil, &ws); err != nil {
+					return nil, err
+				}
+				return newestFirst(ws), nil
+			}, func(w io.Writer, v any) { printWindows(w, v.([]agent.Manifest)) })
+		},
+	})
+}
+
+func showCommand() *cli.Command {
+	return clientCommand(&cli.Command{
+		Name:      "show",
+		Usage:     "show one window: state, who asked, artifacts (WINDOW may be latest or active)",
+		ArgsUsage: "WINDOW",
+		Flags:     clientFlags(),
+		Action: func(c *cli.Context) error {
+			return runQuery(c, 1, func(ctx context.Context, ac *apiClient, args []string) (any, error) {
+				id, err := ac.resolveWindow(ctx, args[0])
+				if err != nil {
+					return nil, err
+				}
+				return ac.window(ctx, id)
+			}, func(w io.Writer, v any) { printManifest(w, v.(*agent.Manifest)) })
+		},
+	})
+}
+
+// runQuery is the shape of the read-only commands: nargs positional arguments, one
+// call per agent, one printer.
+func runQuery(c *cli.Context, nargs int, fn func(ctx context.Context, ac *apiClient, args []string) (any, error), printOne func(io.Writer, any)) error {
+	what := "no arguments"
+	if nargs == 1 {
+		what = "one WINDOW"
+	}
+	args, err := positional(c, nargs, nargs, what)
+	if err != nil {
+		return err
+	}
+	s, err := setupClients(c, "output")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) { return fn(ctx, ac, args) })
+	return report(c.App.Writer, s, outs, printOne)
+}
+
+func printStatus(w io.Writer, st *agent.Status) {
+	tw := newTable(w)
+	fmt.Fprintf(tw, "AGENT\t%s\n", dash(st.Agent))
+	t := st.Target
+	target := t.State
+	if t.PID != 0 {
+		target += fmt.Sprintf(", pid %d", t.PID)
+	}
+	if len(t.Ranks) > 0 {
+		target += fmt.Sprintf(", %d processes", len(t.Ranks))
+	}
+	if t.ExitCode != nil {
+		target += fmt.Sprintf(", exit code %d", *t.ExitCode)
+	}
+	fmt.Fprintf(tw, "TARGET\t%s\n", dash(target))
+	if len(t.Command) > 0 {
+		fmt.Fprintf(tw, "COMMAND\t%s\n", strings.Join(t.Command, " "))
+	}
+	if ss := st.Session; ss.Name != "" {
+		fmt.Fprintf(tw, "SESSION\t%s (%s, %s)\n", ss.Name, dash(ss.Mode), dash(ss.State))
+		fmt.Fprintf(tw, "NSYS\t%s %s\n", ss.Nsys, ss.Version)
+	}
+	if a := st.Active; a != nil {
+		fmt.Fprintf(tw, "ACTIVE\t%s %s (%s, %s)\n", a.ID, a.State, a.Backend, windowDuration(a, time.Now()))
+	} else {
+		fmt.Fprintf(tw, "ACTIVE\tnone\n")
+	}
+	fmt.Fprintf(tw, "WINDOWS\t%d\n", st.Windows)
+	tw.Flush()
+	if len(t.LogTail) > 0 {
+		fmt.Fprintln(w, "\nTARGET LOG (tail):")
+		for _, l := range t.LogTail {
+			fmt.Fprintln(w, "  "+l)
+		}
+	}
+}
+
+func printWindows(w io.Writer, ws []agent.Manifest) {
+	if len(ws) == 0 {
+		fmt.Fprintln(w, "no windows yet; open one with `nsys-agent start`")
+		return
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, "WINDOW\tNAME\tBACKEND\tSTATE\tCREATED\tCAPTURED\tFILES\tSIZE")
+	now := time.Now()
+	for i := range ws {
+		m := &ws[i]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", m.ID, dash(m.Name), m.Backend, m.State,
+			formatTime(m.CreatedAt), windowDuration(m, now), len(m.Artifacts), humanBytes(artifactBytes(m)))
+	}
+	tw.Flush()
+}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/urfave/cli/v2"
+)
+
+// pollEvery is the fallback when the agent's event stream is unavailable.
+const pollEvery = 300 * time.Millisecond
+
+func stopCommand() *cli.Command {
+	return clientCommand(&cli.Command{
+		Name:      "stop",
+		Usage:     "stop a window (default: the active one) and wait until its report is ready",
+		ArgsUsage: "[WINDOW]",
+		Flags: clientFlags(
+			&cli.BoolFlag{Name: "no-wait", Usage: "return once the agent accepted the stop; finalizing goes on"},
+		),
+		Action: runStop,
+	})
+}
+
+func runStop(c *cli.Context) error {
+	pos, err := positional(c, 0, 1, "at most one WINDOW")
+	if err != nil {
+		return err
+	}
+	id := "active"
+	if len(pos) == 1 {
+		id = pos[0]
+	}
+	s, err := setupClients(c, "output")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	noWait := c.Bool("no-wait")
+	// One bar on stderr makes sense for one agent; several agents report in the table.
+	var bar *progressBar
+	if len(s.agents) == 1 && !noWait {
+		bar = newProgressBar(c.App.ErrWriter)
+	}
+	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
+		var m agent.Manifest
+		if err := ac.call(ctx, http.MethodPost, "/v1/windows/"+url.PathEscape(id)+"/stop", nil, &m); err != nil {
+			return nil, err
+		}
+		if noWait {
+			return &m, nil
+		}
+		final, err := waitWindow(ctx, ac, m.ID, bar.update)
+		bar.done()
+		if err != nil {
+			return &m, err
+		}
+		return final, windowOutcome(final)
+	})
+	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printManifest(w, v.(*agent.Manifest)) })
+}
+
+// windowOutcome is the error for a window that ended without a report.
+func windowOutcome(m *agent.Manifest) error {
+	switch m.State {
+	case agent.StateFailed:
+		msg := m.Error
+		if msg == "" {
+			msg = "no error recorded"
+		}
+		return &clientError{Message: fmt.Sprintf("window %s failed: %s", m.ID, msg),
+			Hint: "see `nsys-agent show " + m.ID + "` for its warnings and any partial artifacts"}
+	case agent.StateCancelled:
+		return &clientError{Message: fmt.Sprintf("window %s was cancelled: it has no report", m.ID)}
+	}
+	return nil
+}
+
+// waitWindow follows the window until it reaches a terminal state, through the event
+// stream when the agent has one, polling otherwise. update sees every new manifest.
+func waitWindow(ctx context.Context, ac *apiClient, id string, update func(*agent.Manifest)) (*agent.Manifest, error) {
+	// Subscribe before reading the state, so nothing between the two is missed.
+	stream, _ := ac.events(ctx) // no stream: poll
+	if stream != nil {
+		defer stream.Close()
+	}
+	m, err := ac.window(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	update(m)
+	if m.State.Terminal() {
+		return m, nil
+	}
+	if stream != nil {
+		for {
+			ev, err := stream.next()
+			if err != nil {
+				break // stream ended early: polling picks up where it stopped
+			}
+			if ev.Window == nil || ev.Window.ID != id {
+				continue
+			}
+			update(ev.Window)
+			if ev.Window.State.Terminal() {
+				return ev.Window, nil
+			}
+		}
+	}
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return m, ctx.Err()
+		case <-tick.C:
+		}
+		if m, err = ac.window(ctx, id); err != nil {
+			return nil, err
+		}
+		update(m)
+		if m.State.Terminal() {
+			return m, nil
+		}
+	}
+}
+
+// eventStream reads server-sent events from GET /v1/events.
+type eventStream struct {
+	body   io.ReadCloser
+	sc     *bufio.Scanner
+	cancel context.CancelFunc
+}
+
+func (ac *apiClient) events(ctx context.Context) (*eventStream, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	req, err := ac.newRequest(ctx, http.MethodGet, "/v1/events", nil)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := ac.send(req)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		resp.Body.Close()
+		cancel()
+		return nil, fmt.Errorf("%s/v1/events: not an event stream", ac.base)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20) // a manifest with a summary can be large
+	return &eventStream{body: resp.Body, sc: sc, cancel: cancel}, nil
+}
+
+// next returns the next event with a JSON payload, skipping comments (heartbeats).
+func (s *eventStream) next() (agent.Event, error) {
+	var data strings.Builder
+	for s.sc.Scan() {
+		line := s.sc.Text()
+		switch {
+		case line == "":
+			if data.Len() == 0 {
+				continue
+			}
+			var ev agent.Event
+			if err := json.Unmarshal([]byte(data.String()), &ev); err != nil {
+				return ev, fmt.Errorf("bad event: %w", err)
+			}
+			return ev, nil
+		case strings.HasPrefix(line, "data:"):
+			if data.Len() > 0 {
+				data.WriteByte('\n')
+			}
+			data.WriteString(strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
+		}
+	}
+	if err := s.sc.Err(); err != nil {
+		return agent.Event{}, err
+	}
+	return agent.Event{}, io.EOF
+}
+
+func (s *eventStream) Close() {
+	s.cancel()
+	s.body.Close()
+}
+
+// progressBar draws the finalize progress on a terminal, or one line per change
+// elsewhere (CI logs). A nil bar draws nothing.
+type progressBar struct {
+	w    io.Writer
+	tty  bool
+	last string
+}
+
+func newProgressBar(w io.Writer) *progressBar {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	return &progressBar{w: w, tty: tty}
+}
+
+const barWidth = 24
+
+func (p *progressBar) update(m *agent.Manifest) {
+	if p == nil {
+		return
+	}
+	line := progressLine(m)
+	if line == p.last {
+		return
+	}
+	p.last = line
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\x1b[K%s", line)
+	} else {
+		fmt.Fprintln(p.w, line)
+	}
+}
+
+func (p *progressBar) done() {
+	if p != nil && p.tty && p.last != "" {
+		fmt.Fprintln(p.w)
+	}
+}
+
+func progressLine(m *agent.Manifest) string {
+	frac, step := 0.0, ""
+	switch {
+	case m.State == agent.StateReady:
+		frac, step = 1, "done"
+	case m.State.Terminal():
+		step = m.Error
+	case m.Progress != nil:
+		frac, step = m.Progress.Fraction, m.Progress.Step
+	}
+	frac = min(max(frac, 0), 1)
+	n := int(frac*barWidth + 0.5)
+	return strings.TrimRight(fmt.Sprintf("%s %-10s [%s%s] %3.0f%% %s", m.ID, m.State,
+		strings.Repeat("#", n), strings.Repeat(".", barWidth-n), 100*frac, step), " ")
+}

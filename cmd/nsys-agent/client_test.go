@@ -1,0 +1,486 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nsys-agent/nsys-agent/agent"
+)
+
+// scriptedAgent is an agent.Service whose windows finalize along a script, served by
+// the real agent.NewHandler so the client is tested against the real API.
+type scriptedAgent struct {
+	dir string
+
+	mu      sync.Mutex
+	windows map[string]*agent.Manifest
+	// finalize is the sequence of manifests a stopped window goes through. With
+	// events, Subscribe pushes them to the stream; without, each GET advances one.
+	finalize []agent.Manifest
+	noEvents bool
+	gets     int
+	ranges   []string // Range headers seen on artifact downloads
+}
+
+func newScriptedAgent(t *testing.T) *scriptedAgent {
+	return &scriptedAgent{dir: t.TempDir(), windows: map[string]*agent.Manifest{}}
+}
+
+func (s *scriptedAgent) Status(ctx context.Context) agent.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := agent.Status{Target: agent.TargetStatus{State: "running", PID: 7, Command: []string{"python", "-m", "sglang.launch_server"}},
+		Session: agent.SessionStatus{Name: "nsys-agent-x", Mode: "launch", Nsys: "/usr/bin/nsys", Version: "2022.4.2"},
+		Windows: len(s.windows)}
+	for _, m := range s.windows {
+		if m.State == agent.StateCapturing {
+			cp := *m
+			st.Active = &cp
+		}
+	}
+	return st
+}
+
+func (s *scriptedAgent) CreateWindow(ctx context.Context, req agent.CreateWindowRequest, who agent.Requester) (*agent.Manifest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.windows {
+		if m.State == agent.StateCapturing {
+			return nil, &agent.APIError{Status: 409, Code: agent.CodeWindowActive, Message: "window " + m.ID + " is capturing"}
+		}
+	}
+	now := time.Now()
+	m := &agent.Manifest{ID: "w" + string(rune('1'+len(s.windows))), Name: req.Name, Backend: "nsys", State: agent.StateCapturing,
+		Trigger: "api", RequestedBy: who, Duration: req.Duration, CreatedAt: now, StartedAt: &now, Artifacts: []agent.Artifact{}}
+	s.windows[m.ID] = m
+	cp := *m
+	return &cp, nil
+}
+
+func (s *scriptedAgent) StopWindow(ctx context.Context, id string, who agent.Requester) (*agent.Manifest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.windows {
+		if m.State == agent.StateCapturing && (id == "" || id == m.ID) {
+			m.State, m.StoppedBy = agent.StateFinalizing, &who
+			cp := *m
+			return &cp, nil
+		}
+	}
+	return nil, &agent.APIError{Status: 409, Code: agent.CodeNoWindow, Message: "no window is capturing"}
+}
+
+func (s *scriptedAgent) Windows(ctx context.Context) []agent.Manifest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []agent.Manifest
+	for _, m := range s.windows {
+		out = append(out, *m)
+	}
+	return out
+}
+
+func (s *scriptedAgent) Window(ctx context.Context, id string) (*agent.Manifest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.windows[id]
+	if !ok {
+		return nil, &agent.APIError{Status: 404, Code: agent.CodeNotFound, Message: "no window " + id}
+	}
+	if m.State == agent.StateFinalizing && s.noEvents {
+		// Polling: every GET after the first moves one step along the script.
+		if s.gets > 0 && len(s.finalize) > 0 {
+			next := s.finalize[0]
+			s.finalize = s.finalize[1:]
+			m.State, m.Progress, m.Error = next.State, next.Progress, next.Error
+		}
+		s.gets++
+	}
+	cp := *m
+	return &cp, nil
+}
+
+func (s *scriptedAgent) ArtifactPath(ctx context.Context, id, name string) (string, *agent.Artifact, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m, ok := s.windows[id]; ok {
+		for _, a := range m.Artifacts {
+			if a.Name == name {
+				return filepath.Join(s.dir, id, name), &a, nil
+			}
+		}
+	}
+	return "", nil, &agent.APIError{Status: 404, Code: agent.CodeNotFound, Message: "no artifact " + name}
+}
+
+func (s *scriptedAgent) Subscribe() (<-chan agent.Event, func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan agent.Event, len(s.finalize)+1)
+	if s.noEvents {
+		close(ch) // the stream ends at once: the client must fall back to polling
+		return ch, func() {}
+	}
+	for _, m := range s.windows {
+		if m.State != agent.StateFinalizing {
+			continue
+		}
+		for _, step := range s.finalize {
+			cp := *m
+			cp.State, cp.Progress, cp.Error = step.State, step.Progress, step.Error
+			ch <- agent.Event{Type: "window", Window: &cp, Time: time.Now()}
+		}
+	}
+	return ch, func() {}
+}
+
+// addWindow adds a ready window whose artifacts hold the given contents (name -> data),
+// rank taken from a "rankN-" prefix.
+func (s *scriptedAgent) addWindow(t *testing.T, id string, files map[string]string) *agent.Manifest {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(s.dir, id), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := &agent.Manifest{ID: id, Backend: "nsys", State: agent.StateReady, CreatedAt: time.Now()}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(s.dir, id, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte(data))
+		a := agent.Artifact{Name: name, Kind: "nsys-rep", Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+		if strings.HasPrefix(name, "rank") {
+			r := int(name[4] - '0')
+			a.Rank = &r
+		}
+		m.Artifacts = append(m.Artifacts, a)
+	}
+	s.mu.Lock()
+	s.windows[id] = m
+	s.mu.Unlock()
+	return m
+}
+
+// serve runs the real API over s, recording Range headers.
+func (s *scriptedAgent) serve(t *testing.T, tokens ...string) string {
+	t.Helper()
+	h := agent.NewHandler(s, agent.APIOptions{Tokens: tokens, Version: "test", Logger: slog.New(slog.DiscardHandler)})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rg := r.Header.Get("Range"); rg != "" {
+			s.mu.Lock()
+			s.ranges = append(s.ranges, rg)
+			s.mu.Unlock()
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runCLI runs the app as main does, with the environment cleared of agent settings.
+func runCLI(t *testing.T, args ...string) result {
+	t.Helper()
+	for _, k := range []string{"NSYS_AGENT_ADDR", "NSYS_AGENT_TOKEN"} {
+		t.Setenv(k, "") // restores the value after the test
+		os.Unsetenv(k)
+	}
+	var out, errb bytes.Buffer
+	code := run(append([]string{"nsys-agent"}, args...), &out, &errb)
+	return result{code, out.String(), errb.String()}
+}
+
+func (r result) must(t *testing.T, code int) result {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+func TestStartShowWindows(t *testing.T) {
+	s := newScriptedAgent(t)
+	url := s.serve(t, "sekret")
+	r := runCLI(t, "start", "--agent", url, "--token", "sekret", "--duration", "5s", "--name", "spike").must(t, 0)
+	for _, want := range []string{"WINDOW", "w1", "capturing", "spike"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("start output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = runCLI(t, "start", "--agent", url, "--token", "sekret").must(t, 1)
+	if !strings.Contains(r.stderr, "window w1 is capturing") || !strings.Contains(r.stderr, "nsys-agent stop") {
+		t.Errorf("conflict error should say what and what to do:\n%s", r.stderr)
+	}
+	r = runCLI(t, "show", "active", "--agent", url, "--token", "sekret", "-o", "json").must(t, 0)
+	var m agent.Manifest
+	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m.ID != "w1" || m.Duration != "5s" {
+		t.Errorf("show -o json: %v %+v\n%s", err, m, r.stdout)
+	}
+	r = runCLI(t, "windows", "--agent", url, "--token", "sekret").must(t, 0)
+	if !strings.Contains(r.stdout, "WINDOW") || !strings.Contains(r.stdout, "spike") {
+		t.Errorf("windows table:\n%s", r.stdout)
+	}
+	r = runCLI(t, "status", "--agent", url, "--token", "sekret").must(t, 0)
+	if !strings.Contains(r.stdout, "ACTIVE") || !strings.Contains(r.stdout, "w1 capturing") {
+		t.Errorf("status table:\n%s", r.stdout)
+	}
+}
+
+func TestUnauthorizedSaysWhatToDo(t *testing.T) {
+	url := newScriptedAgent(t).serve(t, "sekret")
+	r := runCLI(t, "status", "--agent", url, "--token", "wrong").must(t, 1)
+	if !strings.Contains(r.stderr, "set --token or NSYS_AGENT_TOKEN") {
+		t.Errorf("401 hint missing:\n%s", r.stderr)
+	}
+	tf := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tf, []byte("sekret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runCLI(t, "status", "--agent", url, "--token-file", tf).must(t, 0)
+}
+
+func TestStopNoWait(t *testing.T) {
+	s := newScriptedAgent(t)
+	url := s.serve(t)
+	runCLI(t, "start", "--agent", url).must(t, 0)
+	s.finalize = []agent.Manifest{{State: agent.StateReady}}
+	r := runCLI(t, "stop", "--agent", url, "--no-wait", "-o", "json").must(t, 0)
+	var m agent.Manifest
+	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m.State != agent.StateFinalizing {
+		t.Errorf("stop --no-wait should print the finalizing window: %v\n%s", err, r.stdout)
+	}
+	if r.stderr != "" {
+		t.Errorf("--no-wait drew progress:\n%s", r.stderr)
+	}
+}
+
+func TestStopWaitsWithProgress(t *testing.T) {
+	for _, noEvents := range []bool{false, true} {
+		name := map[bool]string{false: "events", true: "polling"}[noEvents]
+		t.Run(name, func(t *testing.T) {
+			s := newScriptedAgent(t)
+			s.noEvents = noEvents
+			url := s.serve(t)
+			runCLI(t, "start", "--agent", url).must(t, 0)
+			s.finalize = []agent.Manifest{
+				{State: agent.StateFinalizing, Progress: &agent.Progress{Step: "importing report", Fraction: 0.5}},
+				{State: agent.StateReady},
+			}
+			r := runCLI(t, "stop", "w1", "--agent", url).must(t, 0)
+			if !strings.Contains(r.stderr, "50% importing report") || !strings.Contains(r.stderr, "100% done") {
+				t.Errorf("progress lines:\n%s", r.stderr)
+			}
+			if !strings.Contains(r.stdout, "ready") {
+				t.Errorf("final window:\n%s", r.stdout)
+			}
+		})
+	}
+}
+
+func TestStopFailedWindowExits1(t *testing.T) {
+	s := newScriptedAgent(t)
+	url := s.serve(t)
+	runCLI(t, "start", "--agent", url).must(t, 0)
+	s.finalize = []agent.Manifest{{State: agent.StateFailed, Error: "nsys stop hung; kept the .qdstrm"}}
+	r := runCLI(t, "stop", "--agent", url).must(t, 1)
+	if !strings.Contains(r.stderr, "window w1 failed: nsys stop hung") {
+		t.Errorf("failure not explained:\n%s", r.stderr)
+	}
+}
+
+func TestFanOutOneAgentDown(t *testing.T) {
+	up := newScriptedAgent(t).serve(t)
+	dead := httptest.NewServer(http.NotFoundHandler())
+	down := dead.URL
+	dead.Close()
+
+	r := runCLI(t, "status", "--agent", up+","+down).must(t, 1)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "AGENT") {
+		t.Fatalf("want a header and one row per agent:\n%s", r.stdout)
+	}
+	if !strings.Contains(lines[1], up) || !strings.Contains(lines[1], " ok ") ||
+		!strings.Contains(lines[2], down) || !strings.Contains(lines[2], " error ") {
+		t.Errorf("rows:\n%s", r.stdout)
+	}
+	if !strings.Contains(lines[2], "is `nsys-agent run` running at "+down) {
+		t.Errorf("connection error hint missing:\n%s", lines[2])
+	}
+	if !strings.Contains(r.stderr, "1 of 2 agents failed") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+
+	r = runCLI(t, "status", "--agent", up, "--agent", down, "-o", "json").must(t, 1)
+	var rows []struct {
+		Agent  string          `json:"agent"`
+		OK     bool            `json:"ok"`
+		Error  string          `json:"error"`
+		Result json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil {
+		t.Fatalf("-o json: %v\n%s", err, r.stdout)
+	}
+	if len(rows) != 2 || !rows[0].OK || rows[0].Agent != up || rows[1].OK || rows[1].Error == "" {
+		t.Errorf("rows = %+v", rows)
+	}
+	var st agent.Status
+	if err := json.Unmarshal(rows[0].Result, &st); err != nil || st.Target.PID != 7 {
+		t.Errorf("result of the live agent: %v %s", err, rows[0].Result)
+	}
+}
+
+func TestSingleAgentConnectionRefused(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	r := runCLI(t, "windows", "--agent", dead.URL).must(t, 1)
+	if !strings.Contains(r.stderr, "connection refused") || !strings.Contains(r.stderr, "is `nsys-agent run` running at") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+}
+
+func TestPull(t *testing.T) {
+	s := newScriptedAgent(t)
+	url := s.serve(t)
+	rep0, rep1 := strings.Repeat("rank zero report ", 100), strings.Repeat("rank one report ", 100)
+	s.addWindow(t, "w7", map[string]string{"rank0-report.nsys-rep": rep0, "rank1-report.nsys-rep": rep1, "summary.json": "{}"})
+	dir := t.TempDir()
+	into := filepath.Join(dir, "w7")
+
+	// Flags after the window, as the design writes them.
+	r := runCLI(t, "pull", "w7", "--agent", url, "-o", dir, "--rank", "1").must(t, 0)
+	if _, err := os.Stat(filepath.Join(into, "rank0-report.nsys-rep")); !os.IsNotExist(err) {
+		t.Errorf("--rank 1 pulled rank 0: %v", err)
+	}
+	checkFile(t, filepath.Join(into, "rank1-report.nsys-rep"), rep1)
+
+	// A partial file is resumed with a Range request and verified as a whole.
+	if err := os.WriteFile(filepath.Join(into, "rank0-report.nsys-rep.part"), []byte(rep0[:500]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = runCLI(t, "pull", "--agent", url, "-o", dir, "--format", "json", "w7").must(t, 0)
+	var res pullResult
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("pull -o json: %v\n%s", err, r.stdout)
+	}
+	status := map[string]string{}
+	for _, f := range res.Files {
+		status[f.Name] = f.Status
+	}
+	want := map[string]string{"rank0-report.nsys-rep": "resumed", "rank1-report.nsys-rep": "up-to-date", "summary.json": "downloaded"}
+	for name, st := range want {
+		if status[name] != st {
+			t.Errorf("%s: status %q, want %q (all: %v)", name, status[name], st, status)
+		}
+	}
+	if len(s.ranges) != 1 || s.ranges[0] != "bytes=500-" {
+		t.Errorf("Range headers = %q, want one bytes=500-", s.ranges)
+	}
+	checkFile(t, filepath.Join(into, "rank0-report.nsys-rep"), rep0)
+	if _, err := os.Stat(filepath.Join(into, "rank0-report.nsys-rep.part")); !os.IsNotExist(err) {
+		t.Errorf(".part left behind: %v", err)
+	}
+	var m agent.Manifest
+	b, err := os.ReadFile(filepath.Join(into, "manifest.json"))
+	if err != nil || json.Unmarshal(b, &m) != nil || m.ID != "w7" || len(m.Artifacts) != 3 {
+		t.Errorf("manifest.json: %v %s", err, b)
+	}
+
+	// A bad partial file fails verification after resuming; pull starts it over.
+	if err := os.Remove(filepath.Join(into, "summary.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(into, "summary.json.part"), []byte("X"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = runCLI(t, "pull", "w7", "--agent", url, "-o", dir).must(t, 0)
+	if !strings.Contains(r.stdout, "verified") {
+		t.Errorf("table:\n%s", r.stdout)
+	}
+	checkFile(t, filepath.Join(into, "summary.json"), "{}")
+}
+
+func TestPullDetectsCorruption(t *testing.T) {
+	s := newScriptedAgent(t)
+	url := s.serve(t)
+	s.addWindow(t, "w3", map[string]string{"report.nsys-rep": "the real bytes"})
+	// The file changes under the manifest: what arrives no longer matches its sha256.
+	if err := os.WriteFile(filepath.Join(s.dir, "w3", "report.nsys-rep"), []byte("the rEal bytes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	r := runCLI(t, "pull", "w3", "--agent", url, "-o", dir).must(t, 1)
+	if !strings.Contains(r.stderr, "sha256 mismatch") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	for _, name := range []string{"report.nsys-rep", "report.nsys-rep.part"} {
+		if _, err := os.Stat(filepath.Join(dir, "w3", name)); !os.IsNotExist(err) {
+			t.Errorf("%s kept after a bad download: %v", name, err)
+		}
+	}
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	for _, args := range [][]string{
+		{"start", "--duration", "abc"},
+		{"start", "--duration", "48h"},
+		{"start", "--name", "../x"},
+		{"start", "--at", "later"},
+		{"start", "--bogus"},
+		{"stop", "w1", "w2"},
+		{"stop", "w1", "--bogus"},
+		{"show"},
+		{"pull", "w1", "--rank"},
+		{"windows", "-o", "yaml"},
+		{"status", "--agent", "ftp://x"},
+		{"status", "--agent", "http://user:pw@x"},
+	} {
+		r := runCLI(t, args...)
+		if r.code != exitUsage {
+			t.Errorf("%q: exit %d, want %d\n%s", args, r.code, exitUsage, r.stderr)
+		}
+	}
+	if r := runCLI(t, "start", "--duration", "abc"); !strings.Contains(r.stderr, `duration: invalid duration "abc"`) {
+		t.Errorf("bad duration message:\n%s", r.stderr)
+	}
+}
+
+func checkFile(t *testing.T, path, want string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != want {
+		t.Errorf("%s: %d bytes, want %d", path, len(b), len(want))
+	}
+}
+
+func TestHumanFormats(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1536: "1.5 KiB", 5 << 20: "5.0 MiB"} {
+		if got := humanBytes(n); got != want {
+			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+	for d, want := range map[time.Duration]string{
+		1500 * time.Microsecond: "2ms", 4240 * time.Millisecond: "4.2s", 192 * time.Second: "3m12s", 125 * time.Minute: "2h5m",
+	} {
+		if got := humanDuration(d); got != want {
+			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
