@@ -22,7 +22,7 @@ import (
 type ManagerOptions struct {
 	Store    *Store
 	Backends Backends
-	Target   *Supervisor     // nil: no target (tests of the API alone)
+	Target   *Supervisor      // nil: no target (tests of the API alone)
 	Ctl      *nsys.Controller // the session, for status; may be nil
 	Session  SessionStatus
 	Log      *slog.Logger
@@ -156,27 +156,17 @@ func (m *Manager) CreateWindow(ctx context.Context, req CreateWindowRequest, who
 	if !ok {
 		return nil, apiErrorf(http.StatusBadRequest, CodeBadRequest, "backend: unknown backend %q (available: %s)", req.Backend, strings.Join(m.o.Backends.Names(), ", "))
 	}
-	if err := ValidateName(req.Name); err != nil {
-		return nil, apiErrorf(http.StatusBadRequest, CodeBadRequest, "name: %v", err)
+	// The API validates too; the manager is the Service and does not trust its caller.
+	if err := ValidateCreate(req); err != nil {
+		return nil, err
 	}
 	var dur time.Duration
 	if req.Duration != "" {
-		d, err := time.ParseDuration(req.Duration)
-		if err != nil || d <= 0 || d > 24*time.Hour {
-			return nil, apiErrorf(http.StatusBadRequest, CodeBadRequest, "duration: %q is not a duration between 0 and 24h (e.g. \"5s\")", req.Duration)
-		}
-		dur = d
-	}
-	if req.Steps < 0 {
-		return nil, apiErrorf(http.StatusBadRequest, CodeBadRequest, "steps: must be 0 or more")
+		dur, _ = time.ParseDuration(req.Duration)
 	}
 	var startAt time.Time
 	if req.StartAt != "" {
-		t, err := time.Parse(time.RFC3339, req.StartAt)
-		if err != nil {
-			return nil, apiErrorf(http.StatusBadRequest, CodeBadRequest, "start_at: %q is not an RFC 3339 time", req.StartAt)
-		}
-		startAt = t
+		startAt, _ = time.Parse(time.RFC3339, req.StartAt)
 	}
 	trigger := "api"
 	switch {

@@ -50,18 +50,6 @@ func NewID(now time.Time) string {
 // ValidID reports whether s is a window id this agent could have made.
 func ValidID(s string) bool { return idRE.MatchString(s) }
 
-// ValidateName checks a user-supplied window name: letters, digits, '.', '_', '-', at
-// most 64, and never "." or ".." — names label windows, they never become paths.
-func ValidateName(s string) error {
-	if s == "" {
-		return nil
-	}
-	if len(s) > 64 || !nameRE.MatchString(s) || strings.Contains(s, "..") {
-		return fmt.Errorf("name %q: use at most 64 letters, digits, '.', '_' or '-' (no '/' and no '..')", s)
-	}
-	return nil
-}
-
 // WindowDir is the folder of a window; ids are validated so it never escapes Root.
 func (s *Store) WindowDir(id string) (string, error) {
 	if !ValidID(id) {
