@@ -167,6 +167,9 @@ func writeGzipAtomic(path string, write func(io.Writer) error) (err error) {
 			os.Remove(f.Name())
 		}
 	}()
+	if err = f.Chmod(0o644); err != nil { // CreateTemp makes 0600; traces are shared
+		return err
+	}
 	zw := gzip.NewWriter(f)
 	if err = write(zw); err != nil {
 		return err

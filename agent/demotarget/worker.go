@@ -58,7 +58,7 @@ func RunWorker(ctx context.Context, rank int, o WorkerOptions) error {
 		readErr <- sc.Err() // nil at EOF: the parent is gone
 	}()
 
-	w := &worker{rank: rank, pid: os.Getpid(), tid: syscall.Gettid()}
+	w := &worker{rank: rank, pid: os.Getpid(), tid: gettid()}
 	enc := json.NewEncoder(o.Out)
 	for {
 		var c command
