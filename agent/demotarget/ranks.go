@@ -143,11 +143,11 @@ func (p *rankProc) receive(ctx context.Context) (reply, error) {
 func (p *rankProc) died(cause error) error {
 	select {
 	case <-p.exited:
-		status := "exited"
+		status := "exit status 0"
 		if p.waitErr != nil {
 			status = p.waitErr.Error()
 		}
-		return fmt.Errorf("rank %d worker (pid %d) %s", p.rank, p.pid, status)
+		return fmt.Errorf("rank %d worker (pid %d) ended unexpectedly (%s); the demo target cannot go on without it", p.rank, p.pid, status)
 	case <-time.After(2 * time.Second):
 		return fmt.Errorf("rank %d worker (pid %d) stopped answering: %w", p.rank, p.pid, cause)
 	}
