@@ -87,5 +87,7 @@ func commands() []*cli.Command {
 		windowsCommand(),
 		showCommand(),
 		pullCommand(),
+		demoServerCommand(),
+		demoWorkerCommand(),
 	}
 }
