@@ -3,7 +3,8 @@ GO        ?= go
 BIN       := bin
 PKGS      := ./...
 GOFLAGS   ?=
-export CGO_ENABLED ?= 0
+# cgo on: the demo target's rank workers call libc so nsys --trace=osrt sees them.
+export CGO_ENABLED ?= 1
 
 .PHONY: all build test ci bench bench-merge demo proto vet fmt-check nsys clean
 
@@ -16,7 +17,7 @@ build:
 # Installs nsys if it is missing (needs root on Debian), then runs every test with -race.
 # Tests that need nsys fail (never skip) when CI=true and nsys is missing.
 test: nsys
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	CGO_ENABLED=1 $(GO) test -race -count=1 -p 1 -timeout 30m $(PKGS)
 
 nsys:
 	@bash scripts/install-nsys.sh

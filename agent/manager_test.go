@@ -51,11 +51,11 @@ func newTestAgent(t *testing.T, nsysPath string, env []string, mode nsys.Mode, c
 	if env == nil {
 		env = os.Environ()
 	}
-	sup, err := StartTarget(nsysPath, args, command, filepath.Join(store.Root, "target.log"), append(env, nsys.LaunchEnv()...))
+	ctl := &nsys.Controller{Runner: runner, Info: info, Session: session, Mode: mode, FirstOutput: first, StopTimeout: stopTimeout}
+	sup, err := StartTarget(context.Background(), ctl, args, command, filepath.Join(store.Root, "target.log"), append(env, nsys.LaunchEnv()...), time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctl := &nsys.Controller{Runner: runner, Info: info, Session: session, Mode: mode, FirstOutput: first, StopTimeout: stopTimeout}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	m, err := NewManager(ManagerOptions{Store: store, Backends: Backends{"nsys": &NsysBackend{Ctl: ctl}}, Target: sup, Ctl: ctl,
 		Session: SessionStatus{Name: session, Mode: string(mode)}, Log: log})
@@ -76,17 +76,6 @@ func newTestAgent(t *testing.T, nsysPath string, env []string, mode nsys.Mode, c
 			}
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, err := ctl.State(context.Background())
-		if err == nil && (st == nsys.StateLaunched || st == nsys.StateDelayedCollection) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("session never armed: %v %v; log: %v", st, err, sup.Tail(20))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 	return &testAgent{m: m, sup: sup, store: store, ctl: ctl}
 }
 

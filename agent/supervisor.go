@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -24,8 +25,10 @@ type Supervisor struct {
 	started time.Time
 }
 
-// StartTarget starts `nsys ARGS...` with the target's output going to logPath.
-func StartTarget(nsysBinary string, args, command []string, logPath string, env []string) (*Supervisor, error) {
+// StartTarget starts `nsys ARGS...` with the target's output going to logPath, and
+// returns once ctl's session is armed (see nsys.Launch).
+func StartTarget(ctx context.Context, ctl *nsys.Controller, args, command []string, logPath string, env []string, armTimeout time.Duration) (*Supervisor, error) {
+	nsysBinary := ctl.Runner.Binary()
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening target log: %w", err)
@@ -33,7 +36,8 @@ func StartTarget(nsysBinary string, args, command []string, logPath string, env 
 	ring := newLineRing(200)
 	w := io.MultiWriter(f, ring)
 	fmt.Fprintf(f, "\n--- nsys-agent %s: %s %s\n", time.Now().UTC().Format(time.RFC3339), nsysBinary, strings.Join(args, " "))
-	proc, err := nsys.StartProcess(nsysBinary, args, nsys.ProcOptions{Stdout: w, Stderr: w, Env: env})
+	output := func() string { return strings.Join(ring.Tail(20), "\n") }
+	proc, err := nsys.Launch(ctx, ctl, args, nsys.ProcOptions{Stdout: w, Stderr: w, Env: env}, output, armTimeout)
 	if err != nil {
 		f.Close()
 		return nil, err

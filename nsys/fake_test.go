@@ -32,22 +32,16 @@ func startFakeTarget(t *testing.T, r *nsys.ExecRunner, info *nsys.Info, session,
 	if err != nil {
 		t.Fatal(err)
 	}
-	proc, err := nsys.StartProcess(r.Binary(), args, nsys.ProcOptions{Env: r.Env})
+	ctl := &nsys.Controller{Runner: r, Info: info, Session: session}
+	proc, err := nsys.Launch(context.Background(), ctl, args, nsys.ProcOptions{Env: r.Env}, func() string { return "" }, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = proc.Terminate(10 * time.Second) })
-	ctl := &nsys.Controller{Runner: r, Info: info, Session: session}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if st, err := ctl.State(context.Background()); err == nil && st == nsys.StateDelayedCollection {
-			return proc
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("fake session never reached DelayedCollection")
-		}
-		time.Sleep(50 * time.Millisecond)
+	if st, err := ctl.State(context.Background()); err != nil || st != nsys.StateDelayedCollection {
+		t.Fatalf("fake session should be DelayedCollection, got %v %v", st, err)
 	}
+	return proc
 }
 
 // TestStartLaterWithFake drives the start-later path against the recorded 2025.3.1

@@ -32,12 +32,12 @@ func launched(t *testing.T, runner nsys.Runner, info *nsys.Info, mode nsys.Mode,
 		t.Fatal(err)
 	}
 	var logBuf syncBuffer
-	proc, err := nsys.StartProcess(runner.Binary(), args, nsys.ProcOptions{Stdout: &logBuf, Stderr: &logBuf, Env: testEnv()})
+	ctl := &nsys.Controller{Runner: runner, Info: info, Session: session, Mode: mode, FirstOutput: firstOut,
+		Log: func(f string, a ...any) { t.Logf(f, a...) }}
+	proc, err := nsys.Launch(context.Background(), ctl, args, nsys.ProcOptions{Stdout: &logBuf, Stderr: &logBuf, Env: testEnv()}, logBuf.String, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctl := &nsys.Controller{Runner: runner, Info: info, Session: session, Mode: mode, FirstOutput: firstOut,
-		Log: func(f string, a ...any) { t.Logf(f, a...) }}
 	t.Cleanup(func() {
 		if err := proc.Terminate(20 * time.Second); err != nil {
 			t.Errorf("terminate: %v", err)
@@ -65,18 +65,7 @@ func launched(t *testing.T, runner nsys.Runner, info *nsys.Info, mode nsys.Mode,
 			time.Sleep(200 * time.Millisecond)
 		}
 	})
-	// Wait for the session to be armed.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, err := ctl.State(context.Background())
-		if err == nil && (st == nsys.StateLaunched || st == nsys.StateDelayedCollection) {
-			return ctl
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("session %s never armed (state %q, err %v); nsys printed: %s", session, st, err, logBuf.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return ctl
 }
 
 func testEnv() []string {

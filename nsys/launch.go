@@ -1,10 +1,12 @@
 package nsys
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -13,9 +15,10 @@ import (
 // nsys puts the target in its own process group; signals go to the front-end, which ends
 // the target and the session. SIGKILL on the front-end would orphan both.
 type Process struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	cmd      *exec.Cmd
+	done     chan struct{}
+	err      error
+	unlocked bool // the caller already holds the launch lock
 }
 
 // ProcOptions configure how the front-end runs.
@@ -71,6 +74,13 @@ func (p *Process) Terminate(grace time.Duration) error {
 		return nil
 	default:
 	}
+	// A session ending while another is being launched broke that launch (measured on
+	// 2022.4), so teardown takes the launch lock too.
+	if !p.unlocked {
+		if unlock, err := lockFile(context.Background(), LockPath()); err == nil {
+			defer unlock()
+		}
+	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
@@ -80,4 +90,109 @@ func (p *Process) Terminate(grace time.Duration) error {
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.done
 	return fmt.Errorf("nsys (pid %d) did not end within %s of SIGTERM and was killed; its session or target may be orphaned", p.Pid(), grace)
+}
+
+// LockPath is the host-wide lock that serializes nsys launches. Measured on nsys
+// 2022.4.2: three `nsys launch` started at the same moment left one session unarmed
+// (sem_open "No such file or directory" in ProcessWaiter; the session stayed Idle with
+// launch count 0). Holding this lock from the launch until the session is armed avoids it
+// for every nsys-agent (and test) on the host.
+func LockPath() string { return filepath.Join(os.TempDir(), "nsys-agent-launch.lock") }
+
+// Launch starts `nsys ARGS...` and waits until ctl's session is armed (Launched,
+// DelayedCollection or StartRange), holding the host-wide launch lock meanwhile. A
+// front-end that dies before arming (the race above) is cleaned up and retried twice; the
+// target had not started then. On timeout the front-end is ended and the error says what
+// nsys printed.
+func Launch(ctx context.Context, ctl *Controller, args []string, o ProcOptions, output func() string, timeout time.Duration) (*Process, error) {
+	unlock, err := lockFile(ctx, LockPath())
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var lastErr error
+	for attempt := 1; attempt <= 3; attempt++ {
+		proc, retry, err := launchOnce(ctx, ctl, args, o, output, timeout)
+		if err == nil {
+			return proc, nil
+		}
+		lastErr = err
+		if !retry {
+			break
+		}
+		ctl.logf("nsys launch attempt %d failed, retrying: %v", attempt, err)
+		ctl.cleanupSession()
+		if err := sleepCtx(ctx, time.Duration(attempt)*500*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	return nil, lastErr
+}
+
+func launchOnce(ctx context.Context, ctl *Controller, args []string, o ProcOptions, output func() string, timeout time.Duration) (*Process, bool, error) {
+	proc, err := StartProcess(ctl.Runner.Binary(), args, o)
+	if err != nil {
+		return nil, false, err
+	}
+	proc.unlocked = true // Terminate must not wait for the lock we hold
+	defer func() { proc.unlocked = false }()
+	deadline := time.Now().Add(timeout)
+	var last Session
+	for {
+		select {
+		case <-proc.Done():
+			// Exited before arming: the target never ran when the session shows no launch.
+			retry := last.Launch == "" || last.Launch == "0"
+			return nil, retry, fmt.Errorf("nsys exited (code %d) before session %q was armed; it printed: %s", proc.ExitCode(), ctl.Session, oneLine(output(), 600))
+		default:
+		}
+		if list, err := ctl.Sessions(ctx); err == nil {
+			if s, ok := Lookup(list, ctl.Session); ok {
+				last = s
+				switch s.State {
+				case StateLaunched, StateDelayedCollection, StateStartRange:
+					return proc, false, nil
+				}
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			_ = proc.Terminate(10 * time.Second)
+			ctl.cleanupSession()
+			return nil, false, fmt.Errorf("session %q was not armed within %s (state %q); nsys printed: %s", ctl.Session, timeout, last.State, oneLine(output(), 600))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// cleanupSession removes what a failed launch left: the session row and its agent.
+func (c *Controller) cleanupSession() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = c.Shutdown(ctx)
+	for _, pid := range SessionAgentPIDs(c.Session) {
+		_ = terminate(pid, 5*time.Second)
+	}
+}
+
+func lockFile(ctx context.Context, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening launch lock %s: %w", path, err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		if err != syscall.EWOULDBLOCK {
+			f.Close()
+			return nil, fmt.Errorf("taking launch lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
