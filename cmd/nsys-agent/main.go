@@ -80,6 +80,7 @@ Run 'nsys-agent COMMAND --help' for the flags of a command.`,
 // commands is the one registry of subcommands; each lives in its own file.
 func commands() []*cli.Command {
 	return []*cli.Command{
+		runCommand(),
 		sessionsCommand(),
 		startCommand(),
 		stopCommand(),
