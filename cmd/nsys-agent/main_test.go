@@ -51,7 +51,11 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"wait-session": cmdWaitSession,
+			"wait-session":  cmdWaitSession,
+			"wait-ready":    cmdWaitReady,
+			"verify-pulled": cmdVerifyPulled,
+			"rank-activity": cmdRankActivity,
+			"sleep":         cmdSleep,
 		},
 	})
 }

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+	_ "modernc.org/sqlite"
+
+	"github.com/nsys-agent/nsys-agent/agent"
+)
+
+// wait-ready FILE [TIMEOUT]: wait until FILE holds the agent's URL, then set $AGENT to it.
+func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 {
+		ts.Fatalf("usage: wait-ready FILE [TIMEOUT]")
+	}
+	timeout := 2 * time.Minute
+	if len(args) > 1 {
+		d, err := time.ParseDuration(args[1])
+		ts.Check(err)
+		timeout = d
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		raw, err := os.ReadFile(ts.MkAbs(args[0]))
+		if url := strings.TrimSpace(string(raw)); err == nil && url != "" {
+			ts.Setenv("AGENT", url)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ts.Fatalf("%s not written within %s", args[0], timeout)
+}
+
+// verify-pulled DIR N: DIR holds N window folders, each with a manifest whose every
+// artifact is present with the listed size and sha256 (checked here, independently of
+// the client's own verification).
+func cmdVerifyPulled(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: verify-pulled DIR N")
+	}
+	want, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	manifests, _ := filepath.Glob(filepath.Join(ts.MkAbs(args[0]), "*", "manifest.json"))
+	if len(manifests) != want {
+		ts.Fatalf("want %d pulled windows, found %d", want, len(manifests))
+	}
+	for _, mf := range manifests {
+		raw, err := os.ReadFile(mf)
+		ts.Check(err)
+		var m agent.Manifest
+		ts.Check(json.Unmarshal(raw, &m))
+		if m.State != agent.StateReady || len(m.Artifacts) == 0 {
+			ts.Fatalf("window %s: state %s, %d artifacts", m.ID, m.State, len(m.Artifacts))
+		}
+		for _, a := range m.Artifacts {
+			data, err := os.ReadFile(filepath.Join(filepath.Dir(mf), a.Name))
+			ts.Check(err)
+			sum := sha256.Sum256(data)
+			if hex.EncodeToString(sum[:]) != a.SHA256 || int64(len(data)) != a.Bytes {
+				ts.Fatalf("window %s: %s does not match its manifest", m.ID, a.Name)
+			}
+			ts.Logf("verified %s/%s (%d bytes, sha256 %s…)", m.ID, a.Name, a.Bytes, a.SHA256[:12])
+		}
+	}
+}
+
+// sleep DURATION: pause the script (the testscript in use has no sleep).
+func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: sleep DURATION")
+	}
+	d, err := time.ParseDuration(args[0])
+	ts.Check(err)
+	time.Sleep(d)
+}
+
+var rankStartRE = regexp.MustCompile(`Rank (\d+) worker started \(pid (\d+)\)`)
+
+// rank-activity GLOB TARGETLOG N: the sqlite export matching GLOB has OS-runtime (CPU)
+// events of each of the N rank worker pids that TARGETLOG announced.
+func cmdRankActivity(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: rank-activity SQLITE-GLOB TARGETLOG N")
+	}
+	matches, _ := filepath.Glob(ts.MkAbs(args[0]))
+	if len(matches) != 1 {
+		ts.Fatalf("want one sqlite export matching %s, found %v", args[0], matches)
+	}
+	want, _ := strconv.Atoi(args[2])
+	f, err := os.Open(ts.MkAbs(args[1]))
+	ts.Check(err)
+	defer f.Close()
+	pids := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if m := rankStartRE.FindStringSubmatch(sc.Text()); m != nil {
+			pids[m[1]] = m[2]
+		}
+	}
+	if len(pids) != want {
+		ts.Fatalf("target log announced %d rank workers, want %d: %v", len(pids), want, pids)
+	}
+	db, err := sql.Open("sqlite", matches[0])
+	ts.Check(err)
+	defer db.Close()
+	for rank, pidText := range pids {
+		pid, _ := strconv.Atoi(pidText)
+		var n int
+		err := db.QueryRow(`SELECT count(*) FROM OSRT_API WHERE ((globalTid >> 24) & 16777215) = ?`, pid).Scan(&n)
+		ts.Check(err)
+		if n == 0 {
+			ts.Fatalf("rank %s (pid %d): no CPU (OS runtime) events in %s", rank, pid, filepath.Base(matches[0]))
+		}
+		ts.Logf("rank %s (pid %d): %d OS runtime events", rank, pid, n)
+	}
+}
