@@ -76,5 +76,6 @@ Run 'nsys-agent COMMAND --help' for the flags of a command.`,
 func commands() []*cli.Command {
 	return []*cli.Command{
 		sessionsCommand(),
+		mergeCommand(),
 	}
 }
