@@ -77,5 +77,6 @@ func commands() []*cli.Command {
 	return []*cli.Command{
 		sessionsCommand(),
 		mergeCommand(),
+		analyzeCommand(),
 	}
 }
