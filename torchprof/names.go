@@ -39,7 +39,7 @@ var (
 	sglangName = regexp.MustCompile(`^(?:(.*)-)?([^-]+)-TP-(\d+)(?:-DP-(\d+))?(?:-PP-(\d+))?(?:-EP-(\d+))?(?:-(EXTEND|DECODE))?\.trace\.json(?:\.gz)?$`)
 	// [{prefix}_]dp{d}_pp{p}_tp{t}_dcp{c}_ep{e}_rank{g}.{time_ns}.pt.trace.json[.gz]; the
 	// set of parts varies across vLLM versions, so each one is optional.
-	vllmName = regexp.MustCompile(`^(?:(.*?)_)?((?:(?:dp|pp|tp|dcp|ep|rank)\d+_?)+)\.(\d+)\.pt\.trace\.json(?:\.gz)?$`)
+	vllmName = regexp.MustCompile(`^(?:(.*?)_)??((?:(?:dp|pp|tp|dcp|ep|rank)\d+_)*(?:dp|pp|tp|dcp|ep|rank)\d+)\.(\d+)\.pt\.trace\.json(?:\.gz)?$`)
 	vllmPart = regexp.MustCompile(`(dp|pp|tp|dcp|ep|rank)(\d+)`)
 	// Older vLLM: {instance}-rank-{r}.{time_ns}.pt.trace.json[.gz]
 	vllmOldName = regexp.MustCompile(`^(.*)-rank-(\d+)\.(\d+)\.pt\.trace\.json(?:\.gz)?$`)
@@ -60,7 +60,7 @@ func ParseName(path string) (rf RankFile, ok bool) {
 		rf.TP, rf.DP, rf.PP, rf.EP = atoiOr(m[3]), atoiOr(m[4]), atoiOr(m[5]), atoiOr(m[6])
 		return rf, rf.TP >= 0
 	}
-	if m := vllmName.FindStringSubmatch(base); m != nil && strings.HasSuffix(m[2], "_") == false {
+	if m := vllmName.FindStringSubmatch(base); m != nil {
 		rf.Framework = FrameworkVLLM
 		rf.Prefix, rf.ProfileID = m[1], m[3]
 		for _, p := range vllmPart.FindAllStringSubmatch(m[2], -1) {

@@ -2,6 +2,7 @@ package torchprof
 
 import (
 	"bytes"
+	"encoding/json"
 	"math"
 	"strconv"
 	"strings"
@@ -36,7 +37,7 @@ func appendPidLabel(dst []byte, label string, raw []byte) []byte {
 			dst = append(dst, pyFloatRepr(f)...)
 		} else {
 			// Objects and arrays as pids: keep their JSON text, escaped.
-			q := strconv.Quote(string(raw))
+			q, _ := json.Marshal(string(raw))
 			dst = append(dst, q[1:len(q)-1]...)
 		}
 	}
