@@ -229,3 +229,44 @@ func TestRewriteEvent(t *testing.T) {
 		})
 	}
 }
+
+func TestMergeProgressAndCancel(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString(`{"traceEvents": [`)
+	for i := range 20000 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(`{"ph":"X","cat":"kernel","name":"k","pid":0,"tid":7,"ts":1.5,"dur":2,"args":{"correlation":12345}}`)
+	}
+	b.WriteString(`]}`)
+	for r := range 3 {
+		writeGz(t, filepath.Join(dir, "p-TP-"+string(rune('0'+r))+".trace.json.gz"), b.String())
+	}
+	files, err := Discover(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last, total int64
+	st, err := Merge(context.Background(), files, filepath.Join(dir, "m.json.gz"), MergeOptions{
+		Level:    6,
+		Progress: func(d, tot int64) { last, total = d, tot },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Events != 60000 || last != total || total != st.InputBytes {
+		t.Errorf("events %d, progress %d/%d, input %d", st.Events, last, total, st.InputBytes)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	out := filepath.Join(dir, "c.json.gz")
+	if _, err := Merge(ctx, files, out, MergeOptions{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled merge: %v", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a cancelled merge left %s", out)
+	}
+}
