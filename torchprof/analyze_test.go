@@ -94,13 +94,13 @@ func TestAnalyzeKinetoFixture(t *testing.T) {
 
 func TestIsCommKernel(t *testing.T) {
 	for name, want := range map[string]bool{
-		"ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<4096ul>)":       true,
-		"ncclKernel_AllGather_RING_LL_Sum_int8_t":                                          true,
-		"void vllm::cross_device_reduce_1stage<__nv_bfloat16, 8>(vllm::RankData*, int)":    true,
-		"void sglang::cross_device_reduce_2stage<float, 2>(...)":                           true,
+		"ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<4096ul>)":        true,
+		"ncclKernel_AllGather_RING_LL_Sum_int8_t":                                           true,
+		"void vllm::cross_device_reduce_1stage<__nv_bfloat16, 8>(vllm::RankData*, int)":     true,
+		"void sglang::cross_device_reduce_2stage<float, 2>(...)":                            true,
 		"void flashinfer::trtllm_allreduce_fusion::allreduce_fusion_kernel_oneshot_lamport": true,
-		"nvjet_sm90_tst_128x128_64x6_2x1_v_bz_bias_TNT":                                    false,
-		"void at::native::reduce_kernel<512, 1>(at::native::ReduceOp<float>)":              false,
+		"nvjet_sm90_tst_128x128_64x6_2x1_v_bz_bias_TNT":                                     false,
+		"void at::native::reduce_kernel<512, 1>(at::native::ReduceOp<float>)":               false,
 	} {
 		if got := IsCommKernel(name); got != want {
 			t.Errorf("IsCommKernel(%q) = %v, want %v", name, got, want)
