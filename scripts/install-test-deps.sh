@@ -14,7 +14,9 @@ if command -v chromium >/dev/null 2>&1; then
 fi
 if [ "$(id -u)" -ne 0 ]; then
   say "chromium is missing; run as root: apt-get update && apt-get install -y chromium" >&2
-  exit 1
+  # Outside CI the screenshot test skips without chromium; in CI it must run.
+  [ "${CI:-}" = "true" ] && exit 1
+  exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
   say "chromium is missing and this is not Debian: install a headless-capable chromium on PATH" >&2
