@@ -6,7 +6,7 @@ require (
 	github.com/klauspost/compress v1.20.3
 	github.com/urfave/cli/v2 v2.27.7
 	go.uber.org/goleak v1.3.0
-	modernc.org/sqlite v1.62.0
+	modernc.org/sqlite v1.38.0
 )
 
 require (
