@@ -6,7 +6,7 @@ GOFLAGS   ?=
 # cgo on: the demo target's rank workers call libc so nsys --trace=osrt sees them.
 export CGO_ENABLED ?= 1
 
-.PHONY: all build test ci bench bench-merge demo proto vet fmt-check nsys clean
+.PHONY: all build test test-deps ci bench bench-merge demo proto vet fmt-check nsys clean
 
 all: build
 
@@ -16,11 +16,15 @@ build:
 
 # Installs nsys if it is missing (needs root on Debian), then runs every test with -race.
 # Tests that need nsys fail (never skip) when CI=true and nsys is missing.
-test: nsys
+test: nsys test-deps
 	CGO_ENABLED=1 $(GO) test -race -count=1 -p 1 -timeout 30m $(PKGS)
 
 nsys:
 	@bash scripts/install-nsys.sh
+
+# Chromium for the HTML report screenshot test (needs root to install; idempotent).
+test-deps:
+	@bash scripts/install-test-deps.sh
 
 vet:
 	$(GO) vet $(PKGS)
@@ -38,6 +42,12 @@ proto-check:
 
 bench: build
 	@bash scripts/bench-control.sh
+
+# Merge/analyze throughput and peak RSS on generated 4-rank traces of 1 M and 4 M events
+# (kept under $${TMPDIR:-/tmp}/nsys-agent-bench-merge). SGLANG_MERGER=path/to/profile_merger.py
+# also times SGLang's ProfileMerger on the same input.
+bench-merge: build
+	$(GO) run ./scripts/bench-merge -bin $(BIN)/nsys-agent $(if $(SGLANG_MERGER),-sglang $(SGLANG_MERGER))
 
 demo: nsys build
 	@bash scripts/demo.sh

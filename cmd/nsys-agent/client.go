@@ -272,50 +272,11 @@ type trailingArgsKey struct{}
 // parseTrailingFlags sets flags found among the positional arguments on the command's
 // own flag set, and keeps the rest as the positional arguments.
 func parseTrailingFlags(c *cli.Context) error {
-	var pos []string
-	args := c.Args().Slice()
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			pos = append(pos, args[i+1:]...)
-			break
-		}
-		if len(a) < 2 || a[0] != '-' {
-			pos = append(pos, a)
-			continue
-		}
-		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		f := lookupFlag(c.Command.Flags, name)
-		if f == nil {
-			return usagef("flag provided but not defined: -%s", name)
-		}
-		if _, isBool := f.(*cli.BoolFlag); isBool {
-			if !hasValue {
-				value = "true"
-			}
-		} else if !hasValue {
-			if i+1 >= len(args) {
-				return usagef("flag needs an argument: -%s", name)
-			}
-			i++
-			value = args[i]
-		}
-		if err := c.Set(f.Names()[0], value); err != nil {
-			return usagef("invalid value %q for flag -%s: %v", value, name, err)
-		}
+	pos, err := interspersedArgs(c)
+	if err != nil {
+		return err
 	}
 	c.Context = context.WithValue(c.Context, trailingArgsKey{}, pos)
-	return nil
-}
-
-func lookupFlag(flags []cli.Flag, name string) cli.Flag {
-	for _, f := range flags {
-		for _, n := range f.Names() {
-			if n == name {
-				return f
-			}
-		}
-	}
 	return nil
 }
 

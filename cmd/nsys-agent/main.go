@@ -90,5 +90,7 @@ func commands() []*cli.Command {
 		pullCommand(),
 		demoServerCommand(),
 		demoWorkerCommand(),
+		mergeCommand(),
+		analyzeCommand(),
 	}
 }

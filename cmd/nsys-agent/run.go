@@ -245,7 +245,7 @@ func runAgent(c *cli.Context) error {
 	mgr, err := agent.NewManager(agent.ManagerOptions{
 		Store: store, Backends: agent.Backends{"nsys": &agent.NsysBackend{Ctl: ctl}}, Target: sup, Ctl: ctl,
 		Session: agent.SessionStatus{Name: session, Mode: string(mode), Nsys: nsysPath, Version: info.Version},
-		Log: log, Version: version,
+		Log:     log, Version: version,
 		OnChange: func(old agent.WindowState, m agent.Manifest) {
 			if m.State.Terminal() && !old.Terminal() && m.StoppedAt != nil && m.FinishedAt != nil {
 				metrics.ObserveFinalize(m.Backend, m.State, m.FinishedAt.Sub(*m.StoppedAt))

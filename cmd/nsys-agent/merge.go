@@ -1,0 +1,121 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/nsys-agent/nsys-agent/torchprof"
+)
+
+func mergeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "merge",
+		Usage:     "merge per-rank torch-profiler traces into one timeline",
+		ArgsUsage: "FILES... | DIR",
+		Description: `Merges SGLang's (...-TP-0.trace.json.gz) or vLLM's (...rank0.<ns>.pt.trace.json.gz)
+per-rank Chrome traces into one gzipped trace, as SGLang's merge_profiles does, but
+streaming: memory stays flat however large the traces are. Each process is renamed
+"[TP00-DP01] <pid>"; ranks whose clocks differ are aligned. A DIR must hold one capture.
+
+   nsys-agent merge ./profiles -o merged.trace.json.gz`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the merged trace to `FILE` (.trace.json.gz); required"},
+			&cli.IntFlag{Name: "level", Value: 1, Usage: "gzip `LEVEL` of the output, 1 (fastest) to 9"},
+			&cli.BoolFlag{Name: "no-clock-align", Usage: "keep each rank's timestamps even when their baseTimeNanoseconds differ"},
+			&cli.BoolFlag{Name: "json", Usage: "print the merge statistics as JSON"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
+		},
+		Action: runMerge,
+	}
+}
+
+func runMerge(c *cli.Context) error {
+	args, err := interspersedArgs(c)
+	if err != nil {
+		return err
+	}
+	if len(args) == 0 {
+		return usagef("merge: give the per-rank trace files or their directory")
+	}
+	if c.String("output") == "" {
+		return usagef("merge: -o FILE is required")
+	}
+	if l := c.Int("level"); l < 1 || l > 9 {
+		return usagef("merge: --level %d: want 1 to 9", l)
+	}
+	files, err := rankFilesFromArgs(args)
+	if err != nil {
+		return err
+	}
+	opts := torchprof.MergeOptions{Level: c.Int("level"), NoClockAlign: c.Bool("no-clock-align")}
+	stderr := c.App.ErrWriter
+	if !c.Bool("quiet") && isTerminal(stderr) {
+		opts.Progress = mergeProgress(stderr)
+	}
+	st, err := torchprof.Merge(c.Context, files, c.String("output"), opts)
+	if opts.Progress != nil {
+		fmt.Fprintln(stderr)
+	}
+	if err != nil {
+		return err
+	}
+	out := c.App.Writer
+	if c.Bool("json") {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	for _, r := range st.Ranks {
+		shift := ""
+		if r.ShiftNs != 0 {
+			shift = fmt.Sprintf(" (clock shifted %v)", time.Duration(r.ShiftNs))
+		}
+		fmt.Fprintf(out, "%-16s %9d events  %s%s\n", r.Label, r.Events, r.Path, shift)
+	}
+	d := time.Duration(st.Duration)
+	fmt.Fprintf(out, "merged %d events from %d ranks into %s in %.2fs (%.0f k events/s)\n",
+		st.Events, len(st.Ranks), st.Output, d.Seconds(), float64(st.Events)/d.Seconds()/1e3)
+	return nil
+}
+
+// rankFilesFromArgs takes one directory (a capture to discover) or trace files.
+func rankFilesFromArgs(args []string) ([]torchprof.RankFile, error) {
+	if len(args) == 1 {
+		fi, err := os.Stat(args[0])
+		if err != nil {
+			return nil, err
+		}
+		if fi.IsDir() {
+			return torchprof.Discover(args[0])
+		}
+	}
+	for _, a := range args {
+		fi, err := os.Stat(a)
+		if err != nil {
+			return nil, err
+		}
+		if fi.IsDir() {
+			return nil, usagef("%s is a directory: give one directory or only files", a)
+		}
+	}
+	return torchprof.RankFilesFromPaths(args), nil
+}
+
+// mergeProgress redraws one line: a bar, percent and MB of input read.
+func mergeProgress(w io.Writer) func(done, total int64) {
+	return func(done, total int64) {
+		if total <= 0 {
+			return
+		}
+		const width = 30
+		n := int(done * width / total)
+		fmt.Fprintf(w, "\r[%s%s] %3d%%  %d/%d MB", strings.Repeat("#", n), strings.Repeat(" ", width-n),
+			done*100/total, done>>20, total>>20)
+	}
+}

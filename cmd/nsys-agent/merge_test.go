@@ -1,0 +1,65 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const kinetoFixture = "../../../shared/fixtures/kineto-h100-2rank"
+
+func TestMergeCommand(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "merged.trace.json.gz")
+	// Flags after the directory, as people type them.
+	r := runCLI(t, "merge", kinetoFixture, "-o", out, "--json")
+	code, stdout, stderr := r.code, r.stdout, r.stderr
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var st struct {
+		Events int64 `json:"events"`
+		Ranks  []struct {
+			Label string `json:"label"`
+		} `json:"ranks"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &st); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, stdout)
+	}
+	if st.Events != 9115 || len(st.Ranks) != 2 || st.Ranks[1].Label != "[TP01]" {
+		t.Errorf("stats %+v", st)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Size() == 0 {
+		t.Errorf("no merged trace: %v", err)
+	}
+
+	r = runCLI(t, "merge", "-o", out, filepath.Join(kinetoFixture, "1763900000.123456-TP-1.trace.json.gz"))
+	code, stdout, _ = r.code, r.stdout, r.stderr
+	if code != exitOK || !strings.Contains(stdout, "merged 4599 events from 1 ranks") {
+		t.Errorf("exit %d, stdout %q", code, stdout)
+	}
+}
+
+func TestMergeCommandErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"merge"}, exitUsage, "give the per-rank trace files"},
+		{[]string{"merge", kinetoFixture}, exitUsage, "-o FILE is required"},
+		{[]string{"merge", kinetoFixture, "-o", filepath.Join(dir, "x.gz"), "--level", "12"}, exitUsage, "want 1 to 9"},
+		{[]string{"merge", kinetoFixture, "--bogus"}, exitUsage, "not defined"},
+		{[]string{"merge", dir, "-o", filepath.Join(dir, "x.gz")}, exitFailed, "no SGLang or vLLM"},
+		{[]string{"merge", filepath.Join(dir, "missing.trace.json.gz"), "-o", filepath.Join(dir, "x.gz")}, exitFailed, "no such file"},
+	} {
+		r := runCLI(t, tc.args...)
+		code, _, stderr := r.code, r.stdout, r.stderr
+		if code != tc.code || !strings.Contains(stderr, tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", tc.args, code, stderr, tc.code, tc.msg)
+		}
+	}
+}

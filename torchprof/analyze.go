@@ -1,0 +1,273 @@
+package torchprof
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+
+	_ "modernc.org/sqlite" // pure-Go SQLite for nsys exports
+)
+
+// AnalyzeKineto reads per-rank Kineto traces (streaming, ranks in parallel) and says
+// where each rank's GPU time went. Kernels are events of category "kernel"; busy time
+// also counts gpu_memcpy and gpu_memset. Ranks keep the order of files.
+func AnalyzeKineto(ctx context.Context, files []RankFile) (*Summary, error) {
+	if len(files) == 0 {
+		return nil, fmt.Errorf("analyze: no trace files")
+	}
+	ranks := make([]*rankData, len(files))
+	errs := make([]error, len(files))
+	sem := make(chan struct{}, max(runtime.GOMAXPROCS(0), 2))
+	var wg sync.WaitGroup
+	for i, rf := range files {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			ranks[i], errs[i] = analyzeKinetoFile(ctx, rf)
+		}()
+	}
+	wg.Wait()
+	inputs := make([]string, len(files))
+	for i, rf := range files {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		inputs[i] = rf.Path
+	}
+	return summarize("kineto", inputs, ranks), nil
+}
+
+type kinetoHandler struct {
+	ctx  context.Context
+	d    *rankData
+	base int64
+	n    int
+}
+
+func analyzeKinetoFile(ctx context.Context, rf RankFile) (*rankData, error) {
+	r, closeFn, err := openTrace(rf.Path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("analyze: %w", err)
+	}
+	defer closeFn()
+	h := &kinetoHandler{ctx: ctx, d: newRankData(strings.Trim(rf.Label(), "[]"), rf.Path)}
+	if err := scanTrace(r, nil, h); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("analyze: %s: %w", rf.Path, err)
+	}
+	// Timestamps are relative to baseTimeNanoseconds, wherever the key was.
+	for i := range h.d.busy {
+		h.d.busy[i].start += h.base
+		h.d.busy[i].end += h.base
+	}
+	for _, st := range [][]Step{h.d.steps, h.d.stepsCPU} {
+		for i := range st {
+			st[i].StartNs += h.base
+			st[i].EndNs += h.base
+		}
+	}
+	return h.d, nil
+}
+
+func (h *kinetoHandler) topLevel(key string, raw []byte) error {
+	if key == "baseTimeNanoseconds" {
+		if n, ok := pyInt(raw); ok {
+			h.base = n
+		}
+	}
+	return nil
+}
+
+func (h *kinetoHandler) event(ev []byte, f *eventFields) error {
+	if h.n++; h.n&0xffff == 0 && h.ctx.Err() != nil {
+		return h.ctx.Err()
+	}
+	if string(f.ph.of(ev)) != `"X"` || !f.cat.ok() || !f.ts.ok() || !f.dur.ok() {
+		return nil
+	}
+	cat := f.cat.of(ev)
+	var kind byte
+	switch string(cat) {
+	case `"kernel"`:
+		kind = 'k'
+	case `"gpu_memcpy"`, `"gpu_memset"`:
+		kind = 'm'
+	case `"gpu_user_annotation"`:
+		kind = 'g'
+	case `"user_annotation"`:
+		kind = 'u'
+	default:
+		return nil
+	}
+	ts, ok1 := tsNanos(f.ts.of(ev))
+	dur, ok2 := tsNanos(f.dur.of(ev))
+	if !ok1 || !ok2 || dur < 0 {
+		return nil
+	}
+	name := f.name.of(ev)
+	if len(name) >= 2 && name[0] == '"' {
+		name = name[1 : len(name)-1]
+	}
+	switch kind {
+	case 'k':
+		if strings.IndexByte(string(name), '\\') >= 0 {
+			name = []byte(unquote(f.name.of(ev)))
+		}
+		h.d.kernel(name, ts, dur)
+	case 'm':
+		h.d.busy = append(h.d.busy, interval{ts, ts + dur, false})
+	case 'g':
+		addStep(&h.d.steps, &h.d.nSteps, Step{unquote(f.name.of(ev)), ts, ts + dur})
+	case 'u':
+		addStep(&h.d.stepsCPU, &h.d.nStepsCPU, Step{unquote(f.name.of(ev)), ts, ts + dur})
+	}
+	return nil
+}
+
+// AnalyzeNsysSQLite reads an `nsys export --type sqlite` file and treats each process
+// that ran kernels as a rank (pid = (globalPid >> 24) & 0xFFFFFF). It reads only the
+// kernel, memcpy/memset, NVTX, string and process tables, whose layout has been stable
+// across nsys versions, and never the export metadata tables, which have not.
+func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&immutable=1")
+	if err != nil {
+		return nil, fmt.Errorf("analyze: %s: %w", path, err)
+	}
+	defer db.Close()
+	tables := map[string]bool{}
+	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'`)
+	if err != nil {
+		return nil, fmt.Errorf("analyze: %s: not an SQLite database: %w", path, err)
+	}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("analyze: %s: %w", path, err)
+		}
+		tables[n] = true
+	}
+	rows.Close()
+	if !tables["CUPTI_ACTIVITY_KIND_KERNEL"] {
+		return nil, fmt.Errorf("analyze: %s has no CUDA kernels (CUPTI_ACTIVITY_KIND_KERNEL): was the capture made with --trace=cuda?", path)
+	}
+
+	byPid := map[int]*rankData{}
+	var order []int
+	rank := func(pid int) *rankData {
+		d := byPid[pid]
+		if d == nil {
+			d = newRankData(fmt.Sprintf("pid %d", pid), "")
+			d.pid = pid
+			byPid[pid] = d
+			order = append(order, pid)
+		}
+		return d
+	}
+	name := "COALESCE(d.value, s.value, '?')"
+	q := `SELECT (k.globalPid >> 24) & 16777215, k.start, k.end, ` + name + `
+		FROM CUPTI_ACTIVITY_KIND_KERNEL k
+		LEFT JOIN StringIds d ON d.id = k.demangledName
+		LEFT JOIN StringIds s ON s.id = k.shortName`
+	err = queryRows(ctx, db, q, func(r *sql.Rows) error {
+		var pid int
+		var start, end int64
+		var kname string
+		if err := r.Scan(&pid, &start, &end, &kname); err != nil {
+			return err
+		}
+		rank(pid).kernel([]byte(kname), start, end-start)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("analyze: %s: %w", path, err)
+	}
+	for _, t := range []string{"CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET"} {
+		if !tables[t] {
+			continue
+		}
+		err := queryRows(ctx, db, `SELECT (globalPid >> 24) & 16777215, start, end FROM `+t, func(r *sql.Rows) error {
+			var pid int
+			var start, end int64
+			if err := r.Scan(&pid, &start, &end); err != nil {
+				return err
+			}
+			if d := byPid[pid]; d != nil {
+				d.busy = append(d.busy, interval{start, end, false})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("analyze: %s: %w", path, err)
+		}
+	}
+	if tables["NVTX_EVENTS"] {
+		text := "n.text"
+		if tables["StringIds"] {
+			text = "COALESCE(n.text, (SELECT value FROM StringIds WHERE id = n.textId), '')"
+		}
+		err := queryRows(ctx, db, `SELECT (n.globalTid >> 24) & 16777215, n.start, n.end, `+text+`
+			FROM NVTX_EVENTS n WHERE n.end IS NOT NULL AND n.end > n.start ORDER BY n.start`, func(r *sql.Rows) error {
+			var pid int
+			var start, end int64
+			var t string
+			if err := r.Scan(&pid, &start, &end, &t); err != nil {
+				return err
+			}
+			if d := byPid[pid]; d != nil {
+				addStep(&d.steps, &d.nSteps, Step{t, start, end})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("analyze: %s: %w", path, err)
+		}
+	}
+	if tables["PROCESSES"] {
+		queryRows(ctx, db, `SELECT pid, name FROM PROCESSES`, func(r *sql.Rows) error {
+			var pid int
+			var n sql.NullString
+			if r.Scan(&pid, &n) == nil {
+				if d := byPid[pid]; d != nil && n.Valid {
+					d.input = n.String
+				}
+			}
+			return nil
+		})
+	}
+	sortInts(order)
+	ranks := make([]*rankData, len(order))
+	for i, pid := range order {
+		ranks[i] = byPid[pid]
+	}
+	return summarize("nsys-sqlite", []string{path}, ranks), nil
+}
+
+func queryRows(ctx context.Context, db *sql.DB, q string, each func(*sql.Rows) error) error {
+	rows, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := each(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+func sortInts(a []int) {
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && a[j] < a[j-1]; j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+		}
+	}
+}

@@ -1,0 +1,362 @@
+package torchprof
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+)
+
+// Summary is where each rank's GPU time went in one capture and which rank is slow. It
+// is small enough to live in a window manifest.
+type Summary struct {
+	Source string        `json:"source"` // "kineto" or "nsys-sqlite"
+	Inputs []string      `json:"inputs"`
+	Ranks  []RankSummary `json:"ranks"`
+	// SlowestRank has the most compute (kernel time outside communication): in a
+	// collective, the fast ranks wait for it inside communication kernels, so their
+	// total busy time hides who is late.
+	SlowestRank string `json:"slowest_rank,omitempty"`
+	FastestRank string `json:"fastest_rank,omitempty"`
+	// Imbalance is the slowest rank's compute over the fastest's; 1 is balanced.
+	Imbalance float64 `json:"imbalance"`
+	Reason    string  `json:"reason,omitempty"`
+	// Kernels are the kernels with the most time over all ranks, with per-rank totals.
+	Kernels []KernelAcrossRanks `json:"kernels"`
+	// StartNs and EndNs bound every rank's GPU activity (each rank's clock); the
+	// timeline bins of every rank split this range evenly.
+	StartNs int64 `json:"start_ns"`
+	EndNs   int64 `json:"end_ns"`
+}
+
+// RankSummary is one rank's GPU time.
+type RankSummary struct {
+	Label     string       `json:"label"`
+	Input     string       `json:"input,omitempty"` // file (Kineto) or process name (nsys)
+	Pid       int          `json:"pid,omitempty"`
+	Kernels   int64        `json:"kernels"`    // kernel launches
+	KernelNs  int64        `json:"kernel_ns"`  // sum of kernel durations
+	BusyNs    int64        `json:"busy_ns"`    // time any kernel, memcpy or memset ran (union over streams)
+	CommNs    int64        `json:"comm_ns"`    // sum of communication kernel durations (NCCL, custom all-reduce)
+	ComputeNs int64        `json:"compute_ns"` // KernelNs - CommNs
+	SpanNs    int64        `json:"span_ns"`    // first GPU activity to last
+	Top       []KernelStat `json:"top_kernels"`
+	Steps     []Step       `json:"steps,omitempty"` // annotated steps (NVTX ranges, profiler steps), the first 500
+	StepCount int          `json:"step_count"`      // all of them
+	// TimelineBusy and TimelineComm are, per bin of [StartNs, EndNs), the fraction of
+	// time this rank's GPU was busy and busy communicating.
+	TimelineBusy []float64 `json:"timeline_busy"`
+	TimelineComm []float64 `json:"timeline_comm"`
+}
+
+// KernelStat is one kernel name on one rank.
+type KernelStat struct {
+	Name    string  `json:"name"`
+	Count   int64   `json:"count"`
+	TotalNs int64   `json:"total_ns"`
+	MeanNs  int64   `json:"mean_ns"`
+	Share   float64 `json:"share"` // of this rank's kernel time
+	Comm    bool    `json:"comm,omitempty"`
+}
+
+// KernelAcrossRanks compares one kernel across ranks.
+type KernelAcrossRanks struct {
+	Name    string  `json:"name"`
+	Comm    bool    `json:"comm,omitempty"`
+	TotalNs []int64 `json:"total_ns"` // per rank, in Ranks order
+	Count   []int64 `json:"count"`
+	MaxRank string  `json:"max_rank"`
+	MinRank string  `json:"min_rank"`
+	Ranks   int     `json:"ranks"` // how many ranks ran it
+	// Ratio is the largest rank total over the smallest among ranks that ran the kernel.
+	Ratio float64 `json:"ratio"`
+}
+
+// Step is one annotated range.
+type Step struct {
+	Name    string `json:"name"`
+	StartNs int64  `json:"start_ns"`
+	EndNs   int64  `json:"end_ns"`
+}
+
+const (
+	topKernelsPerRank = 10
+	kernelsAcross     = 15
+	timelineBins      = 120
+	maxSteps          = 500
+)
+
+// IsCommKernel tells communication kernels: NCCL's, and the custom all-reduce kernels
+// of SGLang and vLLM (cross_device_reduce_*), which fast ranks spend waiting in.
+func IsCommKernel(name string) bool {
+	n := strings.TrimPrefix(name, "void ")
+	if strings.HasPrefix(n, "nccl") {
+		return true
+	}
+	l := strings.ToLower(n)
+	for _, s := range []string{"cross_device_reduce", "all_reduce", "allreduce", "all_gather", "allgather", "reduce_scatter", "reducescatter", "all_to_all", "alltoall"} {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// rankData collects one rank's GPU activity while a trace is read.
+type rankData struct {
+	label, input string
+	pid          int
+	kernels      map[string]*kernelAcc
+	busy         []interval // kernels, memcpy, memset
+	steps        []Step
+	stepsCPU     []Step // CPU-side annotations, used when there are no GPU ones
+	nSteps       int
+	nStepsCPU    int
+}
+
+// step keeps the first maxSteps annotations and counts them all.
+func addStep(steps *[]Step, n *int, st Step) {
+	*n++
+	if len(*steps) < maxSteps {
+		*steps = append(*steps, st)
+	}
+}
+
+type kernelAcc struct {
+	count, total int64
+	comm         bool
+}
+
+type interval struct {
+	start, end int64
+	comm       bool
+}
+
+func newRankData(label, input string) *rankData {
+	return &rankData{label: label, input: input, kernels: map[string]*kernelAcc{}}
+}
+
+// kernel records one kernel; name is only copied the first time it is seen.
+func (d *rankData) kernel(name []byte, start, dur int64) {
+	k := d.kernels[string(name)]
+	if k == nil {
+		s := string(name)
+		k = &kernelAcc{comm: IsCommKernel(s)}
+		d.kernels[s] = k
+	}
+	k.count++
+	k.total += dur
+	d.busy = append(d.busy, interval{start, start + dur, k.comm})
+}
+
+// summarize turns the collected ranks into a Summary; ranks keep their order.
+func summarize(source string, inputs []string, ranks []*rankData) *Summary {
+	s := &Summary{Source: source, Inputs: inputs, StartNs: math.MaxInt64, EndNs: math.MinInt64}
+	for _, d := range ranks {
+		sort.Slice(d.busy, func(i, j int) bool { return d.busy[i].start < d.busy[j].start })
+		if len(d.busy) > 0 {
+			s.StartNs = min(s.StartNs, d.busy[0].start)
+			for _, iv := range d.busy {
+				s.EndNs = max(s.EndNs, iv.end)
+			}
+		}
+	}
+	if s.StartNs > s.EndNs {
+		s.StartNs, s.EndNs = 0, 0
+	}
+	for _, d := range ranks {
+		s.Ranks = append(s.Ranks, d.summary(s.StartNs, s.EndNs))
+	}
+	s.compare(ranks)
+	return s
+}
+
+func (d *rankData) summary(start, end int64) RankSummary {
+	r := RankSummary{Label: d.label, Input: d.input, Pid: d.pid}
+	var all []KernelStat
+	for name, k := range d.kernels {
+		r.Kernels += k.count
+		r.KernelNs += k.total
+		if k.comm {
+			r.CommNs += k.total
+		}
+		all = append(all, KernelStat{Name: name, Count: k.count, TotalNs: k.total, MeanNs: k.total / k.count, Comm: k.comm})
+	}
+	r.ComputeNs = r.KernelNs - r.CommNs
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].TotalNs != all[j].TotalNs {
+			return all[i].TotalNs > all[j].TotalNs
+		}
+		return all[i].Name < all[j].Name
+	})
+	for _, k := range all[:min(len(all), topKernelsPerRank)] {
+		if r.KernelNs > 0 {
+			k.Share = round3(float64(k.TotalNs) / float64(r.KernelNs))
+		}
+		r.Top = append(r.Top, k)
+	}
+	r.BusyNs, r.TimelineBusy = unionAndBin(d.busy, start, end, func(interval) bool { return true })
+	_, r.TimelineComm = unionAndBin(d.busy, start, end, func(iv interval) bool { return iv.comm })
+	if len(d.busy) > 0 {
+		last := d.busy[0].end
+		for _, iv := range d.busy {
+			last = max(last, iv.end)
+		}
+		r.SpanNs = last - d.busy[0].start
+	}
+	r.Steps, r.StepCount = d.steps, d.nSteps
+	if len(r.Steps) == 0 {
+		r.Steps, r.StepCount = d.stepsCPU, d.nStepsCPU
+	}
+	sort.Slice(r.Steps, func(i, j int) bool { return r.Steps[i].StartNs < r.Steps[j].StartNs })
+	return r
+}
+
+// unionAndBin returns the length of the union of the sorted intervals that keep selects
+// and the covered fraction of each of timelineBins bins of [start, end).
+func unionAndBin(ivs []interval, start, end int64, keep func(interval) bool) (int64, []float64) {
+	bins := make([]float64, timelineBins)
+	if end <= start {
+		return 0, bins
+	}
+	width := float64(end-start) / timelineBins
+	var total int64
+	cover := func(a, b int64) {
+		total += b - a
+		fa, fb := float64(a-start)/width, float64(b-start)/width
+		for i := int(fa); i < timelineBins && float64(i) < fb; i++ {
+			lo, hi := math.Max(fa, float64(i)), math.Min(fb, float64(i+1))
+			bins[i] += hi - lo
+		}
+	}
+	curS, curE := int64(0), int64(math.MinInt64)
+	for _, iv := range ivs {
+		if !keep(iv) {
+			continue
+		}
+		if iv.start > curE {
+			if curE > curS {
+				cover(curS, curE)
+			}
+			curS, curE = iv.start, iv.end
+		} else if iv.end > curE {
+			curE = iv.end
+		}
+	}
+	if curE > curS {
+		cover(curS, curE)
+	}
+	for i := range bins {
+		bins[i] = round3(math.Min(bins[i], 1))
+	}
+	return total, bins
+}
+
+func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
+
+// compare fills the cross-rank fields.
+func (s *Summary) compare(ranks []*rankData) {
+	if len(s.Ranks) == 0 {
+		return
+	}
+	slow, fast := 0, 0
+	for i, r := range s.Ranks {
+		if r.ComputeNs > s.Ranks[slow].ComputeNs {
+			slow = i
+		}
+		if r.ComputeNs < s.Ranks[fast].ComputeNs {
+			fast = i
+		}
+	}
+	s.SlowestRank, s.FastestRank = s.Ranks[slow].Label, s.Ranks[fast].Label
+	if f := s.Ranks[fast].ComputeNs; f > 0 {
+		s.Imbalance = round3(float64(s.Ranks[slow].ComputeNs) / float64(f))
+	}
+
+	totals := map[string]int64{}
+	for _, d := range ranks {
+		for name, k := range d.kernels {
+			totals[name] += k.total
+		}
+	}
+	names := make([]string, 0, len(totals))
+	for n := range totals {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if totals[names[i]] != totals[names[j]] {
+			return totals[names[i]] > totals[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	for _, name := range names[:min(len(names), kernelsAcross)] {
+		k := KernelAcrossRanks{Name: name, Comm: IsCommKernel(name)}
+		mx, mn := -1, -1
+		for i, d := range ranks {
+			var t, c int64
+			if a := d.kernels[name]; a != nil {
+				t, c = a.total, a.count
+			}
+			k.TotalNs = append(k.TotalNs, t)
+			k.Count = append(k.Count, c)
+			if c == 0 {
+				continue
+			}
+			k.Ranks++
+			if mx < 0 || t > k.TotalNs[mx] {
+				mx = i
+			}
+			if mn < 0 || t < k.TotalNs[mn] {
+				mn = i
+			}
+		}
+		k.MaxRank, k.MinRank = s.Ranks[mx].Label, s.Ranks[mn].Label
+		if k.TotalNs[mn] > 0 {
+			k.Ratio = round3(float64(k.TotalNs[mx]) / float64(k.TotalNs[mn]))
+		}
+		s.Kernels = append(s.Kernels, k)
+	}
+	s.Reason = s.reason(ranks, slow, fast)
+}
+
+// reason says in one sentence why the slowest rank is slow.
+func (s *Summary) reason(ranks []*rankData, slow, fast int) string {
+	if len(s.Ranks) < 2 || slow == fast {
+		return ""
+	}
+	S, F := s.Ranks[slow], s.Ranks[fast]
+	msg := fmt.Sprintf("%s computes %s on the GPU, %s more than %s (%.2f×)",
+		S.Label, ms(S.ComputeNs), ms(S.ComputeNs-F.ComputeNs), F.Label, s.Imbalance)
+	var best string
+	var bestD int64
+	for name, k := range ranks[slow].kernels {
+		if k.comm {
+			continue
+		}
+		var f int64
+		if a := ranks[fast].kernels[name]; a != nil {
+			f = a.total
+		}
+		if d := k.total - f; d > bestD || (d == bestD && name < best) {
+			best, bestD = name, d
+		}
+	}
+	if best != "" {
+		msg += fmt.Sprintf("; most of the difference is %s (+%s)", shortName(best, 80), ms(bestD))
+	}
+	if F.CommNs > S.CommNs {
+		msg += fmt.Sprintf("; meanwhile %s waits %s longer in communication kernels", F.Label, ms(F.CommNs-S.CommNs))
+	}
+	return msg
+}
+
+func ms(ns int64) string { return fmt.Sprintf("%.3f ms", float64(ns)/1e6) }
+
+// shortName keeps a kernel name readable: no return type, at most n runes.
+func shortName(name string, n int) string {
+	name = strings.TrimPrefix(name, "void ")
+	if r := []rune(name); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return name
+}
