@@ -148,6 +148,9 @@ func (c *apiClient) statusError(resp *http.Response) error {
 	case resp.StatusCode == http.StatusNotFound && ce.Code == agent.CodeNotFound:
 		ce.Hint = "list windows with `nsys-agent windows`"
 	}
+	if ce.Code != agent.CodeUnauthorized && strings.Contains(ce.Message, "'nsys-agent ") {
+		ce.Hint = "" // the agent already said what to do
+	}
 	return ce
 }
 
