@@ -41,7 +41,7 @@ proto-check:
 	@bash scripts/gen-proto.sh --check
 
 bench: build
-	@bash scripts/bench-control.sh
+	$(GO) run ./scripts/bench-control -bin $(BIN)/nsys-agent
 
 # Merge/analyze throughput and peak RSS on generated 4-rank traces of 1 M and 4 M events
 # (kept under $${TMPDIR:-/tmp}/nsys-agent-bench-merge). SGLANG_MERGER=path/to/profile_merger.py

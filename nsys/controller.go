@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -34,10 +35,20 @@ type Controller struct {
 	ImportTimeout time.Duration // QdstrmImporter / export (default 10 min)
 	RetryFor      time.Duration // how long to retry "wrong state" answers (default 20 s)
 
+	// MaxStateAge lets Start trust a `sessions list` row this recent (kept fresh by
+	// Watch) instead of listing again; 0 always lists. The check after `nsys start` is
+	// never skipped, and it removes a stray session if the cached row was wrong.
+	MaxStateAge time.Duration
+
 	// Log receives one line per nsys command, when set.
 	Log func(format string, args ...any)
 
 	windows int // windows started so far on this session (start-later report naming)
+
+	cacheMu  sync.Mutex
+	cached   Session
+	cachedOK bool
+	cachedAt time.Time
 }
 
 // Window is where one capture's report goes.
@@ -69,9 +80,45 @@ func (c *Controller) timeout(d, def time.Duration) time.Duration {
 	return def
 }
 
-// Sessions lists all nsys sessions on this host (other users' too).
+// Sessions lists all nsys sessions on this host (other users' too) and refreshes the
+// cached row of this controller's session.
 func (c *Controller) Sessions(ctx context.Context) ([]Session, error) {
-	return ListSessions(ctx, c.Runner)
+	list, err := ListSessions(ctx, c.Runner)
+	if err == nil {
+		s, ok := Lookup(list, c.Session)
+		c.cacheMu.Lock()
+		c.cached, c.cachedOK, c.cachedAt = s, ok, time.Now()
+		c.cacheMu.Unlock()
+	}
+	return list, err
+}
+
+// Watch refreshes the cached session row every interval until ctx ends, so that Start
+// can skip its own listing (MaxStateAge). One `nsys sessions list` costs ~10 ms of CPU.
+func (c *Controller) Watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_, _ = c.Sessions(ctx)
+		}
+	}
+}
+
+// freshState returns the cached state when it is recent enough to act on.
+func (c *Controller) freshState() (State, bool) {
+	if c.MaxStateAge <= 0 {
+		return "", false
+	}
+	c.cacheMu.Lock()
+	defer c.cacheMu.Unlock()
+	if !c.cachedOK || time.Since(c.cachedAt) > c.MaxStateAge {
+		return "", false
+	}
+	return c.cached.State, true
 }
 
 // ListSessions runs and parses `nsys sessions list`.
@@ -137,9 +184,12 @@ func (c *Controller) Start(ctx context.Context, w Window) error {
 		return fmt.Errorf("creating window folder: %w", err)
 	}
 	armable := []State{StateLaunched, StateDelayedCollection}
-	st, err := c.waitSettled(ctx, c.timeout(c.RetryFor, 20*time.Second))
-	if err != nil {
-		return err
+	st, fresh := c.freshState()
+	if !fresh || !stateIn(st, armable) {
+		var err error
+		if st, err = c.waitSettled(ctx, c.timeout(c.RetryFor, 20*time.Second)); err != nil {
+			return err
+		}
 	}
 	if !stateIn(st, armable) {
 		return &WrongStateError{Session: c.Session, Op: "start a window on", State: st, Want: armable}
@@ -154,9 +204,19 @@ func (c *Controller) Start(ctx context.Context, w Window) error {
 	if err != nil {
 		return err
 	}
-	after, err := c.State(ctx)
+	list, err := c.Sessions(ctx)
 	if err != nil {
 		return err
+	}
+	row, ok := Lookup(list, c.Session)
+	if !ok {
+		return &SessionNotFoundError{Name: c.Session, Known: Names(list)}
+	}
+	after := row.State
+	if after == StateStarted && row.Launch == "0" {
+		// nsys made a new, empty session under our name: ours was gone. Remove it.
+		_ = c.Shutdown(ctx)
+		return &SessionNotFoundError{Name: c.Session}
 	}
 	if !after.Collecting() {
 		detail := strings.TrimSpace(res.Output())

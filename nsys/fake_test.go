@@ -141,3 +141,31 @@ func TestHungStopRecovery(t *testing.T) {
 	default:
 	}
 }
+
+// TestCachedStateStrayCleanup: Start trusts a fresh cached row (no listing before
+// `nsys start`); if the session vanished meanwhile, nsys creates an empty one under our
+// name — the check after the start sees it, removes it and reports the session gone.
+func TestCachedStateStrayCleanup(t *testing.T) {
+	r, info := fakeRunner(t)
+	root := t.TempDir()
+	proc := startFakeTarget(t, r, info, "gone", filepath.Join(root, "first"))
+	ctl := &nsys.Controller{Runner: r, Info: info, Session: "gone", Mode: nsys.ModeStartLater, MaxStateAge: time.Minute}
+	ctx := context.Background()
+	if _, err := ctl.Sessions(ctx); err != nil { // primes the cache: DelayedCollection
+		t.Fatal(err)
+	}
+	if err := proc.Terminate(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	err := ctl.Start(ctx, nsys.Window{Dir: filepath.Join(root, "w1")})
+	if !errors.Is(err, nsys.ErrSessionNotFound) {
+		t.Fatalf("want ErrSessionNotFound, got %v", err)
+	}
+	list, err := nsys.ListSessions(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 0 {
+		t.Fatalf("a stray session was left behind: %+v", list)
+	}
+}
