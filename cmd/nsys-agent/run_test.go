@@ -1,0 +1,79 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseCommand(t *testing.T) {
+	cases := []struct {
+		args    []string
+		cmd     string
+		want    string
+		wantErr string
+	}{
+		{args: []string{"python3", "-m", "sglang.launch_server"}, want: "python3|-m|sglang.launch_server"},
+		{cmd: `vllm serve "my model" --port 8000`, want: "vllm|serve|my model|--port|8000"},
+		{cmd: `sh -c 'echo a; echo b'`, want: "sh|-c|echo a; echo b"}, // quoted: one argument, no shell of ours
+		{cmd: "python3 a.py; rm -rf /", wantErr: "shell operators"},
+		{cmd: "python3 a.py && curl x", wantErr: "shell operators"},
+		{cmd: "python3 a.py | tee log", wantErr: "shell operators"},
+		{cmd: "python3 `whoami`.py", wantErr: "backticks"},
+		{cmd: "python3 $(whoami).py", wantErr: "backticks"},
+		{cmd: "   ", wantErr: "empty"},
+		{args: []string{"x"}, cmd: "y", wantErr: "not both"},
+		{want: ""}, // no command: the demo target
+	}
+	for _, c := range cases {
+		got, err := parseCommand(c.args, c.cmd)
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%q %v: want error %q, got %v %q", c.cmd, c.args, c.wantErr, err, got)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q %v: %v", c.cmd, c.args, err)
+			continue
+		}
+		if strings.Join(got, "|") != c.want {
+			t.Errorf("%q %v: got %q want %q", c.cmd, c.args, strings.Join(got, "|"), c.want)
+		}
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for listen, want := range map[string]bool{
+		"127.0.0.1:7477": true, "localhost:7477": true, "[::1]:7477": true, "127.0.0.2:1": true,
+		"0.0.0.0:7477": false, ":7477": false, "10.0.0.5:7477": false, "[::]:7477": false, "gpu1:7477": false,
+	} {
+		got, err := isLoopback(listen)
+		if err != nil || got != want {
+			t.Errorf("%s: got %v, %v; want %v", listen, got, err, want)
+		}
+	}
+}
+
+// TestRunRefusesUnsafeSetups: every refusal happens before anything is launched, with
+// exit code 2 and a message that says what to do.
+func TestRunRefusesUnsafeSetups(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"run", "--listen", "0.0.0.0:0", "--data-dir", dir, "--", "true"}, "refusing to serve without authentication"},
+		{[]string{"run", "--listen", ":7477", "--data-dir", dir}, "set a token"},
+		{[]string{"run", "--cmd", "python3 a.py; reboot", "--data-dir", dir}, "shell operators"},
+		{[]string{"run", "--token", "a", "--token-file", "/dev/null", "--data-dir", dir}, "not both"},
+		{[]string{"run", "--tls-cert", "c.pem", "--data-dir", dir}, "go together"},
+		{[]string{"run", "--listen", "nonsense", "--data-dir", dir}, "HOST:PORT"},
+		{[]string{"run", "--log-level", "loud", "--data-dir", dir}, "log-level"},
+	}
+	for _, c := range cases {
+		r := runCLI(t, c.args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, c.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 and %q", c.args, r.code, r.stderr, c.msg)
+		}
+	}
+}
