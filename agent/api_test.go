@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/nsys-agent/nsys-agent/nsys/nsystest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -166,14 +167,14 @@ type testAPI struct {
 	t    *testing.T
 	srv  *httptest.Server
 	svc  *fakeService
-	logs *syncBuffer
+	logs *nsystest.Buffer
 	m    *Metrics
 }
 
 func newTestAPI(t *testing.T, tokens ...string) *testAPI {
 	t.Helper()
 	svc := newFakeService(t)
-	logs := &syncBuffer{}
+	logs := &nsystest.Buffer{}
 	m := NewMetrics(nil)
 	h := NewHandler(svc, APIOptions{Tokens: tokens, Version: "test", Metrics: m,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
@@ -214,23 +215,6 @@ func errorOf(t *testing.T, body []byte) ErrorDetail {
 		t.Fatalf("error body is not JSON: %v: %s", err, body)
 	}
 	return eb.Error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestAuth(t *testing.T) {

@@ -88,7 +88,7 @@ func (s *Store) Save(m *Manifest) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, "manifest.json"), append(data, '\n'))
+	return WriteFileAtomic(filepath.Join(dir, "manifest.json"), append(data, '\n'))
 }
 
 // Load reads every window manifest, oldest first. Unreadable ones are reported, not
@@ -158,7 +158,9 @@ func KindOf(name string) string {
 	return "file"
 }
 
-func writeFileAtomic(path string, data []byte) error {
+// WriteFileAtomic writes data to path through a temp file in the same folder: fsync,
+// rename, fsync of the folder. A crash leaves the old file or the new one, never half.
+func WriteFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, ".manifest-*.tmp")
 	if err != nil {

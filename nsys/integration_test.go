@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,7 +30,7 @@ func launched(t *testing.T, runner nsys.Runner, info *nsys.Info, mode nsys.Mode,
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logBuf syncBuffer
+	var logBuf nsystest.Buffer
 	ctl := &nsys.Controller{Runner: runner, Info: info, Session: session, Mode: mode, FirstOutput: firstOut,
 		Log: func(f string, a ...any) { t.Logf(f, a...) }}
 	proc, err := nsys.Launch(context.Background(), ctl, args, nsys.ProcOptions{Stdout: &logBuf, Stderr: &logBuf, Env: testEnv()}, logBuf.String, time.Minute)
@@ -70,23 +69,6 @@ func launched(t *testing.T, runner nsys.Runner, info *nsys.Info, mode nsys.Mode,
 
 func testEnv() []string {
 	return append(os.Environ(), nsys.LaunchEnv()...)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func probeReal(t *testing.T) (nsys.Runner, *nsys.Info) {

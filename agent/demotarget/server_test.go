@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/nsys-agent/nsys-agent/nsys/nsystest"
 	"io"
 	"net/http"
 	"os"
@@ -17,7 +18,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -51,28 +51,11 @@ func testWorkerMain(args []string) int {
 // Generous: the test machine is small and shared.
 const deadline = 30 * time.Second
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type testServer struct {
 	t      *testing.T
 	url    string
 	ready  string
-	out    *syncBuffer
+	out    *nsystest.Buffer
 	cancel context.CancelFunc
 	done   chan error
 	failOK bool // the test makes Run fail on purpose
@@ -87,7 +70,7 @@ func startServer(t *testing.T, ranks int) *testServer {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &testServer{t: t, ready: filepath.Join(t.TempDir(), "ready"), out: &syncBuffer{},
+	s := &testServer{t: t, ready: filepath.Join(t.TempDir(), "ready"), out: &nsystest.Buffer{},
 		cancel: cancel, done: make(chan error, 1)}
 	go func() {
 		s.done <- Run(ctx, Options{Port: 0, Ranks: ranks, ReadyFile: s.ready, Stdout: s.out, Stderr: s.out,

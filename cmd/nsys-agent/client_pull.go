@@ -133,7 +133,7 @@ func pullWindow(ctx context.Context, ac *apiClient, window, dir string, rank *in
 	if err != nil {
 		return res, err
 	}
-	if err := writeFileAtomic(filepath.Join(into, "manifest.json"), append(b, '\n')); err != nil {
+	if err := agent.WriteFileAtomic(filepath.Join(into, "manifest.json"), append(b, '\n')); err != nil {
 		return res, err
 	}
 	return res, nil
@@ -262,28 +262,6 @@ func hashFile(path string) (string, int64, error) {
 		return "", 0, err
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
-}
-
-// writeFileAtomic writes via a temp file and rename, so a crash leaves the old file or
-// the new one.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".manifest-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 func printPull(w io.Writer, r *pullResult) {

@@ -1,10 +1,13 @@
-// Package nsystest helps tests find the real nsys and the scripted fake.
+// Package nsystest helps tests that run processes under nsys: it finds the real nsys and
+// the scripted fake, and collects process output safely.
 package nsystest
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 
 	"github.com/nsys-agent/nsys-agent/nsys"
@@ -38,4 +41,23 @@ func FakePath(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return abs
+}
+
+// Buffer is an io.Writer safe for a process's output and concurrent reads.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
