@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sort"
 
 	"github.com/nsys-agent/nsys-agent/nsys"
@@ -17,9 +18,16 @@ type Backend interface {
 	// Start begins the capture; it returns once capturing is confirmed.
 	Start(ctx context.Context, w *WindowRun) error
 	// Stop ends the capture and leaves the window's files in w.Dir. It may take long
-	// (report generation, import, export) and reports progress through w.Progress. On
-	// error, whatever was produced stays in w.Dir and is listed as partial artifacts.
+	// (report generation, import) and reports progress through w.Progress. On error,
+	// whatever was produced stays in w.Dir and is listed as partial artifacts.
 	Stop(ctx context.Context, w *WindowRun) (warnings []string, err error)
+}
+
+// Finalizer is an optional Backend capability: work on a stopped window's files that
+// does not touch the target (an export, an analysis). It runs after Stop, while the next
+// window may already be capturing.
+type Finalizer interface {
+	Finalize(ctx context.Context, w *WindowRun) (warnings []string, err error)
 }
 
 // WindowRun is what a backend sees of a window.
@@ -44,7 +52,8 @@ func (b Backends) Names() []string {
 	return names
 }
 
-// NsysBackend captures a window with `nsys start/stop` on the agent's session.
+// NsysBackend captures a window with `nsys start/stop` on the agent's session; the
+// SQLite export is its Finalize, so a long export never holds up the next window.
 type NsysBackend struct {
 	Ctl *nsys.Controller
 }
@@ -80,11 +89,18 @@ func (b *NsysBackend) Stop(ctx context.Context, w *WindowRun) ([]string, error) 
 	if res.Report == "" {
 		return warnings, fmt.Errorf("nsys wrote only %s and it could not be imported", res.Qdstrm)
 	}
-	if w.Request.Export {
-		w.Progress("nsys export: writing SQLite", 0.6)
-		if _, err := b.Ctl.Export(ctx, res.Report); err != nil {
-			warnings = append(warnings, "SQLite export failed: "+err.Error())
-		}
-	}
 	return warnings, nil
+}
+
+// Finalize exports the report to SQLite when the window asked for it. A failed export is
+// a warning: the report itself is fine.
+func (b *NsysBackend) Finalize(ctx context.Context, w *WindowRun) ([]string, error) {
+	if !w.Request.Export {
+		return nil, nil
+	}
+	w.Progress("nsys export: writing SQLite", 0.6)
+	if _, err := b.Ctl.Export(ctx, filepath.Join(w.Dir, b.window(w).Name+".nsys-rep")); err != nil {
+		return []string{"SQLite export failed: " + err.Error()}, nil
+	}
+	return nil, nil
 }

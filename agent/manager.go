@@ -47,7 +47,9 @@ type Manager struct {
 	timers  map[string]*time.Timer
 	down    bool // the target exited
 
-	opMu sync.Mutex     // serializes backend Start/Stop on the one session
+	// opMu orders the backend's work on the target: a Start waits for the Stop of the
+	// previous window, which takes opMu before StopWindow returns.
+	opMu sync.Mutex
 	wg   sync.WaitGroup // background finalizers
 	ctx  context.Context
 	stop context.CancelFunc
@@ -229,7 +231,7 @@ func (m *Manager) begin(ctx context.Context, id string, backend Backend, run *Wi
 		if errors.Is(err, nsys.ErrWrongState) {
 			status, code = http.StatusConflict, CodeWindowActive
 		}
-		if m.isDown() {
+		if m.isDown() || errors.Is(err, nsys.ErrSessionNotFound) {
 			status, code = http.StatusServiceUnavailable, CodeTargetDown
 		}
 		return apiErrorf(status, code, "window %s: starting the %s capture failed: %v", id, backend.Name(), err)
@@ -299,17 +301,25 @@ func (m *Manager) StopWindow(ctx context.Context, id string, who Requester) (*Ma
 
 	run := m.runFor(w, req)
 	m.wg.Add(1)
+	m.opMu.Lock() // taken here, released by the finalizer once the backend stopped
 	go func() {
 		defer m.wg.Done()
 		ctx, cancel := context.WithTimeout(m.ctx, m.o.FinalizeTimeout)
 		defer cancel()
 		begin := time.Now()
-		m.opMu.Lock()
 		warnings, err := backend.Stop(ctx, run)
 		m.opMu.Unlock()
 		if err != nil {
 			m.finish(id, StateFailed, err.Error(), warnings)
 			return
+		}
+		if f, ok := backend.(Finalizer); ok {
+			more, err := f.Finalize(ctx, run)
+			warnings = append(warnings, more...)
+			if err != nil {
+				m.finish(id, StateFailed, err.Error(), warnings)
+				return
+			}
 		}
 		m.finish(id, StateReady, "", warnings)
 		m.log.Info("window ready", "window", id, "took", time.Since(begin).Round(time.Millisecond))

@@ -199,6 +199,28 @@ func TestWindowsOnRealNsys(t *testing.T) {
 	if st.Target.State != "running" || st.Session.State != string(nsys.StateLaunched) || st.Windows != 2 || len(st.Target.Ranks) == 0 {
 		t.Errorf("status: %+v", st)
 	}
+
+	// Back to back: a start right after a stop waits for that stop's nsys work, then
+	// captures; both windows end ready.
+	a, err := ta.m.CreateWindow(ctx, CreateWindowRequest{Name: "a"}, who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ta.m.StopWindow(ctx, a.ID, who); err != nil {
+		t.Fatal(err)
+	}
+	b, err := ta.m.CreateWindow(ctx, CreateWindowRequest{Name: "b"}, who)
+	if err != nil {
+		t.Fatalf("start right after a stop: %v", err)
+	}
+	if _, err := ta.m.StopWindow(ctx, b.ID, who); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{a.ID, b.ID} {
+		if w := waitWindow(t, ta.m, id, 2*time.Minute); w.State != StateReady {
+			t.Errorf("back-to-back window %s: %s %s", w.Name, w.State, w.Error)
+		}
+	}
 }
 
 func TestDurationAutoStop(t *testing.T) {

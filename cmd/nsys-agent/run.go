@@ -236,6 +236,9 @@ func runAgent(c *cli.Context) error {
 		SampleCPU: c.Bool("sample-cpu"), StopTimeout: c.Duration("stop-timeout"), MaxStateAge: 3 * time.Second,
 		Log: func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...)) }}
 
+	if mode == nsys.ModeCudaProfiler {
+		log.Warn("cuda-profiler arming: the server opens and closes capture ranges itself (e.g. SGLang /start_profile with CUDA_PROFILER); the API's nsys windows are refused in this mode, and range reports are written next to " + first)
+	}
 	log.Info("launching target under nsys", "nsys", nsysPath, "version", info.Version, "mode", mode, "session", session, "command", strings.Join(command, " "))
 	sup, err := agent.StartTarget(ctx, ctl, args, command, filepath.Join(store.Root, "target.log"), targetEnv(), 2*time.Minute)
 	if err != nil {
