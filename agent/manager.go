@@ -31,6 +31,10 @@ type ManagerOptions struct {
 	OnChange func(old WindowState, m Manifest)
 	// FinalizeTimeout bounds one window's stop + finalize (default 15 min).
 	FinalizeTimeout time.Duration
+	// Adopt: the target was attached from a previous agent and its session is capturing
+	// now. The window that was capturing stays capturing (or, if none was recorded, a
+	// "recovered" window is opened for the capture), so a stop finalizes it: nothing is lost.
+	Adopt bool
 }
 
 // Manager runs windows: the state machine requested → capturing → finalizing → ready |
@@ -73,7 +77,14 @@ func NewManager(o ManagerOptions) (*Manager, error) {
 	for _, err := range errs {
 		m.log.Warn("skipping unreadable window", "err", err)
 	}
+	adopted := ""
 	for _, w := range loaded {
+		if o.Adopt && adopted == "" && w.State == StateCapturing {
+			adopted = w.ID
+			w.Warnings = append(w.Warnings, "adopted by a restarted agent while capturing")
+			m.windows[w.ID] = w
+			continue
+		}
 		if !w.State.Terminal() {
 			old := w.State
 			w.State = StateFailed
@@ -86,6 +97,20 @@ func NewManager(o ManagerOptions) (*Manager, error) {
 			}
 		}
 		m.windows[w.ID] = w
+	}
+	if o.Adopt {
+		if adopted == "" {
+			now := time.Now().UTC()
+			w := &Manifest{ID: NewID(now), Name: "recovered", Backend: "nsys", State: StateCapturing, Trigger: "recovered",
+				RequestedBy: Requester{Remote: "local", TokenID: "recovered"}, Session: o.Session.Name, CreatedAt: now, StartedAt: &now,
+				Warnings:  []string{"the session was capturing when this agent attached, with no window on record; stop this window to keep that capture"},
+				Artifacts: []Artifact{}}
+			m.windows[w.ID] = w
+			adopted = w.ID
+		}
+		m.active = adopted
+		m.save(m.windows[adopted], "")
+		m.log.Warn("adopted a capturing window from the previous agent", "window", adopted)
 	}
 	if o.Target != nil {
 		go m.watchTarget()

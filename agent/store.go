@@ -192,3 +192,46 @@ func WriteFileAtomic(path string, data []byte) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// TargetRecord is <data-dir>/target.json: what a restarted agent needs to find and adopt
+// the target its predecessor launched (the session by name, the nsys front-end by pid).
+type TargetRecord struct {
+	Session   string    `json:"session"`
+	Mode      string    `json:"mode"`
+	First     string    `json:"first_output"`
+	Command   []string  `json:"command"`
+	Nsys      string    `json:"nsys"`
+	PID       int       `json:"nsys_pid"`
+	ServerURL string    `json:"server_url,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+func (s *Store) targetPath() string { return filepath.Join(s.Root, "target.json") }
+
+// SaveTarget records the running target.
+func (s *Store) SaveTarget(r *TargetRecord) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(s.targetPath(), append(data, '\n'))
+}
+
+// LoadTarget returns the recorded target, or nil when none is recorded.
+func (s *Store) LoadTarget() (*TargetRecord, error) {
+	raw, err := os.ReadFile(s.targetPath())
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r TargetRecord
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.targetPath(), err)
+	}
+	return &r, nil
+}
+
+// ClearTarget forgets the target once it has ended.
+func (s *Store) ClearTarget() { _ = os.Remove(s.targetPath()) }

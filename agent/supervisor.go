@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/shirou/gopsutil/v3/process"
@@ -16,13 +17,21 @@ import (
 )
 
 // Supervisor runs the target under its nsys front-end, keeps its output in
-// <data-dir>/target.log and a ring buffer, and notices its exit at once.
+// <data-dir>/target.log (the front-end writes to the file itself, so a crash of the agent
+// loses no output and breaks no pipe under the server), follows that file into a ring
+// buffer for status and log triggers, and notices the target's exit at once.
 type Supervisor struct {
-	Command []string // the server command (without nsys)
-	proc    *nsys.Process
-	log     *os.File
-	ring    *lineRing
-	started time.Time
+	Command  []string // the server command (without nsys)
+	Attached bool     // adopted from a previous agent rather than launched by this one
+
+	proc     *nsys.Process // nil when attached
+	pid      int
+	done     chan struct{}
+	code     int
+	log      *os.File
+	ring     *lineRing
+	stopTail context.CancelFunc
+	tailDone chan struct{}
 }
 
 // StartTarget starts `nsys ARGS...` with the target's output going to logPath, and
@@ -33,38 +42,120 @@ func StartTarget(ctx context.Context, ctl *nsys.Controller, args, command []stri
 	if err != nil {
 		return nil, fmt.Errorf("opening target log: %w", err)
 	}
-	ring := newLineRing(200)
-	w := io.MultiWriter(f, ring)
 	fmt.Fprintf(f, "\n--- nsys-agent %s: %s %s\n", time.Now().UTC().Format(time.RFC3339), nsysBinary, strings.Join(args, " "))
-	output := func() string { return strings.Join(ring.Tail(20), "\n") }
-	proc, err := nsys.Launch(ctx, ctl, args, nsys.ProcOptions{Stdout: w, Stderr: w, Env: env}, output, armTimeout)
+	offset, _ := f.Seek(0, io.SeekCurrent)
+	s := newSupervisor(command, f, logPath, offset)
+	output := func() string { s.drain(); return strings.Join(s.ring.Tail(20), "\n") }
+	proc, err := nsys.Launch(ctx, ctl, args, nsys.ProcOptions{Stdout: f, Stderr: f, Env: env}, output, armTimeout)
 	if err != nil {
+		s.stopFollowing()
 		f.Close()
 		return nil, err
 	}
-	s := &Supervisor{Command: command, proc: proc, log: f, ring: ring, started: time.Now()}
+	s.proc, s.pid = proc, proc.Pid()
 	go func() {
 		<-proc.Done()
-		fmt.Fprintf(f, "--- nsys-agent: target exited with code %d\n", proc.ExitCode())
+		s.code = proc.ExitCode()
+		fmt.Fprintf(f, "--- nsys-agent: target exited with code %d\n", s.code)
+		s.stopFollowing()
+		close(s.done)
 	}()
 	return s, nil
 }
 
-// Done is closed when the target (its nsys front-end) has exited.
-func (s *Supervisor) Done() <-chan struct{} { return s.proc.Done() }
+// AttachTarget adopts a target that a previous agent launched (its nsys front-end is
+// pid) and that is still running. Its exit is noticed by polling; its exit code is
+// unknown (-1). Output keeps going to logPath, followed from its current end.
+func AttachTarget(pid int, command []string, logPath string) (*Supervisor, error) {
+	if syscall.Kill(pid, 0) != nil {
+		return nil, fmt.Errorf("the target's nsys process %d is not running", pid)
+	}
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening target log: %w", err)
+	}
+	fmt.Fprintf(f, "--- nsys-agent %s: attached to the running target (nsys pid %d)\n", time.Now().UTC().Format(time.RFC3339), pid)
+	offset, _ := f.Seek(0, io.SeekCurrent)
+	s := newSupervisor(command, f, logPath, offset)
+	s.Attached, s.pid, s.code = true, pid, -1
+	go func() {
+		for syscall.Kill(pid, 0) == nil {
+			time.Sleep(250 * time.Millisecond)
+		}
+		fmt.Fprintf(f, "--- nsys-agent: attached target (nsys pid %d) ended\n", pid)
+		s.stopFollowing()
+		close(s.done)
+	}()
+	return s, nil
+}
 
-// Exited reports whether the target ended, and its exit code.
+func newSupervisor(command []string, f *os.File, logPath string, offset int64) *Supervisor {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Supervisor{Command: command, done: make(chan struct{}), log: f, ring: newLineRing(200), stopTail: cancel, tailDone: make(chan struct{})}
+	go s.follow(ctx, logPath, offset)
+	return s
+}
+
+// follow feeds new lines of the log file into the ring buffer until stopped, then reads
+// what is left.
+func (s *Supervisor) follow(ctx context.Context, path string, offset int64) {
+	defer close(s.tailDone)
+	r, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer r.Close()
+	if _, err := r.Seek(offset, io.SeekStart); err != nil {
+		return
+	}
+	buf := make([]byte, 64*1024)
+	for {
+		for {
+			n, err := r.Read(buf)
+			if n > 0 {
+				_, _ = s.ring.Write(buf[:n])
+			}
+			if err != nil || n == 0 {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			for { // the rest, then stop
+				n, _ := r.Read(buf)
+				if n <= 0 {
+					return
+				}
+				_, _ = s.ring.Write(buf[:n])
+			}
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Supervisor) stopFollowing() {
+	s.stopTail()
+	<-s.tailDone
+}
+
+// drain waits briefly so that output already in the file reaches the ring.
+func (s *Supervisor) drain() { time.Sleep(150 * time.Millisecond) }
+
+// Done is closed when the target (its nsys front-end) has exited.
+func (s *Supervisor) Done() <-chan struct{} { return s.done }
+
+// Exited reports whether the target ended, and its exit code (-1 when unknown).
 func (s *Supervisor) Exited() (bool, int) {
 	select {
-	case <-s.proc.Done():
-		return true, s.proc.ExitCode()
+	case <-s.done:
+		return true, s.code
 	default:
 		return false, 0
 	}
 }
 
 // PID is the nsys front-end's pid.
-func (s *Supervisor) PID() int { return s.proc.Pid() }
+func (s *Supervisor) PID() int { return s.pid }
 
 // Tail returns the last n lines the target printed.
 func (s *Supervisor) Tail(n int) []string { return s.ring.Tail(n) }
@@ -87,7 +178,7 @@ func (s *Supervisor) Ranks() []int {
 		}
 	}
 	var out []int
-	queue := []int32{int32(s.proc.Pid())}
+	queue := []int32{int32(s.pid)}
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = queue[1:]
@@ -105,8 +196,19 @@ func (s *Supervisor) Ranks() []int {
 // Stop ends the target through nsys: SIGTERM to the front-end (never SIGKILL first, which
 // would orphan the target and the session), then waits up to grace.
 func (s *Supervisor) Stop(grace time.Duration) error {
-	err := s.proc.Terminate(grace)
-	<-s.proc.Done()
+	var err error
+	if s.proc != nil {
+		err = s.proc.Terminate(grace)
+	} else {
+		_ = syscall.Kill(s.pid, syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(grace):
+			err = fmt.Errorf("the attached target (nsys pid %d) did not end within %s of SIGTERM", s.pid, grace)
+			_ = syscall.Kill(s.pid, syscall.SIGKILL)
+		}
+	}
+	<-s.done
 	s.log.Close()
 	return err
 }

@@ -276,14 +276,13 @@ func (c *Controller) Stop(ctx context.Context, w Window) (*StopResult, error) {
 		return nil, &WrongStateError{Session: c.Session, Op: "stop", State: st, Want: []State{StateCollection}}
 	}
 	before := snapshot(w.Dir)
-	tmpBefore := snapshot(os.TempDir())
 	args := []string{"stop", "--session=" + c.Session}
 	call := Call{Args: args, Dir: w.Dir, Timeout: c.timeout(c.StopTimeout, 5*time.Minute)}
 	res, err := c.Runner.Run(ctx, call)
 	c.logf("nsys %s -> exit %d in %s", strings.Join(args, " "), res.ExitCode, res.Duration.Round(time.Millisecond))
 	var te *TimeoutError
 	if errors.As(err, &te) {
-		return c.recoverHungStop(ctx, w, before, tmpBefore, te)
+		return c.recoverHungStop(ctx, w, before, te)
 	}
 	if err != nil {
 		return nil, err
@@ -296,7 +295,7 @@ func (c *Controller) Stop(ctx context.Context, w Window) (*StopResult, error) {
 		}
 		return nil, &CommandError{Args: args, ExitCode: res.ExitCode, Output: out}
 	}
-	result, err := c.collect(ctx, w, out, before, tmpBefore)
+	result, err := c.collect(ctx, w, out, before)
 	if err != nil {
 		return nil, err
 	}
@@ -308,8 +307,13 @@ func (c *Controller) Stop(ctx context.Context, w Window) (*StopResult, error) {
 }
 
 // collect finds the report(s) a stop produced wherever nsys put them, moves them into
-// the window folder, and imports a lone .qdstrm.
-func (c *Controller) collect(ctx context.Context, w Window, out string, before, tmpBefore map[string]bool) (*StopResult, error) {
+// the window folder, and imports a lone .qdstrm. Only paths this stop's own output names,
+// new files in the window folder and the session's first output are considered: other
+// sessions' stops write /tmp/nsys-report-XXXX files at the same time (taking one of those
+// broke a concurrent stop in a test run).
+func (c *Controller) collect(ctx context.Context, w Window, out string, before map[string]bool) (*StopResult, error) {
+	// A report diverted because its name existed is named in the output too
+	// ("Generated: /tmp/nsys-report-XXXX.nsys-rep").
 	cands := generatedPaths(out)
 	// Files that appeared in the window folder (start-later: reportN.* in the caller's dir).
 	for p := range newFiles(w.Dir, before) {
@@ -318,12 +322,6 @@ func (c *Controller) collect(ctx context.Context, w Window, out string, before, 
 	if c.FirstOutput != "" {
 		for _, ext := range []string{".nsys-rep", ".qdstrm"} {
 			cands = append(cands, c.FirstOutput+ext)
-		}
-	}
-	// A report diverted because its name existed: /tmp/nsys-report-XXXX.*
-	for p := range newFiles(os.TempDir(), tmpBefore) {
-		if strings.HasPrefix(filepath.Base(p), "nsys-report-") {
-			cands = append(cands, p)
 		}
 	}
 	cands = dedupe(cands)
@@ -378,7 +376,7 @@ func (c *Controller) collect(ctx context.Context, w Window, out string, before, 
 // recoverHungStop handles `nsys stop` that never returned (seen on 2022.4 with the state
 // stuck in Generation): shut the session down without killing the target, end its
 // session agent, and keep whatever raw stream it left.
-func (c *Controller) recoverHungStop(ctx context.Context, w Window, before, tmpBefore map[string]bool, te *TimeoutError) (*StopResult, error) {
+func (c *Controller) recoverHungStop(ctx context.Context, w Window, before map[string]bool, te *TimeoutError) (*StopResult, error) {
 	var cleanup []string
 	res, err := c.Runner.Run(ctx, Call{Args: []string{"shutdown", "--session=" + c.Session, "--kill=none"}, Timeout: 30 * time.Second})
 	if err != nil {
@@ -392,7 +390,7 @@ func (c *Controller) recoverHungStop(ctx context.Context, w Window, before, tmpB
 		}
 	}
 	te.Cleanup = strings.Join(cleanup, "; ")
-	if got, err := c.collect(ctx, w, "", before, tmpBefore); err == nil {
+	if got, err := c.collect(ctx, w, "", before); err == nil {
 		te.Recovered = got.Files
 		return got, te
 	}

@@ -223,32 +223,55 @@ func runAgent(c *cli.Context) error {
 			trace = append(append([]string{}, nsys.DefaultTrace...), "osrt")
 		}
 	}
-	first := filepath.Join(store.Root, "sessions", session, "first")
-	if err := os.MkdirAll(filepath.Dir(first), 0o700); err != nil {
-		return err
-	}
-	args, err := nsys.LaunchArgs(info.Caps, nsys.LaunchSpec{Mode: mode, Session: session, Trace: trace, Output: first,
-		SampleCPU: c.Bool("sample-cpu"), PassThrough: c.StringSlice("nsys-arg"), Command: command})
-	if err != nil {
-		return usagef("%v", err)
-	}
-	ctl := &nsys.Controller{Runner: runner, Info: info, Session: session, Mode: mode, FirstOutput: first,
+	ctl := &nsys.Controller{Runner: runner, Info: info, Session: session, Mode: mode,
 		SampleCPU: c.Bool("sample-cpu"), StopTimeout: c.Duration("stop-timeout"), MaxStateAge: 3 * time.Second,
 		Log: func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...)) }}
+	logPath := filepath.Join(store.Root, "target.log")
 
-	if mode == nsys.ModeCudaProfiler {
-		log.Warn("cuda-profiler arming: the server opens and closes capture ranges itself (e.g. SGLang /start_profile with CUDA_PROFILER); the API's nsys windows are refused in this mode, and range reports are written next to " + first)
-	}
-	log.Info("launching target under nsys", "nsys", nsysPath, "version", info.Version, "mode", mode, "session", session, "command", strings.Join(command, " "))
-	sup, err := agent.StartTarget(ctx, ctl, args, command, filepath.Join(store.Root, "target.log"), targetEnv(), 2*time.Minute)
-	if err != nil {
-		return fmt.Errorf("launching the target: %w (see %s)", err, filepath.Join(store.Root, "target.log"))
+	// A target left running by a previous agent (crashed or killed) is adopted, not
+	// launched again: its session, its open capture and its output carry on.
+	var sup *agent.Supervisor
+	adopt := false
+	if rec, found := previousTarget(ctx, store, runner, log); found {
+		if len(c.Args().Slice()) > 0 || c.String("cmd") != "" {
+			if strings.Join(command, " ") != strings.Join(rec.Command, " ") {
+				log.Warn("a previous agent's target is still running; adopting it instead of launching the given command (stop it first to launch anew)", "running", strings.Join(rec.Command, " "))
+			}
+		}
+		session, mode, command, serverURL = rec.Session, nsys.Mode(rec.Mode), rec.Command, rec.ServerURL
+		ctl.Session, ctl.Mode, ctl.FirstOutput = session, mode, rec.First
+		if sup, err = agent.AttachTarget(rec.PID, command, logPath); err != nil {
+			return err
+		}
+		st, _ := ctl.State(ctx)
+		adopt = st.Collecting()
+		demo = false
+		log.Info("attached to the running target of a previous agent", "session", session, "nsys_pid", rec.PID, "state", st)
+	} else {
+		first := filepath.Join(store.Root, "sessions", session, "first")
+		if err := os.MkdirAll(filepath.Dir(first), 0o700); err != nil {
+			return err
+		}
+		ctl.FirstOutput = first
+		args, err := nsys.LaunchArgs(info.Caps, nsys.LaunchSpec{Mode: mode, Session: session, Trace: trace, Output: first,
+			SampleCPU: c.Bool("sample-cpu"), PassThrough: c.StringSlice("nsys-arg"), Command: command})
+		if err != nil {
+			return usagef("%v", err)
+		}
+		if mode == nsys.ModeCudaProfiler {
+			log.Warn("cuda-profiler arming: the server opens and closes capture ranges itself (e.g. SGLang /start_profile with CUDA_PROFILER); the API's nsys windows are refused in this mode, and range reports are written next to " + first)
+		}
+		log.Info("launching target under nsys", "nsys", nsysPath, "version", info.Version, "mode", mode, "session", session, "command", strings.Join(command, " "))
+		sup, err = agent.StartTarget(ctx, ctl, args, command, logPath, targetEnv(), 2*time.Minute)
+		if err != nil {
+			return fmt.Errorf("launching the target: %w (see %s)", err, logPath)
+		}
 	}
 	metrics := agent.NewMetrics(nil)
 	mgr, err := agent.NewManager(agent.ManagerOptions{
 		Store: store, Backends: agent.Backends{"nsys": &agent.NsysBackend{Ctl: ctl}}, Target: sup, Ctl: ctl,
 		Session: agent.SessionStatus{Name: session, Mode: string(mode), Nsys: nsysPath, Version: info.Version},
-		Log:     log, Version: version,
+		Log:     log, Version: version, Adopt: adopt,
 		OnChange: func(old agent.WindowState, m agent.Manifest) {
 			if m.State.Terminal() && !old.Terminal() && m.StoppedAt != nil && m.FinishedAt != nil {
 				metrics.ObserveFinalize(m.Backend, m.State, m.FinishedAt.Sub(*m.StoppedAt))
@@ -264,6 +287,10 @@ func runAgent(c *cli.Context) error {
 	go ctl.Watch(ctx, 2*time.Second)
 	if demo && serverURL == "" {
 		serverURL = waitDemoURL(ctx, demoURLFile, sup)
+	}
+	if err := store.SaveTarget(&agent.TargetRecord{Session: session, Mode: string(mode), First: ctl.FirstOutput, Command: command,
+		Nsys: nsysPath, PID: sup.PID(), ServerURL: serverURL, StartedAt: time.Now().UTC()}); err != nil {
+		log.Warn("recording the target for a restarted agent", "err", err)
 	}
 
 	var tokens []string
@@ -328,8 +355,31 @@ func runAgent(c *cli.Context) error {
 	}
 	if exited, code := sup.Exited(); exited {
 		log.Info("target ended", "exit_code", code)
+		store.ClearTarget()
 	}
 	return runErr
+}
+
+// previousTarget returns the target a previous agent recorded in this data dir when its
+// nsys front-end and session are both still alive; a stale record is removed.
+func previousTarget(ctx context.Context, store *agent.Store, runner nsys.Runner, log *slog.Logger) (*agent.TargetRecord, bool) {
+	rec, err := store.LoadTarget()
+	if err != nil {
+		log.Warn("ignoring an unreadable target record", "err", err)
+		return nil, false
+	}
+	if rec == nil {
+		return nil, false
+	}
+	list, err := nsys.ListSessions(ctx, runner)
+	if err == nil {
+		if s, ok := nsys.Lookup(list, rec.Session); ok && s.State != nsys.StateShutdown && isFrontEnd(rec.PID, rec.Session) {
+			return rec, true
+		}
+	}
+	log.Info("the target recorded by a previous agent has ended; launching anew", "session", rec.Session)
+	store.ClearTarget()
+	return nil, false
 }
 
 func waitDemoURL(ctx context.Context, file string, sup *agent.Supervisor) string {
@@ -384,4 +434,17 @@ func printBanner(w io.Writer, url string, hasToken bool, dataDir, session string
 	fmt.Fprintf(w, "  close it:       nsys-agent stop%s\n", agentFlag)
 	fmt.Fprintf(w, "  fetch reports:  nsys-agent pull%s latest -o ./reports\n", agentFlag)
 	fmt.Fprintf(w, "  Ctrl-C finishes the open window, stops the server and exits.\n\n")
+}
+
+// isFrontEnd reports whether pid is still the nsys front-end of session (not a process
+// that reused the pid).
+func isFrontEnd(pid int, session string) bool {
+	if pid <= 0 {
+		return false
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	return strings.Contains(string(raw), "\x00--session-new="+session+"\x00")
 }
