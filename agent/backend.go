@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +11,7 @@ import (
 	"sort"
 
 	"github.com/nsys-agent/nsys-agent/nsys"
+	"github.com/nsys-agent/nsys-agent/torchprof"
 )
 
 // Backend captures windows one way (nsys itself, the server's own profiler, ...). One
@@ -92,15 +95,45 @@ func (b *NsysBackend) Stop(ctx context.Context, w *WindowRun) ([]string, error) 
 	return warnings, nil
 }
 
-// Finalize exports the report to SQLite when the window asked for it. A failed export is
-// a warning: the report itself is fine.
+// Finalize exports the report to SQLite when the window asked for it, and answers "where
+// did the GPU time go" from the export: summary.json (per rank GPU time, top kernels,
+// imbalance; also in the manifest) and summary.html. A failed export or analysis is a
+// warning: the report itself is fine.
 func (b *NsysBackend) Finalize(ctx context.Context, w *WindowRun) ([]string, error) {
 	if !w.Request.Export {
 		return nil, nil
 	}
 	w.Progress("nsys export: writing SQLite", 0.6)
-	if _, err := b.Ctl.Export(ctx, filepath.Join(w.Dir, b.window(w).Name+".nsys-rep")); err != nil {
+	sqlite, err := b.Ctl.Export(ctx, filepath.Join(w.Dir, b.window(w).Name+".nsys-rep"))
+	if err != nil {
 		return []string{"SQLite export failed: " + err.Error()}, nil
 	}
+	w.Progress("analyzing GPU time per rank", 0.85)
+	if err := writeSummary(ctx, sqlite, w.Dir); err != nil && !errors.Is(err, torchprof.ErrNoKernels) {
+		return []string{"analysis failed: " + err.Error()}, nil
+	}
 	return nil, nil
+}
+
+// SummaryFile is the per-rank analysis a window may carry; the manager copies it into
+// the manifest's summary.
+const SummaryFile = "summary.json"
+
+func writeSummary(ctx context.Context, sqlite, dir string) error {
+	sum, err := torchprof.AnalyzeNsysSQLite(ctx, sqlite)
+	if err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := WriteFileAtomic(filepath.Join(dir, SummaryFile), append(data, '\n')); err != nil {
+		return err
+	}
+	var page bytes.Buffer
+	if err := sum.WriteHTML(&page); err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(dir, "summary.html"), page.Bytes())
 }

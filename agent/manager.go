@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -379,6 +380,11 @@ func (m *Manager) finish(id string, state WindowState, errMsg string, warnings [
 	}
 	m.mu.Unlock()
 	m.refreshArtifacts(w)
+	if raw, err := os.ReadFile(filepath.Join(m.windowDirOf(id), SummaryFile)); err == nil {
+		m.mu.Lock()
+		w.Summary = json.RawMessage(raw)
+		m.mu.Unlock()
+	}
 	m.save(w, old)
 	if state == StateFailed {
 		m.log.Warn("window failed", "window", id, "err", errMsg)
@@ -416,6 +422,11 @@ func (m *Manager) refreshArtifacts(w *Manifest) {
 	m.mu.Lock()
 	w.Artifacts = arts
 	m.mu.Unlock()
+}
+
+func (m *Manager) windowDirOf(id string) string {
+	dir, _ := m.o.Store.WindowDir(id)
+	return dir
 }
 
 func (m *Manager) progress(id, step string, frac float64) {

@@ -3,6 +3,7 @@ package torchprof
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -131,6 +132,9 @@ func (h *kinetoHandler) event(ev []byte, f *eventFields) error {
 	return nil
 }
 
+// ErrNoKernels: the capture holds no GPU kernels (a CPU-only target, or no --trace=cuda).
+var ErrNoKernels = errors.New("no GPU kernels in the capture")
+
 // AnalyzeNsysSQLite reads an `nsys export --type sqlite` file and treats each process
 // that ran kernels as a rank (pid = (globalPid >> 24) & 0xFFFFFF). It reads only the
 // kernel, memcpy/memset, NVTX, string and process tables, whose layout has been stable
@@ -156,7 +160,7 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 	}
 	rows.Close()
 	if !tables["CUPTI_ACTIVITY_KIND_KERNEL"] {
-		return nil, fmt.Errorf("analyze: %s has no CUDA kernels (CUPTI_ACTIVITY_KIND_KERNEL): was the capture made with --trace=cuda?", path)
+		return nil, fmt.Errorf("analyze: %s has no CUDA kernels (CUPTI_ACTIVITY_KIND_KERNEL): was the capture made with --trace=cuda? %w", path, ErrNoKernels)
 	}
 
 	byPid := map[int]*rankData{}

@@ -237,6 +237,7 @@ func printManifest(w io.Writer, m *agent.Manifest) {
 	for _, warn := range m.Warnings {
 		field("WARNING", warn)
 	}
+	field("GPU TIME", summaryLine(m.Summary))
 	tw.Flush()
 	if len(m.Artifacts) == 0 {
 		return
@@ -248,6 +249,28 @@ func printManifest(w io.Writer, m *agent.Manifest) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Name, a.Kind, rankString(a.Rank), humanBytes(a.Bytes), shortHash(a.SHA256))
 	}
 	tw.Flush()
+}
+
+// summaryLine is the plain answer of a window's per-rank analysis ("" without one).
+func summaryLine(summary any) string {
+	if summary == nil {
+		return ""
+	}
+	raw, err := json.Marshal(summary)
+	if err != nil {
+		return ""
+	}
+	var s struct {
+		Slowest string `json:"slowest_rank"`
+		Reason  string `json:"reason"`
+	}
+	if json.Unmarshal(raw, &s) != nil || s.Slowest == "" {
+		return ""
+	}
+	if s.Reason != "" {
+		return s.Reason + " (summary.html)"
+	}
+	return "slowest rank: " + s.Slowest
 }
 
 func requesterString(r *agent.Requester) string {

@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/nsys-agent/nsys-agent/agent"
 )
 
 func TestParseCommand(t *testing.T) {
@@ -75,5 +77,14 @@ func TestRunRefusesUnsafeSetups(t *testing.T) {
 		if r.code != exitUsage || !strings.Contains(r.stderr, c.msg) {
 			t.Errorf("%v: exit %d, stderr %q; want exit 2 and %q", c.args, r.code, r.stderr, c.msg)
 		}
+	}
+}
+
+func TestShowPrintsTheAnswer(t *testing.T) {
+	var b strings.Builder
+	printManifest(&b, &agent.Manifest{ID: "w1", State: agent.StateReady, Summary: map[string]any{
+		"slowest_rank": "pid 628", "reason": "pid 628 computes 393.976 ms on the GPU, 124.824 ms more than pid 627 (1.46×)"}})
+	if !strings.Contains(b.String(), "GPU TIME") || !strings.Contains(b.String(), "124.824 ms more than pid 627") {
+		t.Fatalf("show output:\n%s", b.String())
 	}
 }
