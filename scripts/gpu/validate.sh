@@ -42,6 +42,7 @@ for arm in start-later launch; do
   "$A" windows
   for w in $("$A" windows -o json | sed -n 's/^    "id": "\(.*\)",$/\1/p'); do "$A" pull "$w" -o "$D/reports"; done
   ls -la "$D"/reports/*/
+  "$A" show latest   # window 3: the GPU TIME line comes from its summary
   sq=$(ls "$D"/reports/*/w3.sqlite 2>/dev/null | head -n 1)
   if [ -n "$sq" ]; then
     "$A" analyze "$sq"
@@ -54,7 +55,35 @@ for arm in start-later launch; do
   cp "$D/agent.log" "$D/data/target.log" "/tmp/keep/$arm/"
   for m in "$D"/data/windows/*/manifest.json; do cp "$m" "/tmp/keep/$arm/$(basename "$(dirname "$m")").json"; done
 done
+
+echo; echo "######## restart: kill -9 the agent mid-window (start-later), start it again, stop"
+D=/tmp/v-restart; rm -rf "$D"; mkdir -p "$D"
+"$A" run --data-dir "$D/data" --ready-file "$D/ready" --listen 127.0.0.1:0 --session valrestart -- python3 scripts/gpu/ranks.py >"$D/agent1.log" 2>&1 &
+agent=$!
+for _ in $(seq 1 240); do [ -s "$D/ready" ] && break; sleep 0.5; done
+export NSYS_AGENT_ADDR=$(cat "$D/ready"); sleep 5
+"$A" start --name survives --export
+sleep 2
+kill -KILL $agent; wait $agent 2>/dev/null; rm -f "$D/ready"
+sleep 2
+"$A" sessions
+"$A" run --data-dir "$D/data" --ready-file "$D/ready" --listen 127.0.0.1:0 >"$D/agent2.log" 2>&1 &
+agent=$!
+for _ in $(seq 1 240); do [ -s "$D/ready" ] && break; sleep 0.5; done
+export NSYS_AGENT_ADDR=$(cat "$D/ready")
+"$A" status
+"$A" stop
+"$A" show latest
+"$A" start --name after; sleep 2; "$A" stop
+"$A" windows
+kill -INT $agent; wait $agent; echo "agent exit: $?"
+cat "$D/agent2.log" | head -5
+"$A" sessions
+mkdir -p /tmp/keep/restart; cp "$D"/agent*.log "$D/data/target.log" /tmp/keep/restart/
+for m in "$D"/data/windows/*/manifest.json; do cp "$m" "/tmp/keep/restart/$(basename "$(dirname "$m")").json"; done
+
 tar -C /tmp/keep -czf "$OUT/manifests-and-logs.tgz" .
+[ "${SKIP_BENCH:-0}" = 1 ] && exit 0
 
 echo; echo "######## bench (launch mode on both sides)"
 cd /tmp && "$OLDPWD/.gpu/bin/bench-control" -bin "$A" -n 20 | tee "$OUT/bench.txt"
