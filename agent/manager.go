@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/nsys"
+	"github.com/nsys-agent/nsys-agent/torchprof"
 )
 
 // ManagerOptions wire a Manager.
@@ -381,9 +382,12 @@ func (m *Manager) finish(id string, state WindowState, errMsg string, warnings [
 	m.mu.Unlock()
 	m.refreshArtifacts(w)
 	if raw, err := os.ReadFile(filepath.Join(m.windowDirOf(id), SummaryFile)); err == nil {
-		m.mu.Lock()
-		w.Summary = json.RawMessage(raw)
-		m.mu.Unlock()
+		var sum torchprof.Summary
+		if json.Unmarshal(raw, &sum) == nil {
+			m.mu.Lock()
+			w.Summary = sum.Compact()
+			m.mu.Unlock()
+		}
 	}
 	m.save(w, old)
 	if state == StateFailed {

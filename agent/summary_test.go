@@ -50,6 +50,9 @@ func TestWindowSummaryFromExport(t *testing.T) {
 	if !strings.Contains(string(raw), `"slowest_rank":"pid 628"`) || !strings.Contains(string(raw), `"kernels":1524`) {
 		t.Fatalf("manifest summary: %.400s", raw)
 	}
+	if strings.Contains(string(raw), "timeline_busy") || strings.Contains(string(raw), `"steps"`) {
+		t.Errorf("the manifest should carry the compact summary, not the timeline: %d bytes", len(raw))
+	}
 	kinds := map[string]bool{}
 	for _, a := range got.Artifacts {
 		kinds[a.Kind] = true

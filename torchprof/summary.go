@@ -360,3 +360,15 @@ func shortName(name string, n int) string {
 	}
 	return name
 }
+
+// Compact is the summary without per-step and timeline detail: what a window manifest
+// carries (the full summary stays in summary.json and summary.html).
+func (s *Summary) Compact() *Summary {
+	c := *s
+	c.Ranks = make([]RankSummary, len(s.Ranks))
+	for i, r := range s.Ranks {
+		r.Steps, r.TimelineBusy, r.TimelineComm = nil, nil, nil
+		c.Ranks[i] = r
+	}
+	return &c
+}
