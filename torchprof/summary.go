@@ -45,8 +45,8 @@ type RankSummary struct {
 	StepCount int          `json:"step_count"`      // all of them
 	// TimelineBusy and TimelineComm are, per bin of [StartNs, EndNs), the fraction of
 	// time this rank's GPU was busy and busy communicating.
-	TimelineBusy []float64 `json:"timeline_busy"`
-	TimelineComm []float64 `json:"timeline_comm"`
+	TimelineBusy []float64 `json:"timeline_busy,omitempty"`
+	TimelineComm []float64 `json:"timeline_comm,omitempty"`
 }
 
 // KernelStat is one kernel name on one rank.
