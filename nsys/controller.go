@@ -624,3 +624,29 @@ func moveFile(src, dst string) error {
 	}
 	return os.Remove(src)
 }
+
+// Kill ends everything of the session, target included: `nsys shutdown --kill=sigterm`,
+// then SIGKILL for any process still carrying the session's id in its environment
+// (NSYS_PROFILING_SESSION_ID) and for the session's agent. For cleanup after a crash or
+// a failed test; a normal stop goes through the front-end (Process.Terminate).
+func (c *Controller) Kill(ctx context.Context) {
+	id := ""
+	if list, err := c.Sessions(ctx); err == nil {
+		if s, ok := Lookup(list, c.Session); ok {
+			id = s.ID
+		}
+	}
+	_, _ = c.Runner.Run(ctx, Call{Args: []string{"shutdown", "--session=" + c.Session, "--kill=sigterm"}, Timeout: 30 * time.Second})
+	if id != "" {
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err == nil && pid != os.Getpid() && SessionIDOf(pid) == id {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	for _, pid := range SessionAgentPIDs(c.Session) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}

@@ -45,6 +45,7 @@ func TestScripts(t *testing.T) {
 			env.Setenv("NSYS", nsysPath)
 			env.Setenv(nsys.EnvNsys, nsysPath)
 			env.Setenv("SESSION", fmt.Sprintf("ts%d", time.Now().UnixNano()%1_000_000_000))
+			env.Setenv("LAUNCH_LOCK", nsys.LockPath())
 			// nsys keeps session state under TMPDIR; every command of a session must agree.
 			env.Setenv("TMPDIR", os.TempDir())
 			env.Defer(func() { cleanupSessions(env.Getenv("SESSION")) })
@@ -91,7 +92,8 @@ func cmdWaitSession(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Fatalf("session %s: wanted %v, sessions are %+v", args[0], args[1:], last)
 }
 
-// cleanupSessions shuts down any session a script left behind, killing its target.
+// cleanupSessions ends any session a script left behind, its target included (a failed
+// script leaves a killed agent, whose target survives by design).
 func cleanupSessions(prefix string) {
 	if prefix == "" {
 		return
@@ -106,8 +108,8 @@ func cleanupSessions(prefix string) {
 		return
 	}
 	for _, s := range list {
-		if strings.HasPrefix(s.Name, prefix) && s.State != nsys.StateShutdown {
-			_, _ = r.Run(context.Background(), nsys.Call{Args: []string{"shutdown", "--session=" + s.Name, "--kill=sigterm"}})
+		if strings.HasPrefix(s.Name, prefix) {
+			(&nsys.Controller{Runner: r, Session: s.Name}).Kill(context.Background())
 		}
 	}
 }
