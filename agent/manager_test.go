@@ -72,7 +72,7 @@ func newTestAgent(t *testing.T, nsysPath string, env []string, mode nsys.Mode, c
 		if list, err := nsys.ListSessions(ctx, runner); err == nil {
 			if s, ok := nsys.Lookup(list, session); ok && s.State != nsys.StateShutdown {
 				t.Errorf("session %s left behind in state %s", session, s.State)
-				_ = ctl.Shutdown(ctx)
+				ctl.Kill(ctx)
 			}
 		}
 	})

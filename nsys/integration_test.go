@@ -58,7 +58,7 @@ func launched(t *testing.T, runner nsys.Runner, info *nsys.Info, mode nsys.Mode,
 			}
 			if time.Now().After(deadline) {
 				t.Errorf("session %s still listed after the target ended: %+v", session, list)
-				_ = ctl.Shutdown(ctx) // leave nothing behind for the next test
+				ctl.Kill(ctx) // leave nothing behind for the next test
 				return
 			}
 			time.Sleep(200 * time.Millisecond)
