@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -243,7 +245,58 @@ var (
 		Name:  "token-file",
 		Usage: "read the token from `FILE`",
 	}
+	flagCACert = &cli.StringFlag{
+		Name:    "ca-cert",
+		Usage:   "trust this CA (`PEM` file) for https agents, besides the system's",
+		EnvVars: []string{"NSYS_AGENT_CA_CERT"},
+	}
+	flagClientCert = &cli.StringFlag{
+		Name:    "client-cert",
+		Usage:   "client certificate (`PEM`) for agents that require one (--tls-client-ca)",
+		EnvVars: []string{"NSYS_AGENT_CLIENT_CERT"},
+	}
+	flagClientKey = &cli.StringFlag{
+		Name:    "client-key",
+		Usage:   "private key (`PEM`) of --client-cert",
+		EnvVars: []string{"NSYS_AGENT_CLIENT_KEY"},
+	}
 )
+
+// connectionFlags are how a client reaches and proves itself to an agent.
+func connectionFlags() []cli.Flag {
+	return []cli.Flag{flagAgent, flagToken, flagTokenFile, flagCACert, flagClientCert, flagClientKey}
+}
+
+// clientTLS builds the TLS settings for https agents from --ca-cert and --client-cert/key.
+func clientTLS(c *cli.Context) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca := c.String("ca-cert"); ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, usagef("--ca-cert: %v", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usagef("--ca-cert: %s holds no PEM certificate", ca)
+		}
+		cfg.RootCAs = pool
+	}
+	certFile, keyFile := c.String("client-cert"), c.String("client-key")
+	if (certFile == "") != (keyFile == "") {
+		return nil, usagef("--client-cert and --client-key go together")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, usagef("--client-cert/--client-key: %v", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
 
 func outputFlag(name string, aliases ...string) *cli.StringFlag {
 	return &cli.StringFlag{Name: name, Aliases: aliases, Value: "table", Usage: "output `FORMAT`: table or json"}
@@ -251,7 +304,7 @@ func outputFlag(name string, aliases ...string) *cli.StringFlag {
 
 // clientFlags are the shared flags plus -o/--output for the output format.
 func clientFlags(extra ...cli.Flag) []cli.Flag {
-	return append(extra, flagAgent, flagToken, flagTokenFile, outputFlag("output", "o"))
+	return append(append(extra, connectionFlags()...), outputFlag("output", "o"))
 }
 
 // clientCommand fills in what every client command shares: usage errors exit 2, and
@@ -335,7 +388,12 @@ func setupClients(c *cli.Context, formatFlag string) (*clientSetup, error) {
 	if len(addrs) == 0 {
 		addrs = []string{defaultAgent}
 	}
+	tlsCfg, err := clientTLS(c)
+	if err != nil {
+		return nil, err
+	}
 	s := &clientSetup{format: format, tr: newTransport()}
+	s.tr.TLSClientConfig = tlsCfg
 	seen := map[string]bool{}
 	for _, a := range addrs {
 		base, err := normalizeAgentURL(a)

@@ -26,11 +26,11 @@ func pullCommand() *cli.Command {
 		Usage:     "download a window's artifacts into DIR/<window-id>/, verified by sha256 (WINDOW may be latest)",
 		ArgsUsage: "WINDOW",
 		// -o is the directory here, as in the design; the format flag is --format.
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "dir", Aliases: []string{"o"}, Value: ".", Usage: "download into `DIR`/<window-id>/"},
 			&cli.IntFlag{Name: "rank", Usage: "only the artifacts of rank `R`"},
-			flagAgent, flagToken, flagTokenFile, outputFlag("format"),
-		},
+			outputFlag("format"),
+		}, connectionFlags()...),
 		Action: runPull,
 	})
 }

@@ -57,6 +57,7 @@ func TestScripts(t *testing.T) {
 			"verify-pulled": cmdVerifyPulled,
 			"rank-activity": cmdRankActivity,
 			"sleep":         cmdSleep,
+			"gen-certs":     cmdGenCerts,
 		},
 	})
 }

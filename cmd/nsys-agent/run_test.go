@@ -88,3 +88,16 @@ func TestShowPrintsTheAnswer(t *testing.T) {
 		t.Fatalf("show output:\n%s", b.String())
 	}
 }
+
+// TestTargetEnvDropsTheToken: reports embed the target's environment, so the agent's own
+// token never reaches it; NVTX capture ranges get what they need.
+func TestTargetEnvDropsTheToken(t *testing.T) {
+	t.Setenv("NSYS_AGENT_TOKEN", "s3cret")
+	env := strings.Join(targetEnv(), "\n")
+	if strings.Contains(env, "s3cret") || strings.Contains(env, "NSYS_AGENT_TOKEN=") {
+		t.Fatal("the agent's token would be in the target's environment")
+	}
+	if !strings.Contains(env, "NSYS_NVTX_PROFILER_REGISTER_ONLY=0") {
+		t.Error("NSYS_NVTX_PROFILER_REGISTER_ONLY=0 missing")
+	}
+}
