@@ -39,7 +39,7 @@ def rank_main(rank: int) -> None:
         out.copy_(torch.relu(a @ b) @ b)
     print(f"rank {rank} ready (pid {os.getpid()})", flush=True)
     step = 0
-    last = time.time()
+    began = last = time.time()
     while not stop:
         torch.cuda.nvtx.range_push(f"rank{rank}/step{step}")
         g.replay()
@@ -52,7 +52,8 @@ def rank_main(rank: int) -> None:
         if time.time() - last > 5:
             print(f"rank {rank} step {step}", flush=True)
             last = time.time()
-    print(f"rank {rank} done after {step} steps", flush=True)
+    took = time.time() - began
+    print(f"rank {rank} done after {step} steps in {took:.1f} s ({step / took:.1f} steps/s)", flush=True)
 
 
 def main() -> None:
