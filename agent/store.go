@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -235,3 +236,21 @@ func (s *Store) LoadTarget() (*TargetRecord, error) {
 
 // ClearTarget forgets the target once it has ended.
 func (s *Store) ClearTarget() { _ = os.Remove(s.targetPath()) }
+
+// Lock takes <data-dir>/agent.lock for this agent's life: two agents on one data dir
+// would both think they own its target and windows. The error names the holder.
+func (s *Store) Lock() (unlock func(), err error) {
+	path := filepath.Join(s.Root, "agent.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		return nil, fmt.Errorf("another nsys-agent (pid %s) is using the data dir %s; stop it, or give this one its own --data-dir", strings.TrimSpace(string(holder)), s.Root)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(fmt.Sprintf("%d\n", os.Getpid())), 0)
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}

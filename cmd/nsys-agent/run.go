@@ -196,6 +196,28 @@ func runAgent(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := store.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	// Listen (and load TLS) before launching: a taken port or a bad certificate must not
+	// cost a server start.
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w (is another agent running? choose --listen)", listen, err)
+	}
+	scheme := "http"
+	if c.String("tls-cert") != "" {
+		cfg, err := tlsConfig(c.String("tls-cert"), c.String("tls-key"), c.String("tls-client-ca"))
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		ln = tls.NewListener(ln, cfg)
+		scheme = "https"
+	}
+	defer ln.Close()
 	session := c.String("session")
 	if session == "" {
 		session = "nsys-agent-" + agent.NewID(time.Now())[17:]
@@ -300,26 +322,6 @@ func runAgent(c *cli.Context) error {
 	handler := agent.NewHandler(mgr, agent.APIOptions{Tokens: tokens, Logger: log, Version: version, Metrics: metrics})
 	baseCtx, cancelBase := context.WithCancel(context.Background())
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return baseCtx }}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		cancelBase()
-		_ = mgr.Close(context.Background())
-		_ = sup.Stop(30 * time.Second)
-		return fmt.Errorf("listening on %s: %w (is another agent running? choose --listen)", listen, err)
-	}
-	scheme := "http"
-	if c.String("tls-cert") != "" {
-		cfg, err := tlsConfig(c.String("tls-cert"), c.String("tls-key"), c.String("tls-client-ca"))
-		if err != nil {
-			ln.Close()
-			cancelBase()
-			_ = mgr.Close(context.Background())
-			_ = sup.Stop(30 * time.Second)
-			return err
-		}
-		ln = tls.NewListener(ln, cfg)
-		scheme = "https"
-	}
 	url := fmt.Sprintf("%s://%s", scheme, ln.Addr())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

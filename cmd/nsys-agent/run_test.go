@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"strings"
 	"testing"
 
@@ -99,5 +100,37 @@ func TestTargetEnvDropsTheToken(t *testing.T) {
 	}
 	if !strings.Contains(env, "NSYS_NVTX_PROFILER_REGISTER_ONLY=0") {
 		t.Error("NSYS_NVTX_PROFILER_REGISTER_ONLY=0 missing")
+	}
+}
+
+// TestRunRefusesABusyDataDirOrPort: a second agent on the same data dir, or on a port
+// that is taken, stops before launching anything.
+func TestRunRefusesABusyDataDirOrPort(t *testing.T) {
+	dir := t.TempDir()
+	store, err := agent.NewStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := store.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, "run", "--data-dir", dir, "--listen", "127.0.0.1:0", "--", "true")
+	unlock()
+	if r.code != exitFailed || !strings.Contains(r.stderr, "another nsys-agent") || !strings.Contains(r.stderr, "--data-dir") {
+		t.Errorf("busy data dir: exit %d, stderr %q", r.code, r.stderr)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r = runCLI(t, "run", "--data-dir", dir, "--listen", ln.Addr().String(), "--", "true")
+	if r.code != exitFailed || !strings.Contains(r.stderr, "is another agent running") {
+		t.Errorf("busy port: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, "launching target") {
+		t.Errorf("the target was launched before the port was checked: %s", r.stderr)
 	}
 }
