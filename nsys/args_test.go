@@ -1,7 +1,9 @@
 package nsys
 
 import (
+	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -118,5 +120,24 @@ func TestGeneratedPaths(t *testing.T) {
 	got := strings.Join(generatedPaths(out), ",")
 	if got != "/tmp/nsys-report-1351.qdstrm,/tmp/nx/w1.qdstrm,/tmp/nx/w1.nsys-rep" {
 		t.Errorf("got %s", got)
+	}
+}
+
+func TestImportNamesAMissingLibrary(t *testing.T) {
+	dir := t.TempDir()
+	imp := dir + "/QdstrmImporter"
+	// A stand-in importer that fails the way the GPU machine's did without libdw.
+	script := "#!/bin/sh\necho 'QdstrmImporter: error while loading shared libraries: libdw.so.1: cannot open shared object file: No such file or directory' >&2\nexit 127\n"
+	if err := os.WriteFile(imp, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	q := dir + "/w.qdstrm"
+	if err := os.WriteFile(q, []byte("raw"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &Controller{Runner: NewExecRunner("/bin/false"), Info: &Info{Importer: imp}}
+	_, err := c.Import(context.Background(), q)
+	if err == nil || !strings.Contains(err.Error(), "libdw.so.1") || !strings.Contains(err.Error(), "libdw1") {
+		t.Fatalf("want a hint naming libdw, got %v", err)
 	}
 }

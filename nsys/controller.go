@@ -420,7 +420,12 @@ func (c *Controller) Import(ctx context.Context, qdstrm string) (string, error) 
 	if err == nil {
 		err = errors.New("no .nsys-rep appeared")
 	}
-	return "", fmt.Errorf("importing %s with %s failed: %v: %s", filepath.Base(qdstrm), imp, err, oneLine(string(out), 300))
+	hint := ""
+	if m := missingLibRE.FindStringSubmatch(string(out)); m != nil {
+		// Seen on the GPU machine: Nsight Compute's bundled importer needs libdw.so.1.
+		hint = fmt.Sprintf("; the importer cannot load %s: install it (libdw.so.1 comes with Debian/Ubuntu's libdw1 package) or put it on LD_LIBRARY_PATH, then run %s -i %s", m[1], imp, qdstrm)
+	}
+	return "", fmt.Errorf("importing %s with %s failed: %v: %s%s", filepath.Base(qdstrm), imp, err, oneLine(string(out), 300), hint)
 }
 
 // Export runs `nsys export --type sqlite` and returns the .sqlite path beside the report.
@@ -515,6 +520,8 @@ func terminate(pid int, grace time.Duration) error {
 	}
 	return syscall.Kill(pid, syscall.SIGKILL)
 }
+
+var missingLibRE = regexp.MustCompile(`error while loading shared libraries: ([^:\s]+)`)
 
 // generatedPaths pulls report paths out of nsys output ("Generated:\n    /x/y.qdstrm",
 // "Generating '/tmp/nsys-report-1351.qdstrm'", "Saved report file to \"...\"").
