@@ -45,7 +45,7 @@ func StartTarget(ctx context.Context, ctl *nsys.Controller, args, command []stri
 	fmt.Fprintf(f, "\n--- nsys-agent %s: %s %s\n", time.Now().UTC().Format(time.RFC3339), nsysBinary, strings.Join(args, " "))
 	offset, _ := f.Seek(0, io.SeekCurrent)
 	s := newSupervisor(command, f, logPath, offset)
-	output := func() string { s.drain(); return strings.Join(s.ring.Tail(20), "\n") }
+	output := func() string { return lastLines(logPath, offset, 20) }
 	proc, err := nsys.Launch(ctx, ctl, args, nsys.ProcOptions{Stdout: f, Stderr: f, Env: env}, output, armTimeout)
 	if err != nil {
 		s.stopFollowing()
@@ -138,8 +138,19 @@ func (s *Supervisor) stopFollowing() {
 	<-s.tailDone
 }
 
-// drain waits briefly so that output already in the file reaches the ring.
-func (s *Supervisor) drain() { time.Sleep(150 * time.Millisecond) }
+// lastLines returns the last n lines written to path after offset (for launch errors,
+// before the follower may have caught up).
+func lastLines(path string, offset int64, n int) string {
+	raw, err := os.ReadFile(path)
+	if err != nil || int64(len(raw)) < offset {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(raw[offset:]), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
 
 // Done is closed when the target (its nsys front-end) has exited.
 func (s *Supervisor) Done() <-chan struct{} { return s.done }
