@@ -337,3 +337,33 @@ func TestStoreRejectsEscapes(t *testing.T) {
 		}
 	}
 }
+
+// TestLaunchFailureQuotesNsys: a server command that cannot start fails the launch at
+// once with what nsys printed, and leaves no session behind.
+func TestLaunchFailureQuotesNsys(t *testing.T) {
+	path := nsystest.Require(t)
+	store, err := NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner := nsys.NewExecRunner(path)
+	info, err := nsys.Probe(context.Background(), runner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	session := fmt.Sprintf("badcmd%d", time.Now().UnixNano()%1_000_000_000)
+	cmd := []string{"/nonexistent/server"}
+	args, err := nsys.LaunchArgs(info.Caps, nsys.LaunchSpec{Mode: nsys.ModeLaunch, Session: session, Command: cmd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl := &nsys.Controller{Runner: runner, Info: info, Session: session, Mode: nsys.ModeLaunch}
+	_, err = StartTarget(context.Background(), ctl, args, cmd, filepath.Join(store.Root, "target.log"), nil, time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/server") {
+		t.Fatalf("want an error quoting nsys about the missing program, got %v", err)
+	}
+	list, _ := nsys.ListSessions(context.Background(), runner)
+	if s, ok := nsys.Lookup(list, session); ok && s.State != nsys.StateShutdown {
+		t.Errorf("session left behind: %+v", s)
+	}
+}
