@@ -48,6 +48,10 @@ Arming (fixed for the server's life; nsys injects at launch):
    launch        nsys launch, then nsys start -o per window (every nsys; default otherwise)
    cuda-profiler nsys profile --capture-range=cudaProfilerApi: the server opens windows itself
 
+If a previous agent on the same --data-dir died, its server (still running under nsys) is
+adopted instead of launched again, with the window that was capturing. One agent per
+--data-dir.
+
 Security: the API listens on loopback by default. A non-loopback --listen needs a token
 (--token, --token-file or NSYS_AGENT_TOKEN) or TLS client certificates (--tls-client-ca).
 nsys reports embed the server's whole environment: treat them as secrets.`,
