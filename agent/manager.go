@@ -240,9 +240,8 @@ func (m *Manager) CreateWindow(ctx context.Context, req CreateWindowRequest, who
 }
 
 func (m *Manager) runFor(w *Manifest, req CreateWindowRequest) *WindowRun {
-	dir, _ := m.o.Store.WindowDir(w.ID)
 	id := w.ID
-	return &WindowRun{ID: id, Dir: dir, Request: req, Log: m.log.With("window", id),
+	return &WindowRun{ID: id, Dir: m.windowDirOf(id), Request: req, Log: m.log.With("window", id),
 		Progress: func(step string, frac float64) { m.progress(id, step, frac) }}
 }
 

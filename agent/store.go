@@ -66,7 +66,7 @@ func (s *Store) ArtifactPath(id, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !nameRE.MatchString(name) || name == "." || name == ".." || name == "manifest.json.tmp" {
+	if !nameRE.MatchString(name) || name == "." || name == ".." {
 		return "", fmt.Errorf("invalid artifact name %q", name)
 	}
 	p := filepath.Join(dir, name)

@@ -43,8 +43,6 @@ type Controller struct {
 	// Log receives one line per nsys command, when set.
 	Log func(format string, args ...any)
 
-	windows int // windows started so far on this session (start-later report naming)
-
 	cacheMu  sync.Mutex
 	cached   Session
 	cachedOK bool
@@ -146,7 +144,7 @@ func (c *Controller) State(ctx context.Context) (State, error) {
 	return s.State, nil
 }
 
-// waitState polls until the session leaves a transient state (Generation) or the
+// waitSettled polls until the session leaves a transient state (Generation) or the
 // deadline passes, and returns the last state seen.
 func (c *Controller) waitSettled(ctx context.Context, within time.Duration) (State, error) {
 	deadline := time.Now().Add(within)
@@ -222,7 +220,6 @@ func (c *Controller) Start(ctx context.Context, w Window) error {
 		detail := strings.TrimSpace(res.Output())
 		return &WrongStateError{Session: c.Session, Op: "confirm the window started on", State: after, Want: []State{StateCollection}, Detail: detail}
 	}
-	c.windows++
 	return nil
 }
 
@@ -378,11 +375,10 @@ func (c *Controller) collect(ctx context.Context, w Window, out string, before m
 // session agent, and keep whatever raw stream it left.
 func (c *Controller) recoverHungStop(ctx context.Context, w Window, before map[string]bool, te *TimeoutError) (*StopResult, error) {
 	var cleanup []string
-	res, err := c.Runner.Run(ctx, Call{Args: []string{"shutdown", "--session=" + c.Session, "--kill=none"}, Timeout: 30 * time.Second})
-	if err != nil {
-		cleanup = append(cleanup, "nsys shutdown failed: "+err.Error())
+	if err := c.Shutdown(ctx); err != nil {
+		cleanup = append(cleanup, "nsys shutdown --kill=none failed: "+err.Error())
 	} else {
-		cleanup = append(cleanup, fmt.Sprintf("ran nsys shutdown --kill=none (exit %d)", res.ExitCode))
+		cleanup = append(cleanup, "ran nsys shutdown --kill=none")
 	}
 	for _, pid := range SessionAgentPIDs(c.Session) {
 		if err := terminate(pid, 5*time.Second); err == nil {

@@ -278,7 +278,6 @@ type mergeHandler struct {
 	out     chan<- []byte
 	chunk   []byte
 	res     rankResult
-	scratch []byte
 }
 
 func mergeRank(ctx context.Context, rf RankFile, shiftNs int64, out chan<- []byte, read *atomic.Int64) (rankResult, error) {

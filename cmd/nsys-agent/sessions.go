@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -28,7 +27,7 @@ Sessions are system-wide: other users' and unrelated sessions are listed too.
    nsys-agent sessions -o json     # [{"id","time","state","launch","name"}]`,
 		Flags: []cli.Flag{
 			nsysFlag(),
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table or json"},
+			outputFlag("output", "o"),
 		},
 		Action: func(c *cli.Context) error {
 			format := c.String("output")
@@ -63,7 +62,7 @@ func printSessions(w io.Writer, format string, list []nsys.Session) error {
 		fmt.Fprintln(w, "no nsys sessions on this host")
 		return nil
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := newTable(w)
 	fmt.Fprintln(tw, "ID\tTIME\tSTATE\tLAUNCH\tNAME")
 	for _, s := range list {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID, s.Time, s.State, s.Launch, s.Name)
