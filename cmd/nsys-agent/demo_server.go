@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/nsys-agent/nsys-agent/agent/demotarget"
+	"github.com/nsys-agent/nsys-agent/cmd/nsys-agent/internal/demotarget"
 )
 
 // demoServerCommand runs the built-in SGLang-compatible demo target; demo-worker is its
