@@ -11,13 +11,12 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/nsys-agent/nsys-agent/agent/windows"
 )
 
 // MaxBodyBytes bounds every request body; the largest real one is a few hundred bytes.
 const MaxBodyBytes = 1 << 20
-
-// MaxWindowDuration bounds a window's auto-stop duration.
-const MaxWindowDuration = 24 * time.Hour
 
 // APIOptions configures NewHandler.
 type APIOptions struct {
@@ -30,12 +29,6 @@ type APIOptions struct {
 	Metrics *Metrics
 	// Heartbeat is the idle interval of /v1/events comments; 0: DefaultHeartbeat.
 	Heartbeat time.Duration
-}
-
-// Health is GET /v1/health.
-type Health struct {
-	OK      bool   `json:"ok"`
-	Version string `json:"version,omitempty"`
 }
 
 type api struct {
@@ -74,6 +67,7 @@ func NewHandler(svc Service, opts APIOptions) http.Handler {
 
 	a.mux.HandleFunc("GET /v1/health", a.health)
 	a.handle("GET /v1/status", a.status)
+	a.handle("GET /v1/backends", a.backends)
 	a.handle("POST /v1/windows", a.createWindow)
 	a.handle("GET /v1/windows", a.listWindows)
 	a.handle("GET /v1/windows/{id}", a.getWindow)
@@ -178,12 +172,16 @@ func (a *api) status(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+func (a *api) backends(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, a.svc.Backends(r.Context()))
+	return nil
+}
+
+// createWindow decodes the request; the Service validates it (the domain's rules, with
+// the field named in the message).
 func (a *api) createWindow(w http.ResponseWriter, r *http.Request) error {
-	var req CreateWindowRequest
+	var req windows.CreateRequest
 	if err := decodeBody(r, &req); err != nil {
-		return err
-	}
-	if err := ValidateCreate(req); err != nil {
 		return err
 	}
 	who := a.requester(r)
@@ -216,7 +214,7 @@ func (a *api) stopWindow(w http.ResponseWriter, r *http.Request) error {
 func (a *api) listWindows(w http.ResponseWriter, r *http.Request) error {
 	ws := a.svc.Windows(r.Context())
 	if ws == nil {
-		ws = []Manifest{} // [] rather than null for scripts
+		ws = []windows.Manifest{} // [] rather than null for scripts
 	}
 	writeJSON(w, http.StatusOK, ws)
 	return nil
@@ -242,20 +240,19 @@ func (a *api) artifact(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(path)
+	// Never through a symbolic link, never anything but a regular file: a link planted in
+	// the window folder must not serve a file from outside the data dir.
+	f, err := windows.OpenRegular(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return apiErrorf(http.StatusNotFound, CodeNotFound, "artifact %q of window %q is listed but its file is missing", name, id)
 		}
-		return fmt.Errorf("open artifact %q of window %q: %w", name, id, err)
+		return apiErrorf(http.StatusNotFound, CodeNotFound, "artifact %q of window %q is not a regular file", name, id)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("stat artifact %q of window %q: %w", name, id, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return apiErrorf(http.StatusNotFound, CodeNotFound, "artifact %q of window %q is not a file", name, id)
 	}
 	h := w.Header()
 	if art != nil && art.SHA256 != "" {
@@ -277,8 +274,8 @@ func checkArtifactName(name string) error {
 
 // requester says who made a request: the remote address and the token's fingerprint.
 // X-Forwarded-For is ignored: anyone can send it.
-func (a *api) requester(r *http.Request) Requester {
-	who := Requester{Remote: r.RemoteAddr}
+func (a *api) requester(r *http.Request) windows.Requester {
+	who := windows.Requester{Remote: r.RemoteAddr, Trigger: windows.TriggerAPI}
 	if a.tokens.enabled() {
 		who.TokenID = TokenID(presentedToken(r))
 	}
@@ -286,7 +283,7 @@ func (a *api) requester(r *http.Request) Requester {
 }
 
 // audit logs a state-changing call with who made it and how it ended; never the token.
-func (a *api) audit(r *http.Request, action string, who Requester, m *Manifest, err error, attrs ...slog.Attr) {
+func (a *api) audit(r *http.Request, action string, who windows.Requester, m *windows.Manifest, err error, attrs ...slog.Attr) {
 	attrs = append(attrs, slog.String("remote", who.Remote), slog.String("token_id", who.TokenID))
 	level := slog.LevelInfo
 	if err != nil {
@@ -361,56 +358,4 @@ func describeJSONError(err error) string {
 		// Unknown fields come back as `json: unknown field "x"`.
 		return "request body: " + strings.TrimPrefix(err.Error(), "json: ")
 	}
-}
-
-// ValidateCreate checks a CreateWindowRequest field by field; the Service checks what
-// only it knows (backends). Errors are 400 bad_request naming the field.
-func ValidateCreate(req CreateWindowRequest) error {
-	bad := func(format string, a ...any) error {
-		return apiErrorf(http.StatusBadRequest, CodeBadRequest, format, a...)
-	}
-	if req.Duration != "" {
-		d, err := time.ParseDuration(req.Duration)
-		switch {
-		case err != nil:
-			return bad("duration: invalid duration %q (examples: 5s, 1m30s)", req.Duration)
-		case d <= 0:
-			return bad("duration: must be positive, got %q", req.Duration)
-		case d > MaxWindowDuration:
-			return bad("duration: at most %s, got %q", MaxWindowDuration, req.Duration)
-		}
-	}
-	if req.Steps < 0 {
-		return bad("steps: must be 0 or more, got %d", req.Steps)
-	}
-	if err := ValidateWindowName(req.Name); err != nil {
-		return bad("name: %v", err)
-	}
-	if req.StartAt != "" {
-		if _, err := time.Parse(time.RFC3339, req.StartAt); err != nil {
-			return bad("start_at: not an RFC 3339 time (like 2025-01-02T15:04:05Z): %q", req.StartAt)
-		}
-	}
-	return nil
-}
-
-// MaxNameLen bounds a window name.
-const MaxNameLen = 64
-
-// ValidateWindowName accepts "" or up to 64 of [A-Za-z0-9._-] without "..": a name may
-// become part of a path, and must never leave the window's folder.
-func ValidateWindowName(name string) error {
-	if len(name) > MaxNameLen {
-		return fmt.Errorf("at most %d characters, got %d", MaxNameLen, len(name))
-	}
-	if strings.Contains(name, "..") {
-		return fmt.Errorf("must not contain \"..\": %q", name)
-	}
-	for _, c := range name {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
-		if !ok {
-			return fmt.Errorf("only letters, digits, '.', '_' and '-' are allowed, got %q in %q", c, name)
-		}
-	}
-	return nil
 }

@@ -1,14 +1,10 @@
-package agent
+package agent_test
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"github.com/nsys-agent/nsys-agent/nsys/nsystest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,147 +12,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/nsys-agent/nsys-agent/agent/agenttest"
+	"github.com/nsys-agent/nsys-agent/agent/windows"
+	"github.com/nsys-agent/nsys-agent/nsys/nsystest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// fakeService implements Service over real files in a temp dir, with just enough of
-// the window manager's rules (one capturing window at a time) to exercise the API.
-type fakeService struct {
-	dir string
-
-	mu      sync.Mutex
-	windows map[string]*Manifest
-	order   []string
-	active  string
-	subs    map[chan Event]bool
-}
-
-func newFakeService(t *testing.T) *fakeService {
-	return &fakeService{dir: t.TempDir(), windows: map[string]*Manifest{}, subs: map[chan Event]bool{}}
-}
-
-func (f *fakeService) Status(ctx context.Context) Status {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	st := Status{Target: TargetStatus{State: "running", PID: 42, Command: []string{"server"}}, Windows: len(f.windows)}
-	if f.active != "" {
-		m := *f.windows[f.active]
-		st.Active = &m
-	}
-	return st
-}
-
-func (f *fakeService) CreateWindow(ctx context.Context, req CreateWindowRequest, who Requester) (*Manifest, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if req.Backend != "" && req.Backend != "nsys" {
-		return nil, apiErrorf(http.StatusBadRequest, CodeBadRequest, "backend: unknown backend %q", req.Backend)
-	}
-	if f.active != "" {
-		return nil, apiErrorf(http.StatusConflict, CodeWindowActive, "window %s is capturing", f.active)
-	}
-	id := fmt.Sprintf("w%d", len(f.order)+1)
-	m := &Manifest{ID: id, Name: req.Name, Backend: "nsys", State: StateCapturing, Trigger: "api",
-		RequestedBy: who, CreatedAt: time.Now().UTC(), Artifacts: []Artifact{}}
-	f.windows[id], f.active = m, id
-	f.order = append(f.order, id)
-	cp := *m
-	return &cp, nil
-}
-
-func (f *fakeService) StopWindow(ctx context.Context, id string, who Requester) (*Manifest, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if id == "" {
-		id = f.active
-	}
-	m, ok := f.windows[id]
-	if id == "" || ok && m.State != StateCapturing {
-		return nil, apiErrorf(http.StatusConflict, CodeNoWindow, "no window is capturing")
-	}
-	if !ok {
-		return nil, apiErrorf(http.StatusNotFound, CodeNotFound, "no window %q", id)
-	}
-	m.State, m.StoppedBy, f.active = StateFinalizing, &who, ""
-	cp := *m
-	for ch := range f.subs {
-		ch <- Event{Type: "window", Window: &cp, Time: time.Now()}
-	}
-	return &cp, nil
-}
-
-func (f *fakeService) Windows(ctx context.Context) []Manifest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []Manifest
-	for _, id := range f.order {
-		out = append(out, *f.windows[id])
-	}
-	return out
-}
-
-func (f *fakeService) Window(ctx context.Context, id string) (*Manifest, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	m, ok := f.windows[id]
-	if !ok {
-		return nil, apiErrorf(http.StatusNotFound, CodeNotFound, "no window %q", id)
-	}
-	cp := *m
-	return &cp, nil
-}
-
-func (f *fakeService) ArtifactPath(ctx context.Context, id, name string) (string, *Artifact, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	m, ok := f.windows[id]
-	if !ok {
-		return "", nil, apiErrorf(http.StatusNotFound, CodeNotFound, "no window %q", id)
-	}
-	for i := range m.Artifacts {
-		if m.Artifacts[i].Name == name {
-			a := m.Artifacts[i]
-			return filepath.Join(f.dir, id, name), &a, nil
-		}
-	}
-	return "", nil, apiErrorf(http.StatusNotFound, CodeNotFound, "window %q has no artifact %q", id, name)
-}
-
-func (f *fakeService) Subscribe() (<-chan Event, func()) {
-	ch := make(chan Event, 16)
-	f.mu.Lock()
-	f.subs[ch] = true
-	f.mu.Unlock()
-	return ch, func() {
-		f.mu.Lock()
-		delete(f.subs, ch)
-		f.mu.Unlock()
-	}
-}
-
-// addReady adds a ready window with one artifact holding data.
-func (f *fakeService) addReady(t *testing.T, id, name string, data []byte) Artifact {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Join(f.dir, id), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(f.dir, id, name), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
-	a := Artifact{Name: name, Kind: "nsys-rep", Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
-	f.mu.Lock()
-	f.windows[id] = &Manifest{ID: id, Backend: "nsys", State: StateReady, Artifacts: []Artifact{a}}
-	f.order = append(f.order, id)
-	f.mu.Unlock()
-	return a
-}
 
 const (
 	tokenA = "token-a-0123456789"
@@ -166,17 +33,17 @@ const (
 type testAPI struct {
 	t    *testing.T
 	srv  *httptest.Server
-	svc  *fakeService
+	svc  *agenttest.Service
 	logs *nsystest.Buffer
-	m    *Metrics
+	m    *agent.Metrics
 }
 
 func newTestAPI(t *testing.T, tokens ...string) *testAPI {
 	t.Helper()
-	svc := newFakeService(t)
+	svc := agenttest.New(t)
 	logs := &nsystest.Buffer{}
-	m := NewMetrics(nil)
-	h := NewHandler(svc, APIOptions{Tokens: tokens, Version: "test", Metrics: m,
+	m := agent.NewMetrics(nil)
+	h := agent.NewHandler(svc, agent.APIOptions{Tokens: tokens, Version: "test", Metrics: m,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -208,9 +75,9 @@ func (ta *testAPI) do(method, path, token, body string, hdr ...string) (int, htt
 	return resp.StatusCode, resp.Header, b
 }
 
-func errorOf(t *testing.T, body []byte) ErrorDetail {
+func errorOf(t *testing.T, body []byte) agent.ErrorDetail {
 	t.Helper()
-	var eb ErrorBody
+	var eb agent.ErrorBody
 	if err := json.Unmarshal(body, &eb); err != nil {
 		t.Fatalf("error body is not JSON: %v: %s", err, body)
 	}
@@ -231,10 +98,10 @@ func TestAuth(t *testing.T) {
 		{"wrong scheme", "GET", "/v1/status", []string{"Authorization", "Basic " + tokenA}, 401},
 		{"first token", "GET", "/v1/status", []string{"Authorization", "Bearer " + tokenA}, 200},
 		{"second token, lower-case scheme", "GET", "/v1/status", []string{"Authorization", "bearer " + tokenB}, 200},
-		{"token header", "GET", "/v1/windows", []string{TokenHeader, tokenB}, 200},
+		{"token header", "GET", "/v1/windows", []string{agent.TokenHeader, tokenB}, 200},
 		{"health without token", "GET", "/v1/health", nil, 200},
 		{"metrics without token", "GET", "/metrics", nil, 401},
-		{"metrics with token", "GET", "/metrics", []string{TokenHeader, tokenA}, 200},
+		{"metrics with token", "GET", "/metrics", []string{agent.TokenHeader, tokenA}, 200},
 		{"unknown route without token hides the route table", "GET", "/v1/nope", nil, 401},
 	}
 	for _, c := range cases {
@@ -244,32 +111,14 @@ func TestAuth(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", code, c.want, body)
 			}
 			if c.want == 401 {
-				if e := errorOf(t, body); e.Code != CodeUnauthorized {
-					t.Errorf("code %q, want %q", e.Code, CodeUnauthorized)
+				if e := errorOf(t, body); e.Code != agent.CodeUnauthorized {
+					t.Errorf("code %q, want %q", e.Code, agent.CodeUnauthorized)
 				}
 				if !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") {
 					t.Errorf("WWW-Authenticate = %q", h.Get("WWW-Authenticate"))
 				}
 			}
 		})
-	}
-}
-
-func TestTokenSetComparesEveryToken(t *testing.T) {
-	ts := newTokenSet([]string{"", "short", "a-much-longer-token-value"})
-	for tok, want := range map[string]bool{
-		"short": true, "a-much-longer-token-value": true, "": false, "shor": false,
-		"shortx": false, "a-much-longer-token-valuE": false,
-	} {
-		if got := ts.match(tok); got != want {
-			t.Errorf("match(%q) = %v, want %v", tok, got, want)
-		}
-	}
-	if len(ts.digests) != 2 {
-		t.Errorf("empty token must not be accepted as a token; digests = %d", len(ts.digests))
-	}
-	if got := TokenID("secret"); len(got) != 8 || strings.Contains(got, "secret") {
-		t.Errorf("TokenID = %q, want 8 hex digits", got)
 	}
 }
 
@@ -282,7 +131,7 @@ func TestNoTokensMeansNoAuth(t *testing.T) {
 	if code != 201 {
 		t.Fatalf("create: %d %s", code, body)
 	}
-	var m Manifest
+	var m windows.Manifest
 	if err := json.Unmarshal(body, &m); err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +160,7 @@ func TestCreateWindowBadInput(t *testing.T) {
 		{`{"duration":"5s"`, `truncated JSON`, 400},
 		{`{"duration":"5s"} {}`, `unexpected data after the JSON object`, 400},
 		{`[1]`, `expected a JSON object`, 400},
-		{`{"name":"` + strings.Repeat("x", MaxBodyBytes) + `"}`, `larger than`, 413},
+		{`{"name":"` + strings.Repeat("x", agent.MaxBodyBytes) + `"}`, `larger than`, 413},
 	}
 	for _, c := range cases {
 		t.Run(c.want, func(t *testing.T) {
@@ -320,8 +169,8 @@ func TestCreateWindowBadInput(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", code, c.status, body)
 			}
 			e := errorOf(t, body)
-			if e.Code != CodeBadRequest || !strings.Contains(e.Message, c.want) {
-				t.Errorf("error = %+v, want code %s and message containing %q", e, CodeBadRequest, c.want)
+			if e.Code != agent.CodeBadRequest || !strings.Contains(e.Message, c.want) {
+				t.Errorf("error = %+v, want code %s and message containing %q", e, agent.CodeBadRequest, c.want)
 			}
 		})
 	}
@@ -334,22 +183,22 @@ func TestCreateStopLifecycle(t *testing.T) {
 	ta := newTestAPI(t, tokenA)
 
 	code, _, body := ta.do("POST", "/v1/windows/active/stop", tokenA, "")
-	if code != 409 || errorOf(t, body).Code != CodeNoWindow {
+	if code != 409 || errorOf(t, body).Code != agent.CodeNoWindow {
 		t.Fatalf("stop with nothing capturing: %d %s", code, body)
 	}
 	code, _, body = ta.do("POST", "/v1/windows", tokenA, `{"duration":"5s","name":"spike-1","start_at":"2030-01-02T15:04:05Z"}`)
 	if code != 201 {
 		t.Fatalf("create: %d %s", code, body)
 	}
-	var m Manifest
+	var m windows.Manifest
 	if err := json.Unmarshal(body, &m); err != nil {
 		t.Fatal(err)
 	}
-	if m.State != StateCapturing || m.RequestedBy.TokenID != TokenID(tokenA) || !strings.HasPrefix(m.RequestedBy.Remote, "127.0.0.1:") {
+	if m.State != windows.StateCapturing || m.RequestedBy.TokenID != agent.TokenID(tokenA) || !strings.HasPrefix(m.RequestedBy.Remote, "127.0.0.1:") {
 		t.Errorf("created window = %+v", m)
 	}
 	code, _, body = ta.do("POST", "/v1/windows", tokenA, `{}`)
-	if code != 409 || errorOf(t, body).Code != CodeWindowActive {
+	if code != 409 || errorOf(t, body).Code != agent.CodeWindowActive {
 		t.Fatalf("second create: %d %s", code, body)
 	}
 	code, _, body = ta.do("POST", "/v1/windows/-/stop", tokenA, "")
@@ -359,7 +208,7 @@ func TestCreateStopLifecycle(t *testing.T) {
 	if err := json.Unmarshal(body, &m); err != nil {
 		t.Fatal(err)
 	}
-	if m.State != StateFinalizing || m.StoppedBy == nil || m.StoppedBy.TokenID != TokenID(tokenA) {
+	if m.State != windows.StateFinalizing || m.StoppedBy == nil || m.StoppedBy.TokenID != agent.TokenID(tokenA) {
 		t.Errorf("stopped window = %+v", m)
 	}
 
@@ -368,11 +217,11 @@ func TestCreateStopLifecycle(t *testing.T) {
 		t.Fatalf("get: %d %s", code, body)
 	}
 	code, _, body = ta.do("GET", "/v1/windows/nope", tokenA, "")
-	if code != 404 || errorOf(t, body).Code != CodeNotFound {
+	if code != 404 || errorOf(t, body).Code != agent.CodeNotFound {
 		t.Fatalf("unknown window: %d %s", code, body)
 	}
 	code, _, body = ta.do("GET", "/v1/windows", tokenA, "")
-	var list []Manifest
+	var list []windows.Manifest
 	if code != 200 || json.Unmarshal(body, &list) != nil || len(list) != 1 {
 		t.Fatalf("list: %d %s", code, body)
 	}
@@ -381,7 +230,7 @@ func TestCreateStopLifecycle(t *testing.T) {
 	if strings.Contains(logs, tokenA) {
 		t.Errorf("a token was logged:\n%s", logs)
 	}
-	for _, want := range []string{"api: create window", "api: stop window", "token_id=" + TokenID(tokenA), "remote=127.0.0.1:"} {
+	for _, want := range []string{"api: create window", "api: stop window", "token_id=" + agent.TokenID(tokenA), "remote=127.0.0.1:"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q:\n%s", want, logs)
 		}
@@ -391,7 +240,7 @@ func TestCreateStopLifecycle(t *testing.T) {
 func TestRoutingErrorsAreJSON(t *testing.T) {
 	ta := newTestAPI(t, tokenA)
 	code, _, body := ta.do("GET", "/v1/nope", tokenA, "")
-	if code != 404 || errorOf(t, body).Code != CodeNotFound {
+	if code != 404 || errorOf(t, body).Code != agent.CodeNotFound {
 		t.Errorf("unknown route: %d %s", code, body)
 	}
 	code, h, body := ta.do("DELETE", "/v1/windows", tokenA, "")
@@ -399,8 +248,8 @@ func TestRoutingErrorsAreJSON(t *testing.T) {
 		t.Errorf("wrong method: %d %v %s", code, h.Get("Allow"), body)
 	}
 	code, _, body = ta.do("GET", "/v1/status", tokenA, "")
-	var st Status
-	if code != 200 || json.Unmarshal(body, &st) != nil || st.Agent != "test" || st.Target.PID != 42 {
+	var st agent.Status
+	if code != 200 || json.Unmarshal(body, &st) != nil || st.Agent != "test" || st.Target.PID != 7 {
 		t.Errorf("status: %d %s", code, body)
 	}
 }
@@ -408,7 +257,7 @@ func TestRoutingErrorsAreJSON(t *testing.T) {
 func TestArtifactDownload(t *testing.T) {
 	ta := newTestAPI(t, tokenA)
 	data := []byte("0123456789abcdefghij")
-	art := ta.svc.addReady(t, "w9", "report.nsys-rep", data)
+	art := ta.svc.AddWindow(t, "w9", map[string]string{"report.nsys-rep": string(data)}).Artifacts[0]
 	path := "/v1/windows/w9/artifacts/report.nsys-rep"
 
 	code, h, body := ta.do("GET", path, tokenA, "")
@@ -444,7 +293,7 @@ func TestArtifactDownload(t *testing.T) {
 			t.Errorf("GET %s: %d, want %d: %s", name, code, want, body)
 		}
 	}
-	if err := os.Remove(filepath.Join(ta.svc.dir, "w9", "report.nsys-rep")); err != nil {
+	if err := os.Remove(filepath.Join(ta.svc.Dir, "w9", "report.nsys-rep")); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, body := ta.do("GET", path, tokenA, ""); code != 404 || !strings.Contains(string(body), "missing") {
@@ -485,18 +334,18 @@ func TestEventsStream(t *testing.T) {
 	if len(lines) != 3 || lines[0] != "event: window" || !strings.HasPrefix(lines[1], "data: ") || lines[2] != "" {
 		t.Fatalf("event lines = %q", lines)
 	}
-	var ev Event
+	var ev windows.Event
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(lines[1], "data: ")), &ev); err != nil {
 		t.Fatal(err)
 	}
-	if ev.Window == nil || ev.Window.ID != "w1" || ev.Window.State != StateFinalizing {
+	if ev.Window == nil || ev.Window.ID != "w1" || ev.Window.State != windows.StateFinalizing {
 		t.Errorf("event = %+v", ev)
 	}
 }
 
 func TestEventsHeartbeat(t *testing.T) {
-	svc := newFakeService(t)
-	srv := httptest.NewServer(NewHandler(svc, APIOptions{Heartbeat: time.Millisecond}))
+	svc := agenttest.New(t)
+	srv := httptest.NewServer(agent.NewHandler(svc, agent.APIOptions{Heartbeat: time.Millisecond}))
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL + "/v1/events")
 	if err != nil {
@@ -514,13 +363,13 @@ func TestEventsHeartbeat(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	ta := newTestAPI(t, tokenA)
-	ta.svc.addReady(t, "w0", "r.nsys-rep", []byte("x"))
+	ta.svc.AddWindow(t, "w0", map[string]string{"r.nsys-rep": "x"})
 	if code, _, body := ta.do("POST", "/v1/windows", tokenA, `{}`); code != 201 {
 		t.Fatalf("create: %d %s", code, body)
 	}
 	ta.do("GET", "/v1/windows/nope", tokenA, "")
 	ta.do("GET", "/v1/status", "", "")
-	ta.m.ObserveFinalize("nsys", StateReady, 3*time.Second)
+	ta.m.ObserveFinalize("nsys", windows.StateReady, 3*time.Second)
 
 	code, _, body := ta.do("GET", "/metrics", tokenA, "")
 	if code != 200 {
@@ -538,17 +387,6 @@ func TestMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)
-		}
-	}
-}
-
-func TestValidateWindowName(t *testing.T) {
-	for name, ok := range map[string]bool{
-		"": true, "spike-1.v2_b": true, "a/b": false, "..": false, "a..b": false, "x y": false,
-		"é": false, strings.Repeat("a", 64): true, strings.Repeat("a", 65): false, `a\b`: false,
-	} {
-		if err := ValidateWindowName(name); (err == nil) != ok {
-			t.Errorf("ValidateWindowName(%q) = %v, want ok=%v", name, err, ok)
 		}
 	}
 }

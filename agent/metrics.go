@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nsys-agent/nsys-agent/agent/windows"
 )
 
 // Metrics holds the agent's Prometheus collectors. The window manager reports finalize
@@ -49,7 +51,7 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 }
 
 // ObserveFinalize records how long a window took from stop to its terminal state.
-func (m *Metrics) ObserveFinalize(backend string, state WindowState, d time.Duration) {
+func (m *Metrics) ObserveFinalize(backend string, state windows.State, d time.Duration) {
 	if m == nil {
 		return
 	}
@@ -82,9 +84,9 @@ func (c *windowsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	counts := map[WindowState]int{}
+	counts := map[windows.State]int{}
 	// Every state appears, zero included, so dashboards see a series before the first window.
-	for _, s := range []WindowState{StateRequested, StateCapturing, StateFinalizing, StateReady, StateFailed, StateCancelled} {
+	for _, s := range []windows.State{windows.StateRequested, windows.StateCapturing, windows.StateFinalizing, windows.StateReady, windows.StateFailed, windows.StateCancelled} {
 		counts[s] = 0
 	}
 	for _, w := range (*p).Windows(ctx) {

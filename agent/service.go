@@ -2,48 +2,74 @@ package agent
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"net/http"
+	"time"
+
+	"github.com/nsys-agent/nsys-agent/agent/windows"
 )
 
-// Service is what the HTTP API serves. The window manager implements it; the API layer
-// (api.go) only translates HTTP to these calls and errors to status codes.
+// Service is what the HTTP API serves. The API only translates HTTP to these calls and
+// errors to status codes (errors.go); agent/agenttest has a fake for API and client tests.
 type Service interface {
 	Status(ctx context.Context) Status
-	// CreateWindow opens a window (201). A window already capturing is a 409
-	// (CodeWindowActive); a target that is down is a 503 (CodeTargetDown).
-	CreateWindow(ctx context.Context, req CreateWindowRequest, who Requester) (*Manifest, error)
-	// StopWindow stops the window with this id ("" = the active one) and returns at once
-	// (202) while finalizing goes on in the background. Nothing capturing: 409 (CodeNoWindow).
-	StopWindow(ctx context.Context, id string, who Requester) (*Manifest, error)
-	Windows(ctx context.Context) []Manifest
-	Window(ctx context.Context, id string) (*Manifest, error)
+	Backends(ctx context.Context) []BackendStatus
+	// CreateWindow opens a window; StopWindow stops the one with this id ("" = the active
+	// one) and returns at once while finalizing goes on in the background.
+	CreateWindow(ctx context.Context, req windows.CreateRequest, who windows.Requester) (*windows.Manifest, error)
+	StopWindow(ctx context.Context, id string, who windows.Requester) (*windows.Manifest, error)
+	Windows(ctx context.Context) []windows.Manifest
+	Window(ctx context.Context, id string) (*windows.Manifest, error)
 	// ArtifactPath resolves an artifact of a window to a file inside the data dir.
-	ArtifactPath(ctx context.Context, id, name string) (string, *Artifact, error)
+	ArtifactPath(ctx context.Context, id, name string) (string, *windows.Artifact, error)
 	// Subscribe streams events until cancel is called.
-	Subscribe() (events <-chan Event, cancel func())
+	Subscribe() (events <-chan windows.Event, cancel func())
 }
 
-// APIError carries an HTTP status and a stable code; every Service error that is not
-// one is a 500.
-type APIError struct {
-	Status  int
-	Code    string
-	Message string
+// daemon is the Service of a running agent: the window state machine, plus what only the
+// agent knows (the target, the session, which backends are built in).
+type daemon struct {
+	*windows.Manager
+	version      string
+	target       *Supervisor // nil: no target
+	session      SessionStatus
+	sessionState func(ctx context.Context) (string, error) // nil: not asked
+	builtin      map[string]bool
 }
 
-func (e *APIError) Error() string { return e.Message }
-
-func apiErrorf(status int, code, format string, a ...any) *APIError {
-	return &APIError{Status: status, Code: code, Message: fmt.Sprintf(format, a...)}
-}
-
-// ErrorStatus maps an error to its HTTP status and body.
-func ErrorStatus(err error) (int, ErrorBody) {
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return ae.Status, ErrorBody{Error: ErrorDetail{Code: ae.Code, Message: ae.Message}}
+func (d *daemon) Status(ctx context.Context) Status {
+	st := Status{Agent: d.version, Session: d.session, Windows: d.Count(), Active: d.Active()}
+	if t := d.target; t != nil {
+		st.Target = TargetStatus{State: "running", Command: t.Command, PID: t.PID(), LogTail: t.Tail(10)}
+		if exited, code := t.Exited(); exited {
+			st.Target.State = "exited"
+			st.Target.ExitCode = &code
+		} else {
+			st.Target.Ranks = t.Ranks()
+		}
+	} else {
+		st.Target.State = "none"
 	}
-	return http.StatusInternalServerError, ErrorBody{Error: ErrorDetail{Code: CodeInternal, Message: err.Error()}}
+	if d.sessionState != nil && st.Target.State == "running" {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if s, err := d.sessionState(cctx); err == nil {
+			st.Session.State = s
+		} else {
+			st.Session.State = "unknown: " + err.Error()
+		}
+	}
+	return st
+}
+
+func (d *daemon) Backends(ctx context.Context) []BackendStatus {
+	return BackendStatuses(d.Manager.Backends(), d.builtin)
+}
+
+// BackendStatuses lists a registry for GET /v1/backends and `nsys-agent backends`.
+func BackendStatuses(r *windows.Registry, builtin map[string]bool) []BackendStatus {
+	def := r.Default()
+	out := []BackendStatus{}
+	for _, e := range r.Entries() {
+		out = append(out, BackendStatus{Info: e.Info, Builtin: builtin[e.Info.Name], Default: e.Info.Name == def, Unavailable: e.Unavailable})
+	}
+	return out
 }

@@ -18,11 +18,12 @@ import (
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/nsys-agent/nsys-agent/agent/windows"
 	"github.com/urfave/cli/v2"
 )
 
 // defaultAgent is where `nsys-agent run` listens unless told otherwise.
-const defaultAgent = "http://127.0.0.1:7477"
+const defaultAgent = agent.DefaultAgentURL
 
 // controlTimeout bounds a control call (status, start, stop); downloads and event
 // streams are bounded only by the command's context.
@@ -189,8 +190,8 @@ func (c *apiClient) call(ctx context.Context, method, path string, body, out any
 	return nil
 }
 
-func (c *apiClient) window(ctx context.Context, id string) (*agent.Manifest, error) {
-	var m agent.Manifest
+func (c *apiClient) window(ctx context.Context, id string) (*windows.Manifest, error) {
+	var m windows.Manifest
 	if err := c.call(ctx, http.MethodGet, "/v1/windows/"+url.PathEscape(id), nil, &m); err != nil {
 		return nil, err
 	}
@@ -202,11 +203,11 @@ func (c *apiClient) window(ctx context.Context, id string) (*agent.Manifest, err
 func (c *apiClient) resolveWindow(ctx context.Context, id string) (string, error) {
 	switch id {
 	case "latest":
-		var ws []agent.Manifest
+		var ws []windows.Manifest
 		if err := c.call(ctx, http.MethodGet, "/v1/windows", nil, &ws); err != nil {
 			return "", err
 		}
-		var newest *agent.Manifest
+		var newest *windows.Manifest
 		for i := range ws {
 			if newest == nil || ws[i].CreatedAt.After(newest.CreatedAt) {
 				newest = &ws[i]

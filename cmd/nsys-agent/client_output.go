@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/nsys-agent/nsys-agent/agent/windows"
 )
 
 // outcome is one agent's answer to a command. A value may come with an error (a stop
@@ -99,7 +100,7 @@ func report(stdout io.Writer, s *clientSetup, outs []outcome, printOne func(w io
 // per-agent table.
 func summarize(v any) (window, state, detail string) {
 	switch v := v.(type) {
-	case *agent.Manifest:
+	case *windows.Manifest:
 		detail = v.Backend
 		if v.Progress != nil && !v.State.Terminal() {
 			detail = fmt.Sprintf("%s %.0f%%", v.Progress.Step, 100*v.Progress.Fraction)
@@ -114,7 +115,7 @@ func summarize(v any) (window, state, detail string) {
 			return v.Active.ID, string(v.Active.State), detail
 		}
 		return "", "", detail
-	case []agent.Manifest:
+	case []windows.Manifest:
 		if len(v) == 0 {
 			return "", "", "no windows"
 		}
@@ -126,8 +127,8 @@ func summarize(v any) (window, state, detail string) {
 	return "", "", ""
 }
 
-func newestFirst(ws []agent.Manifest) []agent.Manifest {
-	out := append([]agent.Manifest(nil), ws...)
+func newestFirst(ws []windows.Manifest) []windows.Manifest {
+	out := append([]windows.Manifest(nil), ws...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
 	return out
 }
@@ -175,7 +176,7 @@ func humanDuration(d time.Duration) string {
 }
 
 // windowDuration is how long a window captured, or has been capturing so far.
-func windowDuration(m *agent.Manifest, now time.Time) string {
+func windowDuration(m *windows.Manifest, now time.Time) string {
 	if m.StartedAt == nil {
 		return "-"
 	}
@@ -186,7 +187,7 @@ func windowDuration(m *agent.Manifest, now time.Time) string {
 	return humanDuration(end.Sub(*m.StartedAt))
 }
 
-func artifactBytes(m *agent.Manifest) int64 {
+func artifactBytes(m *windows.Manifest) int64 {
 	var n int64
 	for _, a := range m.Artifacts {
 		n += a.Bytes
@@ -209,7 +210,7 @@ func rankString(r *int) string {
 }
 
 // printManifest prints one window as aligned fields and its artifacts.
-func printManifest(w io.Writer, m *agent.Manifest) {
+func printManifest(w io.Writer, m *windows.Manifest) {
 	tw := newTable(w)
 	field := func(k, v string) {
 		if v != "" {
@@ -220,7 +221,7 @@ func printManifest(w io.Writer, m *agent.Manifest) {
 	field("NAME", m.Name)
 	field("STATE", string(m.State))
 	field("BACKEND", m.Backend)
-	field("TRIGGER", m.Trigger)
+	field("TRIGGER", string(m.Trigger))
 	field("SESSION", m.Session)
 	field("REQUESTED BY", requesterString(&m.RequestedBy))
 	if m.StoppedBy != nil {
@@ -273,12 +274,15 @@ func summaryLine(summary any) string {
 	return "slowest rank: " + s.Slowest
 }
 
-func requesterString(r *agent.Requester) string {
+func requesterString(r *windows.Requester) string {
 	if r == nil || r.Remote == "" {
 		return ""
 	}
-	if r.TokenID != "" {
+	switch {
+	case r.TokenID != "":
 		return fmt.Sprintf("%s (token %s)", r.Remote, r.TokenID)
+	case r.Trigger != "" && r.Trigger != windows.TriggerAPI:
+		return fmt.Sprintf("%s (%s)", r.Remote, r.Trigger)
 	}
 	return r.Remote
 }

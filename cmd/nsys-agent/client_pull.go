@@ -16,7 +16,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/nsys-agent/nsys-agent/internal/atomicfile"
+	"github.com/nsys-agent/nsys-agent/agent/windows"
 	"github.com/urfave/cli/v2"
 )
 
@@ -133,7 +134,7 @@ func pullWindow(ctx context.Context, ac *apiClient, window, dir string, rank *in
 	if err != nil {
 		return res, err
 	}
-	if err := agent.WriteFileAtomic(filepath.Join(into, "manifest.json"), append(b, '\n')); err != nil {
+	if err := atomicfile.Write(filepath.Join(into, "manifest.json"), append(b, '\n'), 0o600); err != nil {
 		return res, err
 	}
 	return res, nil
@@ -151,7 +152,7 @@ func checkLocalName(name string) error {
 // pullArtifact brings one artifact to dir/<name>, verified. A download in progress is
 // kept as <name>.part and resumed with a Range request; the final name appears only
 // once the sha256 matches.
-func pullArtifact(ctx context.Context, ac *apiClient, window string, a agent.Artifact, dir string) (string, error) {
+func pullArtifact(ctx context.Context, ac *apiClient, window string, a windows.Artifact, dir string) (string, error) {
 	if err := checkLocalName(a.Name); err != nil {
 		return "", fmt.Errorf("agent %s listed an unusable artifact name: %w", ac.base, err)
 	}
@@ -188,7 +189,7 @@ func (e *mismatchError) Error() string {
 }
 
 // download writes the artifact to part, resuming from what part already holds.
-func download(ctx context.Context, ac *apiClient, window string, a agent.Artifact, part string) (string, error) {
+func download(ctx context.Context, ac *apiClient, window string, a windows.Artifact, part string) (string, error) {
 	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return "", err

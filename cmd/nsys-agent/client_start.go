@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/nsys-agent/nsys-agent/agent/windows"
 	"github.com/urfave/cli/v2"
 )
 
@@ -41,19 +41,19 @@ func runStart(c *cli.Context) error {
 	}
 	defer s.close()
 	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
-		var m agent.Manifest
+		var m windows.Manifest
 		if err := ac.call(ctx, http.MethodPost, "/v1/windows", req, &m); err != nil {
 			return nil, err
 		}
 		return &m, nil
 	})
-	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printManifest(w, v.(*agent.Manifest)) })
+	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printManifest(w, v.(*windows.Manifest)) })
 }
 
 // createRequest checks the flags here, with the same rules as the agent, so a typo is
 // a usage error (exit 2) before anything is sent.
-func createRequest(c *cli.Context, now time.Time) (agent.CreateWindowRequest, error) {
-	req := agent.CreateWindowRequest{
+func createRequest(c *cli.Context, now time.Time) (windows.CreateRequest, error) {
+	req := windows.CreateRequest{
 		Backend:  c.String("backend"),
 		Duration: c.String("duration"),
 		Steps:    c.Int("steps"),
@@ -69,7 +69,7 @@ func createRequest(c *cli.Context, now time.Time) (agent.CreateWindowRequest, er
 			return req, usagef("--at: want an RFC 3339 time (2025-01-02T15:04:05Z) or a delay (30s), got %q", at)
 		}
 	}
-	if err := agent.ValidateCreate(req); err != nil {
+	if err := req.Validate(); err != nil {
 		// The agent's messages name the JSON field; say the flag instead.
 		return req, usagef("--%s", flagWording(err.Error()))
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/nsys-agent/nsys-agent/agent/windows"
 	"github.com/urfave/cli/v2"
 )
 
@@ -38,12 +39,12 @@ func windowsCommand() *cli.Command {
 		Flags:     clientFlags(),
 		Action: func(c *cli.Context) error {
 			return runQuery(c, 0, func(ctx context.Context, ac *apiClient, _ []string) (any, error) {
-				var ws []agent.Manifest
+				var ws []windows.Manifest
 				if err := ac.call(ctx, http.MethodGet, "/v1/windows", nil, &ws); err != nil {
 					return nil, err
 				}
 				return newestFirst(ws), nil
-			}, func(w io.Writer, v any) { printWindows(w, v.([]agent.Manifest)) })
+			}, func(w io.Writer, v any) { printWindows(w, v.([]windows.Manifest)) })
 		},
 	})
 }
@@ -61,7 +62,7 @@ func showCommand() *cli.Command {
 					return nil, err
 				}
 				return ac.window(ctx, id)
-			}, func(w io.Writer, v any) { printManifest(w, v.(*agent.Manifest)) })
+			}, func(w io.Writer, v any) { printManifest(w, v.(*windows.Manifest)) })
 		},
 	})
 }
@@ -123,7 +124,7 @@ func printStatus(w io.Writer, st *agent.Status) {
 	}
 }
 
-func printWindows(w io.Writer, ws []agent.Manifest) {
+func printWindows(w io.Writer, ws []windows.Manifest) {
 	if len(ws) == 0 {
 		fmt.Fprintln(w, "no windows yet; open one with `nsys-agent start`")
 		return

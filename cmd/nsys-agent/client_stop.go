@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/nsys-agent/nsys-agent/agent/windows"
 	"github.com/urfave/cli/v2"
 )
 
@@ -51,7 +51,7 @@ func runStop(c *cli.Context) error {
 		bar = newProgressBar(c.App.ErrWriter)
 	}
 	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
-		var m agent.Manifest
+		var m windows.Manifest
 		if err := ac.call(ctx, http.MethodPost, "/v1/windows/"+url.PathEscape(id)+"/stop", nil, &m); err != nil {
 			return nil, err
 		}
@@ -65,20 +65,20 @@ func runStop(c *cli.Context) error {
 		}
 		return final, windowOutcome(final)
 	})
-	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printManifest(w, v.(*agent.Manifest)) })
+	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printManifest(w, v.(*windows.Manifest)) })
 }
 
 // windowOutcome is the error for a window that ended without a report.
-func windowOutcome(m *agent.Manifest) error {
+func windowOutcome(m *windows.Manifest) error {
 	switch m.State {
-	case agent.StateFailed:
+	case windows.StateFailed:
 		msg := m.Error
 		if msg == "" {
 			msg = "no error recorded"
 		}
 		return &clientError{Message: fmt.Sprintf("window %s failed: %s", m.ID, msg),
 			Hint: "see `nsys-agent show " + m.ID + "` for its warnings and any partial artifacts"}
-	case agent.StateCancelled:
+	case windows.StateCancelled:
 		return &clientError{Message: fmt.Sprintf("window %s was cancelled: it has no report", m.ID)}
 	}
 	return nil
@@ -86,7 +86,7 @@ func windowOutcome(m *agent.Manifest) error {
 
 // waitWindow follows the window until it reaches a terminal state, through the event
 // stream when the agent has one, polling otherwise. update sees every new manifest.
-func waitWindow(ctx context.Context, ac *apiClient, id string, update func(*agent.Manifest)) (*agent.Manifest, error) {
+func waitWindow(ctx context.Context, ac *apiClient, id string, update func(*windows.Manifest)) (*windows.Manifest, error) {
 	// Subscribe before reading the state, so nothing between the two is missed.
 	stream, _ := ac.events(ctx) // no stream: poll
 	if stream != nil {
@@ -164,7 +164,7 @@ func (ac *apiClient) events(ctx context.Context) (*eventStream, error) {
 }
 
 // next returns the next event with a JSON payload, skipping comments (heartbeats).
-func (s *eventStream) next() (agent.Event, error) {
+func (s *eventStream) next() (windows.Event, error) {
 	var data strings.Builder
 	for s.sc.Scan() {
 		line := s.sc.Text()
@@ -173,7 +173,7 @@ func (s *eventStream) next() (agent.Event, error) {
 			if data.Len() == 0 {
 				continue
 			}
-			var ev agent.Event
+			var ev windows.Event
 			if err := json.Unmarshal([]byte(data.String()), &ev); err != nil {
 				return ev, fmt.Errorf("bad event: %w", err)
 			}
@@ -186,9 +186,9 @@ func (s *eventStream) next() (agent.Event, error) {
 		}
 	}
 	if err := s.sc.Err(); err != nil {
-		return agent.Event{}, err
+		return windows.Event{}, err
 	}
-	return agent.Event{}, io.EOF
+	return windows.Event{}, io.EOF
 }
 
 func (s *eventStream) Close() {
@@ -210,7 +210,7 @@ func newProgressBar(w io.Writer) *progressBar {
 
 const barWidth = 24
 
-func (p *progressBar) update(m *agent.Manifest) {
+func (p *progressBar) update(m *windows.Manifest) {
 	if p == nil {
 		return
 	}
@@ -232,10 +232,10 @@ func (p *progressBar) done() {
 	}
 }
 
-func progressLine(m *agent.Manifest) string {
+func progressLine(m *windows.Manifest) string {
 	frac, step := 0.0, ""
 	switch {
-	case m.State == agent.StateReady:
+	case m.State == windows.StateReady:
 		frac, step = 1, "done"
 	case m.State.Terminal():
 		step = m.Error

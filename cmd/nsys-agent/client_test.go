@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/nsys-agent/nsys-agent/agent/windows"
 )
 
 // scriptedAgent is an agent.Service whose windows finalize along a script, served by
@@ -25,17 +26,17 @@ type scriptedAgent struct {
 	dir string
 
 	mu      sync.Mutex
-	windows map[string]*agent.Manifest
+	windows map[string]*windows.Manifest
 	// finalize is the sequence of manifests a stopped window goes through. With
 	// events, Subscribe pushes them to the stream; without, each GET advances one.
-	finalize []agent.Manifest
+	finalize []windows.Manifest
 	noEvents bool
 	gets     int
 	ranges   []string // Range headers seen on artifact downloads
 }
 
 func newScriptedAgent(t *testing.T) *scriptedAgent {
-	return &scriptedAgent{dir: t.TempDir(), windows: map[string]*agent.Manifest{}}
+	return &scriptedAgent{dir: t.TempDir(), windows: map[string]*windows.Manifest{}}
 }
 
 func (s *scriptedAgent) Status(ctx context.Context) agent.Status {
@@ -45,7 +46,7 @@ func (s *scriptedAgent) Status(ctx context.Context) agent.Status {
 		Session: agent.SessionStatus{Name: "nsys-agent-x", Mode: "launch", Nsys: "/usr/bin/nsys", Version: "2022.4.2"},
 		Windows: len(s.windows)}
 	for _, m := range s.windows {
-		if m.State == agent.StateCapturing {
+		if m.State == windows.StateCapturing {
 			cp := *m
 			st.Active = &cp
 		}
@@ -53,28 +54,28 @@ func (s *scriptedAgent) Status(ctx context.Context) agent.Status {
 	return st
 }
 
-func (s *scriptedAgent) CreateWindow(ctx context.Context, req agent.CreateWindowRequest, who agent.Requester) (*agent.Manifest, error) {
+func (s *scriptedAgent) CreateWindow(ctx context.Context, req windows.CreateRequest, who windows.Requester) (*windows.Manifest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, m := range s.windows {
-		if m.State == agent.StateCapturing {
+		if m.State == windows.StateCapturing {
 			return nil, &agent.APIError{Status: 409, Code: agent.CodeWindowActive, Message: "window " + m.ID + " is capturing"}
 		}
 	}
 	now := time.Now()
-	m := &agent.Manifest{ID: "w" + string(rune('1'+len(s.windows))), Name: req.Name, Backend: "nsys", State: agent.StateCapturing,
-		Trigger: "api", RequestedBy: who, Duration: req.Duration, CreatedAt: now, StartedAt: &now, Artifacts: []agent.Artifact{}}
+	m := &windows.Manifest{ID: "w" + string(rune('1'+len(s.windows))), Name: req.Name, Backend: "nsys", State: windows.StateCapturing,
+		Trigger: "api", RequestedBy: who, Duration: req.Duration, CreatedAt: now, StartedAt: &now, Artifacts: []windows.Artifact{}}
 	s.windows[m.ID] = m
 	cp := *m
 	return &cp, nil
 }
 
-func (s *scriptedAgent) StopWindow(ctx context.Context, id string, who agent.Requester) (*agent.Manifest, error) {
+func (s *scriptedAgent) StopWindow(ctx context.Context, id string, who windows.Requester) (*windows.Manifest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, m := range s.windows {
-		if m.State == agent.StateCapturing && (id == "" || id == m.ID) {
-			m.State, m.StoppedBy = agent.StateFinalizing, &who
+		if m.State == windows.StateCapturing && (id == "" || id == m.ID) {
+			m.State, m.StoppedBy = windows.StateFinalizing, &who
 			cp := *m
 			return &cp, nil
 		}
@@ -82,24 +83,24 @@ func (s *scriptedAgent) StopWindow(ctx context.Context, id string, who agent.Req
 	return nil, &agent.APIError{Status: 409, Code: agent.CodeNoWindow, Message: "no window is capturing"}
 }
 
-func (s *scriptedAgent) Windows(ctx context.Context) []agent.Manifest {
+func (s *scriptedAgent) Windows(ctx context.Context) []windows.Manifest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []agent.Manifest
+	var out []windows.Manifest
 	for _, m := range s.windows {
 		out = append(out, *m)
 	}
 	return out
 }
 
-func (s *scriptedAgent) Window(ctx context.Context, id string) (*agent.Manifest, error) {
+func (s *scriptedAgent) Window(ctx context.Context, id string) (*windows.Manifest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m, ok := s.windows[id]
 	if !ok {
 		return nil, &agent.APIError{Status: 404, Code: agent.CodeNotFound, Message: "no window " + id}
 	}
-	if m.State == agent.StateFinalizing && s.noEvents {
+	if m.State == windows.StateFinalizing && s.noEvents {
 		// Polling: every GET after the first moves one step along the script.
 		if s.gets > 0 && len(s.finalize) > 0 {
 			next := s.finalize[0]
@@ -112,7 +113,7 @@ func (s *scriptedAgent) Window(ctx context.Context, id string) (*agent.Manifest,
 	return &cp, nil
 }
 
-func (s *scriptedAgent) ArtifactPath(ctx context.Context, id, name string) (string, *agent.Artifact, error) {
+func (s *scriptedAgent) ArtifactPath(ctx context.Context, id, name string) (string, *windows.Artifact, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if m, ok := s.windows[id]; ok {
@@ -125,22 +126,22 @@ func (s *scriptedAgent) ArtifactPath(ctx context.Context, id, name string) (stri
 	return "", nil, &agent.APIError{Status: 404, Code: agent.CodeNotFound, Message: "no artifact " + name}
 }
 
-func (s *scriptedAgent) Subscribe() (<-chan agent.Event, func()) {
+func (s *scriptedAgent) Subscribe() (<-chan windows.Event, func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ch := make(chan agent.Event, len(s.finalize)+1)
+	ch := make(chan windows.Event, len(s.finalize)+1)
 	if s.noEvents {
 		close(ch) // the stream ends at once: the client must fall back to polling
 		return ch, func() {}
 	}
 	for _, m := range s.windows {
-		if m.State != agent.StateFinalizing {
+		if m.State != windows.StateFinalizing {
 			continue
 		}
 		for _, step := range s.finalize {
 			cp := *m
 			cp.State, cp.Progress, cp.Error = step.State, step.Progress, step.Error
-			ch <- agent.Event{Type: "window", Window: &cp, Time: time.Now()}
+			ch <- windows.Event{Type: "window", Window: &cp, Time: time.Now()}
 		}
 	}
 	return ch, func() {}
@@ -148,18 +149,18 @@ func (s *scriptedAgent) Subscribe() (<-chan agent.Event, func()) {
 
 // addWindow adds a ready window whose artifacts hold the given contents (name -> data),
 // rank taken from a "rankN-" prefix.
-func (s *scriptedAgent) addWindow(t *testing.T, id string, files map[string]string) *agent.Manifest {
+func (s *scriptedAgent) addWindow(t *testing.T, id string, files map[string]string) *windows.Manifest {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Join(s.dir, id), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	m := &agent.Manifest{ID: id, Backend: "nsys", State: agent.StateReady, CreatedAt: time.Now()}
+	m := &windows.Manifest{ID: id, Backend: "nsys", State: windows.StateReady, CreatedAt: time.Now()}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(s.dir, id, name), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		sum := sha256.Sum256([]byte(data))
-		a := agent.Artifact{Name: name, Kind: "nsys-rep", Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+		a := windows.Artifact{Name: name, Kind: "nsys-rep", Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
 		if strings.HasPrefix(name, "rank") {
 			r := int(name[4] - '0')
 			a.Rank = &r
@@ -227,7 +228,7 @@ func TestStartShowWindows(t *testing.T) {
 		t.Errorf("conflict error should say what and what to do:\n%s", r.stderr)
 	}
 	r = runCLI(t, "show", "active", "--agent", url, "--token", "sekret", "-o", "json").must(t, 0)
-	var m agent.Manifest
+	var m windows.Manifest
 	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m.ID != "w1" || m.Duration != "5s" {
 		t.Errorf("show -o json: %v %+v\n%s", err, m, r.stdout)
 	}
@@ -258,10 +259,10 @@ func TestStopNoWait(t *testing.T) {
 	s := newScriptedAgent(t)
 	url := s.serve(t)
 	runCLI(t, "start", "--agent", url).must(t, 0)
-	s.finalize = []agent.Manifest{{State: agent.StateReady}}
+	s.finalize = []windows.Manifest{{State: windows.StateReady}}
 	r := runCLI(t, "stop", "--agent", url, "--no-wait", "-o", "json").must(t, 0)
-	var m agent.Manifest
-	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m.State != agent.StateFinalizing {
+	var m windows.Manifest
+	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m.State != windows.StateFinalizing {
 		t.Errorf("stop --no-wait should print the finalizing window: %v\n%s", err, r.stdout)
 	}
 	if r.stderr != "" {
@@ -277,9 +278,9 @@ func TestStopWaitsWithProgress(t *testing.T) {
 			s.noEvents = noEvents
 			url := s.serve(t)
 			runCLI(t, "start", "--agent", url).must(t, 0)
-			s.finalize = []agent.Manifest{
-				{State: agent.StateFinalizing, Progress: &agent.Progress{Step: "importing report", Fraction: 0.5}},
-				{State: agent.StateReady},
+			s.finalize = []windows.Manifest{
+				{State: windows.StateFinalizing, Progress: &windows.Progress{Step: "importing report", Fraction: 0.5}},
+				{State: windows.StateReady},
 			}
 			r := runCLI(t, "stop", "w1", "--agent", url).must(t, 0)
 			if !strings.Contains(r.stderr, "50% importing report") || !strings.Contains(r.stderr, "100% done") {
@@ -296,7 +297,7 @@ func TestStopFailedWindowExits1(t *testing.T) {
 	s := newScriptedAgent(t)
 	url := s.serve(t)
 	runCLI(t, "start", "--agent", url).must(t, 0)
-	s.finalize = []agent.Manifest{{State: agent.StateFailed, Error: "nsys stop hung; kept the .qdstrm"}}
+	s.finalize = []windows.Manifest{{State: windows.StateFailed, Error: "nsys stop hung; kept the .qdstrm"}}
 	r := runCLI(t, "stop", "--agent", url).must(t, 1)
 	if !strings.Contains(r.stderr, "window w1 failed: nsys stop hung") {
 		t.Errorf("failure not explained:\n%s", r.stderr)
@@ -394,7 +395,7 @@ func TestPull(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(into, "rank0-report.nsys-rep.part")); !os.IsNotExist(err) {
 		t.Errorf(".part left behind: %v", err)
 	}
-	var m agent.Manifest
+	var m windows.Manifest
 	b, err := os.ReadFile(filepath.Join(into, "manifest.json"))
 	if err != nil || json.Unmarshal(b, &m) != nil || m.ID != "w7" || len(m.Artifacts) != 3 {
 		t.Errorf("manifest.json: %v %s", err, b)

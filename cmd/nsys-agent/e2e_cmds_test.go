@@ -24,7 +24,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 	_ "modernc.org/sqlite"
 
-	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/nsys-agent/nsys-agent/agent/windows"
 )
 
 // wait-ready FILE [TIMEOUT]: wait until FILE holds the agent's URL, then set $AGENT to it.
@@ -66,9 +66,9 @@ func cmdVerifyPulled(ts *testscript.TestScript, neg bool, args []string) {
 	for _, mf := range manifests {
 		raw, err := os.ReadFile(mf)
 		ts.Check(err)
-		var m agent.Manifest
+		var m windows.Manifest
 		ts.Check(json.Unmarshal(raw, &m))
-		if m.State != agent.StateReady || len(m.Artifacts) == 0 {
+		if m.State != windows.StateReady || len(m.Artifacts) == 0 {
 			ts.Fatalf("window %s: state %s, %d artifacts", m.ID, m.State, len(m.Artifacts))
 		}
 		for _, a := range m.Artifacts {

@@ -1,15 +1,9 @@
 package main
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -108,19 +102,6 @@ func parseCommand(args []string, cmdString string) ([]string, error) {
 	return words, nil
 }
 
-// isLoopback reports whether a listen address only accepts local connections.
-func isLoopback(listen string) (bool, error) {
-	host, _, err := net.SplitHostPort(listen)
-	if err != nil {
-		return false, err
-	}
-	if host == "localhost" {
-		return true, nil
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback(), nil
-}
-
 func readToken(c *cli.Context) (string, error) {
 	tok := c.String("token")
 	if f := c.String("token-file"); f != "" {
@@ -139,26 +120,11 @@ func readToken(c *cli.Context) (string, error) {
 	return tok, nil
 }
 
-// targetEnv is the agent's environment for the target, minus the agent's own secrets:
-// a .nsys-rep embeds the target's whole environment.
-func targetEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "NSYS_AGENT_TOKEN=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, nsys.LaunchEnv()...)
-}
-
 func runAgent(c *cli.Context) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return usagef("--log-level: %v", err)
 	}
-	log := slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
-
 	command, err := parseCommand(c.Args().Slice(), c.String("cmd"))
 	if err != nil {
 		return err
@@ -167,290 +133,49 @@ func runAgent(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	listen := c.String("listen")
-	loop, err := isLoopback(listen)
-	if err != nil {
-		return usagef("--listen %q: %v (use HOST:PORT)", listen, err)
+	cfg := agent.Config{
+		Listen: c.String("listen"), Token: token,
+		TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), TLSClientCA: c.String("tls-client-ca"),
+		DataDir: c.String("data-dir"), Nsys: c.String("nsys"), Arm: c.String("arm"),
+		NsysArgs: c.StringSlice("nsys-arg"), SampleCPU: c.Bool("sample-cpu"), Session: c.String("session"),
+		Command: command, ServerURL: c.String("server-url"),
+		StopTimeout: c.Duration("stop-timeout"), ReadyFile: c.String("ready-file"), Version: version,
+		Log:    slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
+		Banner: c.App.ErrWriter,
 	}
-	if !loop && token == "" && c.String("tls-client-ca") == "" {
-		return usagef("--listen %s is reachable from other machines: set a token (--token-file, --token or NSYS_AGENT_TOKEN) or --tls-client-ca; refusing to serve without authentication", listen)
-	}
-	if (c.String("tls-cert") == "") != (c.String("tls-key") == "") || (c.String("tls-client-ca") != "" && c.String("tls-cert") == "") {
-		return usagef("--tls-cert and --tls-key go together, and --tls-client-ca needs them")
-	}
-
-	nsysPath, err := nsys.Locate(c.String("nsys"))
-	if err != nil {
-		return err
-	}
-	ctx, stopSignals := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
-	defer stopSignals()
-	runner := nsys.NewExecRunner(nsysPath)
-	info, err := nsys.Probe(ctx, runner)
-	if err != nil {
-		return err
-	}
-	mode := nsys.DefaultMode(info.Caps)
-	if a := c.String("arm"); a != "" {
-		if mode, err = nsys.ParseMode(a); err != nil {
-			return usagef("--arm: %v", err)
-		}
-	}
-	store, err := agent.NewStore(c.String("data-dir"))
-	if err != nil {
-		return err
-	}
-	unlock, err := store.Lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	// Listen (and load TLS) before launching: a taken port or a bad certificate must not
-	// cost a server start.
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w (is another agent running? choose --listen)", listen, err)
-	}
-	scheme := "http"
-	if c.String("tls-cert") != "" {
-		cfg, err := tlsConfig(c.String("tls-cert"), c.String("tls-key"), c.String("tls-client-ca"))
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		ln = tls.NewListener(ln, cfg)
-		scheme = "https"
-	}
-	defer ln.Close()
-	session := c.String("session")
-	if session == "" {
-		session = "nsys-agent-" + agent.NewID(time.Now())[17:]
-	}
-	if err := nsys.ValidateSessionName(session); err != nil {
-		return usagef("--session: %v", err)
-	}
-
-	var trace []string
 	if t := c.String("trace"); t != "" {
-		trace = strings.Split(t, ",")
+		cfg.Trace = strings.Split(t, ",")
 	}
-	demo := len(command) == 0
-	serverURL := c.String("server-url")
-	demoURLFile := filepath.Join(store.Root, "demo-server.url")
-	if demo {
-		exe, err := os.Executable()
-		if err != nil {
+	if len(command) == 0 {
+		if err := demoTarget(&cfg, c.Int("demo-ranks")); err != nil {
 			return err
 		}
-		_ = os.Remove(demoURLFile)
-		command = []string{exe, "demo-server", "--port", "0", "--ranks", strconv.Itoa(c.Int("demo-ranks")), "--ready-file", demoURLFile}
-		if trace == nil {
-			// The demo's ranks are CPU programs: OS-runtime tracing is what shows them.
-			trace = append(append([]string{}, nsys.DefaultTrace...), "osrt")
-		}
 	}
-	ctl := &nsys.Controller{Runner: runner, Info: info, Session: session, Mode: mode,
-		SampleCPU: c.Bool("sample-cpu"), StopTimeout: c.Duration("stop-timeout"), MaxStateAge: 3 * time.Second,
-		Log: func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...)) }}
-	logPath := filepath.Join(store.Root, "target.log")
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err = agent.Run(ctx, cfg)
+	if errors.Is(err, agent.ErrConfig) {
+		return usageError{err}
+	}
+	return err
+}
 
-	// A target left running by a previous agent (crashed or killed) is adopted, not
-	// launched again: its session, its open capture and its output carry on.
-	var sup *agent.Supervisor
-	adopt := false
-	if rec, found := previousTarget(ctx, store, runner, log); found {
-		if len(c.Args().Slice()) > 0 || c.String("cmd") != "" {
-			if strings.Join(command, " ") != strings.Join(rec.Command, " ") {
-				log.Warn("a previous agent's target is still running; adopting it instead of launching the given command (stop it first to launch anew)", "running", strings.Join(rec.Command, " "))
-			}
-		}
-		session, mode, command, serverURL = rec.Session, nsys.Mode(rec.Mode), rec.Command, rec.ServerURL
-		ctl.Session, ctl.Mode, ctl.FirstOutput = session, mode, rec.First
-		if sup, err = agent.AttachTarget(rec.PID, command, logPath); err != nil {
-			return err
-		}
-		st, _ := ctl.State(ctx)
-		adopt = st.Collecting()
-		demo = false
-		log.Info("attached to the running target of a previous agent", "session", session, "nsys_pid", rec.PID, "state", st)
-	} else {
-		first := filepath.Join(store.Root, "sessions", session, "first")
-		if err := os.MkdirAll(filepath.Dir(first), 0o700); err != nil {
-			return err
-		}
-		ctl.FirstOutput = first
-		args, err := nsys.LaunchArgs(info.Caps, nsys.LaunchSpec{Mode: mode, Session: session, Trace: trace, Output: first,
-			SampleCPU: c.Bool("sample-cpu"), PassThrough: c.StringSlice("nsys-arg"), Command: command})
-		if err != nil {
-			return usagef("%v", err)
-		}
-		if mode == nsys.ModeCudaProfiler {
-			log.Warn("cuda-profiler arming: the server opens and closes capture ranges itself (e.g. SGLang /start_profile with CUDA_PROFILER); the API's nsys windows are refused in this mode, and range reports are written next to " + first)
-		}
-		log.Info("launching target under nsys", "nsys", nsysPath, "version", info.Version, "mode", mode, "session", session, "command", strings.Join(command, " "))
-		sup, err = agent.StartTarget(ctx, ctl, args, command, logPath, targetEnv(), 2*time.Minute)
-		if err != nil {
-			return fmt.Errorf("launching the target: %w (see %s)", err, logPath)
-		}
-	}
-	metrics := agent.NewMetrics(nil)
-	mgr, err := agent.NewManager(agent.ManagerOptions{
-		Store: store, Backends: agent.Backends{"nsys": &agent.NsysBackend{Ctl: ctl}}, Target: sup, Ctl: ctl,
-		Session: agent.SessionStatus{Name: session, Mode: string(mode), Nsys: nsysPath, Version: info.Version},
-		Log:     log, Version: version, Adopt: adopt,
-		OnChange: func(old agent.WindowState, m agent.Manifest) {
-			if m.State.Terminal() && !old.Terminal() && m.StoppedAt != nil && m.FinishedAt != nil {
-				metrics.ObserveFinalize(m.Backend, m.State, m.FinishedAt.Sub(*m.StoppedAt))
-			}
-		},
-	})
+// demoTarget makes the built-in demo server (this binary's demo-server command) the
+// target: it writes its URL into the data dir once it listens.
+func demoTarget(cfg *agent.Config, ranks int) error {
+	exe, err := os.Executable()
 	if err != nil {
-		_ = sup.Stop(30 * time.Second)
 		return err
 	}
-	// A fresh cached session row lets a start skip one `nsys sessions list` (~10 ms of the
-	// ~110 ms a start takes); the check after the start always runs.
-	go ctl.Watch(ctx, 2*time.Second)
-	if demo && serverURL == "" {
-		serverURL = waitDemoURL(ctx, demoURLFile, sup)
-	}
-	if err := store.SaveTarget(&agent.TargetRecord{Session: session, Mode: string(mode), First: ctl.FirstOutput, Command: command,
-		Nsys: nsysPath, PID: sup.PID(), ServerURL: serverURL, StartedAt: time.Now().UTC()}); err != nil {
-		log.Warn("recording the target for a restarted agent", "err", err)
-	}
-
-	var tokens []string
-	if token != "" {
-		tokens = []string{token}
-	}
-	handler := agent.NewHandler(mgr, agent.APIOptions{Tokens: tokens, Logger: log, Version: version, Metrics: metrics})
-	baseCtx, cancelBase := context.WithCancel(context.Background())
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return baseCtx }}
-	url := fmt.Sprintf("%s://%s", scheme, ln.Addr())
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	if f := c.String("ready-file"); f != "" {
-		if err := os.WriteFile(f, []byte(url+"\n"), 0o600); err != nil {
-			log.Warn("writing --ready-file", "err", err)
-		}
-	}
-	printBanner(c.App.ErrWriter, url, token != "", store.Root, session, mode, serverURL)
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("signal received: finishing the open window and stopping the target")
-	case err := <-serveErr:
-		runErr = fmt.Errorf("HTTP server: %w", err)
-	}
-	// Finish (or fail) the open window, then end the target through nsys, then the API.
-	closeCtx, cancel := context.WithTimeout(context.Background(), c.Duration("stop-timeout")+time.Minute)
-	defer cancel()
-	if err := mgr.Close(closeCtx); err != nil {
-		log.Warn("closing windows", "err", err)
-	}
-	if err := sup.Stop(30 * time.Second); err != nil {
-		log.Warn("stopping the target", "err", err)
-	}
-	cancelBase()
-	shutCtx, cancelShut := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancelShut()
-	_ = srv.Shutdown(shutCtx)
-	if f := c.String("ready-file"); f != "" {
-		_ = os.Remove(f)
-	}
-	if exited, code := sup.Exited(); exited {
-		log.Info("target ended", "exit_code", code)
-		store.ClearTarget()
-	}
-	return runErr
-}
-
-// previousTarget returns the target a previous agent recorded in this data dir when its
-// nsys front-end and session are both still alive; a stale record is removed.
-func previousTarget(ctx context.Context, store *agent.Store, runner nsys.Runner, log *slog.Logger) (*agent.TargetRecord, bool) {
-	rec, err := store.LoadTarget()
+	dataDir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
-		log.Warn("ignoring an unreadable target record", "err", err)
-		return nil, false
+		return err
 	}
-	if rec == nil {
-		return nil, false
+	cfg.ServerURLFile = filepath.Join(dataDir, "demo-server.url")
+	cfg.Command = []string{exe, "demo-server", "--port", "0", "--ranks", strconv.Itoa(ranks), "--ready-file", cfg.ServerURLFile}
+	if cfg.Trace == nil {
+		// The demo's ranks are CPU programs: OS-runtime tracing is what shows them.
+		cfg.Trace = append(append([]string{}, nsys.DefaultTrace...), "osrt")
 	}
-	list, err := nsys.ListSessions(ctx, runner)
-	if err == nil {
-		if s, ok := nsys.Lookup(list, rec.Session); ok && s.State != nsys.StateShutdown && isFrontEnd(rec.PID, rec.Session) {
-			return rec, true
-		}
-	}
-	log.Info("the target recorded by a previous agent has ended; launching anew", "session", rec.Session)
-	store.ClearTarget()
-	return nil, false
-}
-
-func waitDemoURL(ctx context.Context, file string, sup *agent.Supervisor) string {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if raw, err := os.ReadFile(file); err == nil && len(strings.TrimSpace(string(raw))) > 0 {
-			return strings.TrimSpace(string(raw))
-		}
-		if exited, _ := sup.Exited(); exited {
-			return ""
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return ""
-}
-
-func tlsConfig(certFile, keyFile, clientCA string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("loading --tls-cert/--tls-key: %w", err)
-	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if clientCA != "" {
-		pem, err := os.ReadFile(clientCA)
-		if err != nil {
-			return nil, fmt.Errorf("reading --tls-client-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, errors.New("--tls-client-ca holds no PEM certificate")
-		}
-		cfg.ClientCAs = pool
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return cfg, nil
-}
-
-func printBanner(w io.Writer, url string, hasToken bool, dataDir, session string, mode nsys.Mode, serverURL string) {
-	fmt.Fprintf(w, "\nnsys-agent is serving on %s (session %s, %s mode)\n", url, session, mode)
-	if serverURL != "" {
-		fmt.Fprintf(w, "  target server:  %s\n", serverURL)
-	}
-	fmt.Fprintf(w, "  data dir:       %s (windows/, target.log)\n", dataDir)
-	agentFlag := ""
-	if url != defaultAgent {
-		agentFlag = " --agent " + url
-	}
-	if hasToken {
-		fmt.Fprintf(w, "  clients need the token: export NSYS_AGENT_TOKEN=...\n")
-	}
-	fmt.Fprintf(w, "  open a window:  nsys-agent start%s --duration 5s\n", agentFlag)
-	fmt.Fprintf(w, "  close it:       nsys-agent stop%s\n", agentFlag)
-	fmt.Fprintf(w, "  fetch reports:  nsys-agent pull%s latest -o ./reports\n", agentFlag)
-	fmt.Fprintf(w, "  Ctrl-C finishes the open window, stops the server and exits.\n\n")
-}
-
-// isFrontEnd reports whether pid is still the nsys front-end of session (not a process
-// that reused the pid).
-func isFrontEnd(pid int, session string) bool {
-	if pid <= 0 {
-		return false
-	}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	return strings.Contains(string(raw), "\x00--session-new="+session+"\x00")
+	return nil
 }

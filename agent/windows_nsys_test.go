@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsys-agent/nsys-agent/agent/backends"
+	"github.com/nsys-agent/nsys-agent/agent/windows"
 	"github.com/nsys-agent/nsys-agent/nsys"
 	"github.com/nsys-agent/nsys-agent/nsys/nsystest"
 )
@@ -21,9 +22,9 @@ import (
 var cpuLoop = []string{"/bin/sh", "-c", "echo target up; while :; do i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; sleep 0.05; done"}
 
 type testAgent struct {
-	m     *Manager
+	m     *windows.Manager
 	sup   *Supervisor
-	store *Store
+	store *windows.Store
 	ctl   *nsys.Controller
 }
 
@@ -31,7 +32,7 @@ type testAgent struct {
 // manager for it. Cleanup closes the manager and ends the target through nsys.
 func newTestAgent(t *testing.T, nsysPath string, env []string, mode nsys.Mode, command []string, stopTimeout time.Duration) *testAgent {
 	t.Helper()
-	store, err := NewStore(t.TempDir())
+	store, err := windows.NewStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,8 +58,15 @@ func newTestAgent(t *testing.T, nsysPath string, env []string, mode nsys.Mode, c
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
-	m, err := NewManager(ManagerOptions{Store: store, Backends: Backends{"nsys": &NsysBackend{Ctl: ctl}}, Target: sup, Ctl: ctl,
-		Session: SessionStatus{Name: session, Mode: string(mode)}, Log: log})
+	entries, err := backends.Builtin(context.Background(), ctl, "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	registry, err := windows.NewRegistry(entries...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := windows.New(windows.Options{Store: store, Backends: registry, Target: sup, Session: session, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +94,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func waitWindow(t *testing.T, m *Manager, id string, within time.Duration) *Manifest {
+func waitWindow(t *testing.T, m *windows.Manager, id string, within time.Duration) *windows.Manifest {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -104,27 +112,28 @@ func waitWindow(t *testing.T, m *Manager, id string, within time.Duration) *Mani
 	}
 }
 
+// apiStatus is the HTTP status the API would answer for err (0 for nil).
 func apiStatus(err error) int {
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return ae.Status
+	if err == nil {
+		return 0
 	}
-	return 0
+	code, _ := ErrorStatus(err)
+	return code
 }
 
 func TestWindowsOnRealNsys(t *testing.T) {
 	ta := newTestAgent(t, nsystest.Require(t), nil, nsys.ModeLaunch, cpuLoop, 0)
 	ctx := context.Background()
-	who := Requester{Remote: "127.0.0.1:1", TokenID: "abcd1234"}
+	who := windows.Requester{Remote: "127.0.0.1:1", TokenID: "abcd1234"}
 
 	if _, err := ta.m.StopWindow(ctx, "", who); apiStatus(err) != http.StatusConflict {
 		t.Fatalf("stop with nothing capturing: want 409, got %v", err)
 	}
-	if _, err := ta.m.CreateWindow(ctx, CreateWindowRequest{Backend: "magic"}, who); apiStatus(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "backend") {
+	if _, err := ta.m.CreateWindow(ctx, windows.CreateRequest{Backend: "magic"}, who); apiStatus(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "backend") {
 		t.Fatalf("unknown backend: want 400 naming the field, got %v", err)
 	}
 	for _, bad := range []string{"../escape", "a/b", "..", "x..y"} {
-		if _, err := ta.m.CreateWindow(ctx, CreateWindowRequest{Name: bad}, who); apiStatus(err) != http.StatusBadRequest {
+		if _, err := ta.m.CreateWindow(ctx, windows.CreateRequest{Name: bad}, who); apiStatus(err) != http.StatusBadRequest {
 			t.Fatalf("name %q: want 400, got %v", bad, err)
 		}
 	}
@@ -133,14 +142,14 @@ func TestWindowsOnRealNsys(t *testing.T) {
 	}
 
 	for i := 1; i <= 2; i++ {
-		w, err := ta.m.CreateWindow(ctx, CreateWindowRequest{Name: fmt.Sprintf("win%d", i), Export: i == 2}, who)
+		w, err := ta.m.CreateWindow(ctx, windows.CreateRequest{Name: fmt.Sprintf("win%d", i), Export: i == 2}, who)
 		if err != nil {
 			t.Fatalf("window %d: %v", i, err)
 		}
-		if w.State != StateCapturing {
+		if w.State != windows.StateCapturing {
 			t.Fatalf("window %d: state %s, want capturing", i, w.State)
 		}
-		if _, err := ta.m.CreateWindow(ctx, CreateWindowRequest{}, who); apiStatus(err) != http.StatusConflict {
+		if _, err := ta.m.CreateWindow(ctx, windows.CreateRequest{}, who); apiStatus(err) != http.StatusConflict {
 			t.Fatalf("second window while capturing: want 409, got %v", err)
 		}
 		time.Sleep(300 * time.Millisecond)
@@ -148,14 +157,14 @@ func TestWindowsOnRealNsys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if stopped.State != StateFinalizing || stopped.StoppedBy == nil || stopped.StoppedBy.TokenID != "abcd1234" {
+		if stopped.State != windows.StateFinalizing || stopped.StoppedBy == nil || stopped.StoppedBy.TokenID != "abcd1234" {
 			t.Fatalf("stop should return finalizing with who stopped it: %+v", stopped)
 		}
 		done := waitWindow(t, ta.m, w.ID, 2*time.Minute)
-		if done.State != StateReady {
+		if done.State != windows.StateReady {
 			t.Fatalf("window %d: %s: %s", i, done.State, done.Error)
 		}
-		var rep *Artifact
+		var rep *windows.Artifact
 		for k := range done.Artifacts {
 			if done.Artifacts[k].Kind == "nsys-rep" {
 				rep = &done.Artifacts[k]
@@ -195,21 +204,21 @@ func TestWindowsOnRealNsys(t *testing.T) {
 	if _, _, err := ta.m.ArtifactPath(ctx, ta.m.Windows(ctx)[0].ID, "../../etc/passwd"); apiStatus(err) != http.StatusNotFound {
 		t.Errorf("artifact path escape: want 404, got %v", err)
 	}
-	st := ta.m.Status(ctx)
+	st := (&daemon{Manager: ta.m, target: ta.sup, sessionState: func(ctx context.Context) (string, error) { s, err := ta.ctl.State(ctx); return string(s), err }}).Status(ctx)
 	if st.Target.State != "running" || st.Session.State != string(nsys.StateLaunched) || st.Windows != 2 || len(st.Target.Ranks) == 0 {
 		t.Errorf("status: %+v", st)
 	}
 
 	// Back to back: a start right after a stop waits for that stop's nsys work, then
 	// captures; both windows end ready.
-	a, err := ta.m.CreateWindow(ctx, CreateWindowRequest{Name: "a"}, who)
+	a, err := ta.m.CreateWindow(ctx, windows.CreateRequest{Name: "a"}, who)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ta.m.StopWindow(ctx, a.ID, who); err != nil {
 		t.Fatal(err)
 	}
-	b, err := ta.m.CreateWindow(ctx, CreateWindowRequest{Name: "b"}, who)
+	b, err := ta.m.CreateWindow(ctx, windows.CreateRequest{Name: "b"}, who)
 	if err != nil {
 		t.Fatalf("start right after a stop: %v", err)
 	}
@@ -217,7 +226,7 @@ func TestWindowsOnRealNsys(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{a.ID, b.ID} {
-		if w := waitWindow(t, ta.m, id, 2*time.Minute); w.State != StateReady {
+		if w := waitWindow(t, ta.m, id, 2*time.Minute); w.State != windows.StateReady {
 			t.Errorf("back-to-back window %s: %s %s", w.Name, w.State, w.Error)
 		}
 	}
@@ -225,15 +234,15 @@ func TestWindowsOnRealNsys(t *testing.T) {
 
 func TestDurationAutoStop(t *testing.T) {
 	ta := newTestAgent(t, nsystest.Require(t), nil, nsys.ModeLaunch, cpuLoop, 0)
-	w, err := ta.m.CreateWindow(context.Background(), CreateWindowRequest{Duration: "500ms"}, Requester{Remote: "local"})
+	w, err := ta.m.CreateWindow(context.Background(), windows.CreateRequest{Duration: "500ms"}, windows.Requester{Remote: "local"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.Trigger != "duration" {
+	if w.Trigger != windows.TriggerDuration {
 		t.Errorf("trigger %q", w.Trigger)
 	}
 	done := waitWindow(t, ta.m, w.ID, 2*time.Minute)
-	if done.State != StateReady || done.StoppedBy == nil || done.StoppedBy.TokenID != "duration" {
+	if done.State != windows.StateReady || done.StoppedBy == nil || done.StoppedBy.Trigger != windows.TriggerDuration {
 		t.Fatalf("duration window: %+v", done)
 	}
 }
@@ -246,7 +255,7 @@ func TestTargetCrashMidWindow(t *testing.T) {
 	t.Setenv("CRASH_FILE", crashFile)
 	ta := newTestAgent(t, nsystest.Require(t), nil, nsys.ModeLaunch, crash, 0)
 	ctx := context.Background()
-	w, err := ta.m.CreateWindow(ctx, CreateWindowRequest{}, Requester{Remote: "local"})
+	w, err := ta.m.CreateWindow(ctx, windows.CreateRequest{}, windows.Requester{Remote: "local"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,13 +263,13 @@ func TestTargetCrashMidWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := waitWindow(t, ta.m, w.ID, time.Minute)
-	if done.State != StateFailed || !strings.Contains(done.Error, "exited with code 3") || !strings.Contains(done.Error, "illegal memory access") {
+	if done.State != windows.StateFailed || !strings.Contains(done.Error, "exited with code 3") || !strings.Contains(done.Error, "illegal memory access") {
 		t.Fatalf("want failed with exit code and log tail, got %s: %q", done.State, done.Error)
 	}
-	if _, err := ta.m.CreateWindow(ctx, CreateWindowRequest{}, Requester{Remote: "local"}); apiStatus(err) != http.StatusServiceUnavailable {
+	if _, err := ta.m.CreateWindow(ctx, windows.CreateRequest{}, windows.Requester{Remote: "local"}); apiStatus(err) != http.StatusServiceUnavailable {
 		t.Fatalf("new window after the target died: want 503, got %v", err)
 	}
-	st := ta.m.Status(ctx)
+	st := (&daemon{Manager: ta.m, target: ta.sup, sessionState: func(ctx context.Context) (string, error) { s, err := ta.ctl.State(ctx); return string(s), err }}).Status(ctx)
 	if st.Target.State != "exited" || st.Target.ExitCode == nil || *st.Target.ExitCode != 3 {
 		t.Fatalf("status after crash: %+v", st.Target)
 	}
@@ -272,17 +281,17 @@ func TestHungStopFailsWindow(t *testing.T) {
 	env := append(os.Environ(), "FAKE_NSYS_STATE="+t.TempDir(), "FAKE_NSYS_HANG_STOP=1")
 	ta := newTestAgent(t, nsystest.FakePath(t), env, nsys.ModeStartLater, []string{"sleep", "120"}, 2*time.Second)
 	ctx := context.Background()
-	w, err := ta.m.CreateWindow(ctx, CreateWindowRequest{}, Requester{Remote: "local"})
+	w, err := ta.m.CreateWindow(ctx, windows.CreateRequest{}, windows.Requester{Remote: "local"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	begin := time.Now()
-	if _, err := ta.m.StopWindow(ctx, w.ID, Requester{Remote: "local"}); err != nil {
+	if _, err := ta.m.StopWindow(ctx, w.ID, windows.Requester{Remote: "local"}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("stop answered in %s", time.Since(begin))
 	done := waitWindow(t, ta.m, w.ID, time.Minute)
-	if done.State != StateFailed || !strings.Contains(done.Error, "did not finish within 2s") || !strings.Contains(done.Error, "recovered") {
+	if done.State != windows.StateFailed || !strings.Contains(done.Error, "did not finish within 2s") || !strings.Contains(done.Error, "recovered") {
 		t.Fatalf("want failed with recovery details, got %s: %q", done.State, done.Error)
 	}
 	if len(done.Artifacts) != 1 || done.Artifacts[0].Kind != "qdstrm" || done.Artifacts[0].Bytes == 0 {
@@ -290,59 +299,11 @@ func TestHungStopFailsWindow(t *testing.T) {
 	}
 }
 
-// TestRestartMarksInFlightWindowsFailed: a manifest left mid-flight by a dead agent is
-// failed on load, with its files listed.
-func TestRestartMarksInFlightWindowsFailed(t *testing.T) {
-	store, err := NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := NewID(time.Now())
-	w := &Manifest{ID: id, Backend: "nsys", State: StateFinalizing, CreatedAt: time.Now(), Artifacts: []Artifact{}}
-	if err := store.Save(w); err != nil {
-		t.Fatal(err)
-	}
-	dir, _ := store.WindowDir(id)
-	if err := os.WriteFile(filepath.Join(dir, "report.qdstrm"), []byte("raw"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	m, err := NewManager(ManagerOptions{Store: store, Backends: Backends{"nsys": &NsysBackend{}}, Log: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close(context.Background())
-	got, err := m.Window(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.State != StateFailed || !strings.Contains(got.Error, "finalizing") || len(got.Artifacts) != 1 || got.Artifacts[0].Name != "report.qdstrm" {
-		t.Fatalf("recovered window: %+v", got)
-	}
-}
-
-func TestStoreRejectsEscapes(t *testing.T) {
-	store, err := NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"../x", "w1", "", "w20261123-154001-a1b2c3/.."} {
-		if _, err := store.WindowDir(id); err == nil {
-			t.Errorf("id %q accepted", id)
-		}
-	}
-	id := NewID(time.Now())
-	for _, name := range []string{"../manifest.json", "a/b", "..", ""} {
-		if _, err := store.ArtifactPath(id, name); err == nil {
-			t.Errorf("artifact %q accepted", name)
-		}
-	}
-}
-
 // TestLaunchFailureQuotesNsys: a server command that cannot start fails the launch at
 // once with what nsys printed, and leaves no session behind.
 func TestLaunchFailureQuotesNsys(t *testing.T) {
 	path := nsystest.Require(t)
-	store, err := NewStore(t.TempDir())
+	store, err := windows.NewStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,217 @@
+// Package agenttest is the one fake of the agent's Service, for tests of the HTTP API
+// (agent) and of the client commands (cmd/nsys-agent). It keeps real files in a temp dir,
+// follows the state machine's main rules (one window at a time, domain errors) and lets a
+// test script how a stopped window finalizes.
+package agenttest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/nsys-agent/nsys-agent/agent/windows"
+	"github.com/nsys-agent/nsys-agent/plugins/shared"
+)
+
+// Service implements agent.Service.
+type Service struct {
+	Dir string // artifacts live in Dir/<window id>/
+
+	// Finalize is the sequence of states a stopped window goes through (State, Progress,
+	// Error are used). With events, a subscriber gets them as events; with NoEvents the
+	// event stream ends at once and each GET of the window after the first moves one step.
+	Finalize []windows.Manifest
+	NoEvents bool
+
+	mu      sync.Mutex
+	windows map[string]*windows.Manifest
+	order   []string
+	active  string
+	subs    map[chan windows.Event]bool
+	gets    int
+}
+
+var _ agent.Service = (*Service)(nil)
+
+// New returns an empty fake with its artifacts under a test temp dir.
+func New(t testing.TB) *Service {
+	return &Service{Dir: t.TempDir(), windows: map[string]*windows.Manifest{}, subs: map[chan windows.Event]bool{}}
+}
+
+func domainErr(kind error, format string, a ...any) error {
+	return &windows.Error{Kind: kind, Msg: fmt.Sprintf(format, a...)}
+}
+
+func (s *Service) Status(ctx context.Context) agent.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := agent.Status{Target: agent.TargetStatus{State: "running", PID: 7, Command: []string{"python", "-m", "sglang.launch_server"}},
+		Session: agent.SessionStatus{Name: "nsys-agent-x", Mode: "launch", Nsys: "/usr/bin/nsys", Version: "2022.4.2"},
+		Windows: len(s.windows)}
+	if s.active != "" {
+		cp := *s.windows[s.active]
+		st.Active = &cp
+	}
+	return st
+}
+
+func (s *Service) Backends(ctx context.Context) []agent.BackendStatus {
+	return []agent.BackendStatus{{Info: shared.Info{Name: "nsys", Version: "test", APIVersion: shared.APIVersion,
+		Capabilities: []shared.Capability{shared.CapExport}}, Builtin: true, Default: true}}
+}
+
+func (s *Service) CreateWindow(ctx context.Context, req windows.CreateRequest, who windows.Requester) (*windows.Manifest, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if req.Backend != "" && req.Backend != "nsys" {
+		return nil, domainErr(windows.ErrInvalid, "backend: unknown backend %q (this agent has: nsys)", req.Backend)
+	}
+	if s.active != "" {
+		return nil, domainErr(windows.ErrWindowActive, "window %s is already capturing; stop it first", s.active)
+	}
+	now := time.Now().UTC()
+	id := fmt.Sprintf("w%d", len(s.order)+1)
+	m := &windows.Manifest{ID: id, Name: req.Name, Backend: "nsys", State: windows.StateCapturing, Trigger: windows.TriggerAPI,
+		RequestedBy: who, Duration: req.Duration, CreatedAt: now, StartedAt: &now, Artifacts: []windows.Artifact{}}
+	s.windows[id], s.active = m, id
+	s.order = append(s.order, id)
+	cp := *m
+	return &cp, nil
+}
+
+func (s *Service) StopWindow(ctx context.Context, id string, who windows.Requester) (*windows.Manifest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id == "" {
+		id = s.active
+	}
+	m, ok := s.windows[id]
+	switch {
+	case id == "" || ok && m.State != windows.StateCapturing:
+		return nil, domainErr(windows.ErrNoWindow, "no window is capturing; start one with 'nsys-agent start'")
+	case !ok:
+		return nil, domainErr(windows.ErrNotFound, "no window %q", id)
+	}
+	now := time.Now().UTC()
+	m.State, m.StoppedBy, m.StoppedAt, s.active = windows.StateFinalizing, &who, &now, ""
+	cp := *m
+	for ch := range s.subs {
+		select {
+		case ch <- windows.Event{Type: "window", Window: &cp, Time: now}:
+		default:
+		}
+	}
+	return &cp, nil
+}
+
+func (s *Service) Windows(ctx context.Context) []windows.Manifest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []windows.Manifest{}
+	for _, id := range s.order {
+		out = append(out, *s.windows[id])
+	}
+	return out
+}
+
+func (s *Service) Window(ctx context.Context, id string) (*windows.Manifest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.windows[id]
+	if !ok {
+		return nil, domainErr(windows.ErrNotFound, "no window %q; list them with 'nsys-agent windows'", id)
+	}
+	if m.State == windows.StateFinalizing && s.NoEvents {
+		if s.gets > 0 && len(s.Finalize) > 0 {
+			next := s.Finalize[0]
+			s.Finalize = s.Finalize[1:]
+			m.State, m.Progress, m.Error = next.State, next.Progress, next.Error
+		}
+		s.gets++
+	}
+	cp := *m
+	return &cp, nil
+}
+
+func (s *Service) ArtifactPath(ctx context.Context, id, name string) (string, *windows.Artifact, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.windows[id]
+	if !ok {
+		return "", nil, domainErr(windows.ErrNotFound, "no window %q", id)
+	}
+	for _, a := range m.Artifacts {
+		if a.Name == name {
+			return filepath.Join(s.Dir, id, name), &a, nil
+		}
+	}
+	return "", nil, domainErr(windows.ErrNotFound, "window %s has no artifact %q", id, name)
+}
+
+// Subscribe streams the stops that follow, and, for a window already finalizing, the
+// scripted Finalize steps.
+func (s *Service) Subscribe() (<-chan windows.Event, func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan windows.Event, len(s.Finalize)+16)
+	if s.NoEvents {
+		close(ch) // the stream ends at once: clients must fall back to polling
+		return ch, func() {}
+	}
+	for _, id := range s.order {
+		m := s.windows[id]
+		if m.State != windows.StateFinalizing {
+			continue
+		}
+		for _, step := range s.Finalize {
+			cp := *m
+			cp.State, cp.Progress, cp.Error = step.State, step.Progress, step.Error
+			ch <- windows.Event{Type: "window", Window: &cp, Time: time.Now()}
+		}
+	}
+	s.subs[ch] = true
+	return ch, func() {
+		s.mu.Lock()
+		delete(s.subs, ch)
+		s.mu.Unlock()
+	}
+}
+
+// AddWindow adds a ready window whose artifacts hold files (name -> contents); a name
+// starting "rankN-" gives the artifact rank N.
+func (s *Service) AddWindow(t testing.TB, id string, files map[string]string) *windows.Manifest {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(s.Dir, id), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := &windows.Manifest{ID: id, Backend: "nsys", State: windows.StateReady, CreatedAt: time.Now().UTC(), Artifacts: []windows.Artifact{}}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(s.Dir, id, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte(data))
+		a := windows.Artifact{Name: name, Kind: windows.KindOf(name), Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+		if strings.HasPrefix(name, "rank") && len(name) > 4 && name[4] >= '0' && name[4] <= '9' {
+			r := int(name[4] - '0')
+			a.Rank = &r
+		}
+		m.Artifacts = append(m.Artifacts, a)
+	}
+	s.mu.Lock()
+	s.windows[id] = m
+	s.order = append(s.order, id)
+	s.mu.Unlock()
+	cp := *m
+	return &cp
+}

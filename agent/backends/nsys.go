@@ -1,0 +1,158 @@
+// Package backends holds the backends built into the agent, each one file implementing
+// the contract in plugins/shared, listed in one place (builtin.go). Each maps the errors
+// of the tool it drives onto the contract's errors itself.
+package backends
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/nsys-agent/nsys-agent/internal/atomicfile"
+	"github.com/nsys-agent/nsys-agent/nsys"
+	"github.com/nsys-agent/nsys-agent/plugins/shared"
+	"github.com/nsys-agent/nsys-agent/torchprof"
+)
+
+// Nsys captures a window with `nsys start/stop` on the agent's session. The SQLite export
+// and the per-rank analysis are its Finalize, so a long export never holds up the next
+// window.
+type Nsys struct {
+	Ctl     *nsys.Controller
+	Version string // the agent's version: a built-in backend ships with it
+}
+
+var (
+	_ shared.Backend   = (*Nsys)(nil)
+	_ shared.Finalizer = (*Nsys)(nil)
+)
+
+// NsysName is the nsys backend's name.
+const NsysName = "nsys"
+
+func (b *Nsys) Info(ctx context.Context) (shared.Info, error) {
+	return shared.Info{Name: NsysName, Version: b.Version, APIVersion: shared.APIVersion,
+		Capabilities: []shared.Capability{shared.CapExport, shared.CapSummary, shared.CapNsysSession},
+		Description:  "nsys start/stop on the agent's session, at any moment; reports per window, optional SQLite export and GPU-time summary"}, nil
+}
+
+// Unavailable says why the session cannot take nsys windows ("" = it can).
+func (b *Nsys) Unavailable() string {
+	if b.Ctl != nil && b.Ctl.Mode == nsys.ModeCudaProfiler {
+		return "the session is armed with --arm cuda-profiler: the server opens its capture ranges itself (e.g. SGLang /start_profile with CUDA_PROFILER); run the agent with --arm launch or start-later for nsys windows"
+	}
+	return ""
+}
+
+func (b *Nsys) window(w shared.Window) nsys.Window {
+	name := "report"
+	if w.Name != "" {
+		name = w.Name
+	}
+	return nsys.Window{Dir: w.Dir, Name: name}
+}
+
+func (b *Nsys) Start(ctx context.Context, w shared.Window) error {
+	return mapNsysError(b.Ctl.Start(ctx, b.window(w)))
+}
+
+func (b *Nsys) Stop(ctx context.Context, w shared.Window, p shared.Progress) (shared.Result, error) {
+	p.Send(shared.ProgressEvent{Step: "nsys stop: writing the report", Fraction: 0.1})
+	res, err := b.Ctl.Stop(ctx, b.window(w))
+	if err != nil {
+		var te *nsys.TimeoutError
+		if errors.As(err, &te) {
+			err = fmt.Errorf("%w (the session was shut down; the server keeps running but can take no more nsys windows)", err)
+		}
+		return shared.Result{}, mapNsysError(err)
+	}
+	out := shared.Result{Warnings: res.Warnings}
+	for _, f := range res.Files {
+		out.Artifacts = append(out.Artifacts, filepath.Base(f))
+	}
+	if res.Imported {
+		out.Warnings = append(out.Warnings, "nsys left only a .qdstrm; nsys-agent imported it with QdstrmImporter")
+	}
+	if res.Report == "" {
+		return out, fmt.Errorf("nsys wrote only %s and it could not be imported", res.Qdstrm)
+	}
+	return out, nil
+}
+
+// Finalize exports the report to SQLite when the window asked for it, and answers "where
+// did the GPU time go" from the export: summary.json (per rank GPU time, top kernels,
+// imbalance), summary.html, and the compact summary in the result. A failed export or
+// analysis is a warning: the report itself is fine.
+func (b *Nsys) Finalize(ctx context.Context, w shared.Window, p shared.Progress) (shared.Result, error) {
+	if !w.Export {
+		return shared.Result{}, nil
+	}
+	p.Send(shared.ProgressEvent{Step: "nsys export: writing SQLite", Fraction: 0.6})
+	sqlite, err := b.Ctl.Export(ctx, filepath.Join(w.Dir, b.window(w).Name+".nsys-rep"))
+	if err != nil {
+		return shared.Result{Warnings: []string{"SQLite export failed: " + err.Error()}}, nil
+	}
+	res := shared.Result{Artifacts: []string{filepath.Base(sqlite)}}
+	p.Send(shared.ProgressEvent{Step: "analyzing GPU time per rank", Fraction: 0.85})
+	summary, err := WriteSummary(ctx, sqlite, w.Dir)
+	switch {
+	case errors.Is(err, torchprof.ErrNoKernels):
+		res.Warnings = append(res.Warnings, "the window recorded no GPU kernels: nothing to summarize")
+	case err != nil:
+		res.Warnings = append(res.Warnings, "analysis failed: "+err.Error())
+	default:
+		res.Summary = summary
+		res.Artifacts = append(res.Artifacts, SummaryFile, SummaryPage)
+	}
+	return res, nil
+}
+
+// SummaryFile and SummaryPage are the per-rank analysis a window may carry.
+const (
+	SummaryFile = "summary.json"
+	SummaryPage = "summary.html"
+)
+
+// WriteSummary analyzes an nsys SQLite export into dir (summary.json, summary.html) and
+// returns the compact summary for the manifest.
+func WriteSummary(ctx context.Context, sqlite, dir string) (json.RawMessage, error) {
+	sum, err := torchprof.AnalyzeNsysSQLite(ctx, sqlite)
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.Write(filepath.Join(dir, SummaryFile), append(data, '\n'), 0o600); err != nil {
+		return nil, err
+	}
+	page, err := atomicfile.New(filepath.Join(dir, SummaryPage), 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := sum.WriteHTML(page); err != nil {
+		page.Abort()
+		return nil, err
+	}
+	if err := page.Commit(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(sum.Compact())
+}
+
+// mapNsysError is the one place nsys errors become the contract's: a session in the
+// wrong state is busy (retry later), a session that is gone means the target is gone.
+func mapNsysError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, nsys.ErrSessionNotFound):
+		return shared.Wrap(shared.ErrTargetGone, err)
+	case errors.Is(err, nsys.ErrWrongState):
+		return shared.Wrap(shared.ErrBusy, err)
+	}
+	return err
+}

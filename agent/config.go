@@ -1,0 +1,87 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Config is everything `nsys-agent run` decides from its flags.
+type Config struct {
+	Listen      string // address of the HTTP API (default 127.0.0.1:7477)
+	Token       string // bearer token clients must send ("" = none; loopback only)
+	TLSCert     string // serve HTTPS with this certificate (PEM)
+	TLSKey      string
+	TLSClientCA string // require client certificates signed by this CA (mTLS)
+
+	DataDir   string
+	Nsys      string   // nsys binary ("" = find it)
+	Arm       string   // start-later, launch or cuda-profiler ("" = the best this nsys has)
+	Trace     []string // APIs nsys traces (nil = nsys.DefaultTrace)
+	NsysArgs  []string // extra nsys options for the launch
+	SampleCPU bool
+	Session   string // nsys session name ("" = nsys-agent-<random>)
+
+	Command []string // the server command
+	// ServerURL is the server's own HTTP address; ServerURLFile, when set, is a file the
+	// server writes its address into once it listens (the demo target does).
+	ServerURL     string
+	ServerURLFile string
+
+	StopTimeout time.Duration // one nsys stop (default 5 min)
+	ReadyFile   string        // write the API URL here once serving (for scripts)
+	Version     string
+	Log         *slog.Logger
+	// Banner receives the lines that tell a person what to do next (nil: none).
+	Banner io.Writer
+}
+
+// ErrConfig marks a configuration the agent refuses (a usage error: exit code 2).
+var ErrConfig = errors.New("invalid configuration")
+
+func configErrorf(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, a...))
+}
+
+// check refuses unsafe or incomplete configurations before anything is launched.
+func (c *Config) check() error {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:7477"
+	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = 5 * time.Minute
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	if len(c.Command) == 0 {
+		return configErrorf("no server command")
+	}
+	loop, err := isLoopback(c.Listen)
+	if err != nil {
+		return configErrorf("--listen %q: %v (use HOST:PORT)", c.Listen, err)
+	}
+	if !loop && c.Token == "" && c.TLSClientCA == "" {
+		return configErrorf("--listen %s is reachable from other machines: set a token (--token-file, --token or NSYS_AGENT_TOKEN) or --tls-client-ca; refusing to serve without authentication", c.Listen)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") || (c.TLSClientCA != "" && c.TLSCert == "") {
+		return configErrorf("--tls-cert and --tls-key go together, and --tls-client-ca needs them")
+	}
+	return nil
+}
+
+// isLoopback reports whether a listen address only accepts local connections.
+func isLoopback(listen string) (bool, error) {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false, err
+	}
+	if host == "localhost" {
+		return true, nil
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback(), nil
+}

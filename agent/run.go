@@ -1,0 +1,164 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nsys-agent/nsys-agent/agent/backends"
+	"github.com/nsys-agent/nsys-agent/agent/windows"
+	"github.com/nsys-agent/nsys-agent/nsys"
+)
+
+// Run is the agent's life: listen, launch the target under nsys (or adopt the one a
+// previous agent left running), serve the API until ctx ends or the server fails, then
+// finish the open window, end the target through nsys and stop serving.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.check(); err != nil {
+		return err
+	}
+	log := cfg.Log
+	nsysPath, err := nsys.Locate(cfg.Nsys)
+	if err != nil {
+		return err
+	}
+	runner := nsys.NewExecRunner(nsysPath)
+	info, err := nsys.Probe(ctx, runner)
+	if err != nil {
+		return err
+	}
+	mode := nsys.DefaultMode(info.Caps)
+	if cfg.Arm != "" {
+		if mode, err = nsys.ParseMode(cfg.Arm); err != nil {
+			return configErrorf("--arm: %v", err)
+		}
+	}
+	if cfg.Session == "" {
+		cfg.Session = "nsys-agent-" + windows.NewID(time.Now())[17:]
+	}
+	if err := nsys.ValidateSessionName(cfg.Session); err != nil {
+		return configErrorf("--session: %v", err)
+	}
+	store, err := windows.NewStore(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	unlock, err := LockDataDir(store.Root)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	// Listen (and load TLS) before launching: a taken port or a bad certificate must not
+	// cost a server start.
+	ln, url, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+
+	ctl := &nsys.Controller{Runner: runner, Info: info, Session: cfg.Session, Mode: mode,
+		SampleCPU: cfg.SampleCPU, StopTimeout: cfg.StopTimeout, MaxStateAge: 3 * time.Second,
+		Log: func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...)) }}
+	t, err := launchOrAdopt(ctx, cfg, store.Root, ctl, nsysPath, info)
+	if err != nil {
+		return err
+	}
+	// From here on the agent owns a running server: every return path ends it.
+	builtin, err := backends.Builtin(ctx, ctl, cfg.Version, nil)
+	if err != nil {
+		_ = t.sup.Stop(30 * time.Second)
+		return err
+	}
+	registry, err := windows.NewRegistry(builtin...)
+	if err != nil {
+		_ = t.sup.Stop(30 * time.Second)
+		return err
+	}
+	metrics := NewMetrics(nil)
+	mgr, err := windows.New(windows.Options{
+		Store: store, Backends: registry, Target: t.sup, Session: ctl.Session, Log: log,
+		Adopt: t.adoptCapture, AdoptBackend: backends.NsysName,
+		OnChange: func(old windows.State, m windows.Manifest) {
+			if m.State.Terminal() && !old.Terminal() && m.StoppedAt != nil && m.FinishedAt != nil {
+				metrics.ObserveFinalize(m.Backend, m.State, m.FinishedAt.Sub(*m.StoppedAt))
+			}
+		},
+	})
+	if err != nil {
+		_ = t.sup.Stop(30 * time.Second)
+		return err
+	}
+	// A fresh cached session row lets a start skip one `nsys sessions list` (~10 ms of the
+	// ~110 ms a start takes); the check after the start always runs.
+	go ctl.Watch(ctx, 2*time.Second)
+	serverURL := cfg.ServerURL
+	if t.adopted != nil {
+		serverURL = t.adopted.ServerURL
+	} else if serverURL == "" && cfg.ServerURLFile != "" {
+		serverURL = waitURLFile(ctx, cfg.ServerURLFile, t.sup)
+	}
+	if err := SaveTarget(store.Root, &TargetRecord{Session: ctl.Session, Mode: string(ctl.Mode), First: ctl.FirstOutput, Command: t.sup.Command,
+		Nsys: nsysPath, PID: t.sup.PID(), ServerURL: serverURL, StartedAt: time.Now().UTC()}); err != nil {
+		log.Warn("recording the target for a restarted agent", "err", err)
+	}
+
+	svc := &daemon{Manager: mgr, version: cfg.Version, target: t.sup, builtin: map[string]bool{backends.NsysName: true},
+		session: SessionStatus{Name: ctl.Session, Mode: string(ctl.Mode), Nsys: nsysPath, Version: info.Version},
+		sessionState: func(ctx context.Context) (string, error) {
+			s, err := ctl.State(ctx)
+			return string(s), err
+		}}
+	srv := newServer(svc, cfg, metrics)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	if cfg.ReadyFile != "" {
+		if err := os.WriteFile(cfg.ReadyFile, []byte(url+"\n"), 0o600); err != nil {
+			log.Warn("writing --ready-file", "err", err)
+		}
+		defer os.Remove(cfg.ReadyFile)
+	}
+	if cfg.Banner != nil {
+		printBanner(cfg.Banner, url, cfg.Token != "", store.Root, ctl.Session, ctl.Mode, serverURL)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("signal received: finishing the open window and stopping the target")
+	case err := <-serveErr:
+		runErr = fmt.Errorf("HTTP server: %w", err)
+	}
+	// Finish (or fail) the open window, then end the target through nsys, then the API.
+	closeCtx, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout+time.Minute)
+	defer cancel()
+	if err := mgr.Close(closeCtx); err != nil {
+		log.Warn("closing windows", "err", err)
+	}
+	if err := t.sup.Stop(30 * time.Second); err != nil {
+		log.Warn("stopping the target", "err", err)
+	}
+	srv.shutdown(5 * time.Second)
+	if exited, code := t.sup.Exited(); exited {
+		log.Info("target ended", "exit_code", code)
+		ClearTarget(store.Root)
+	}
+	return runErr
+}
+
+// waitURLFile waits (up to 30 s) for the server to write its address into file.
+func waitURLFile(ctx context.Context, file string, sup *Supervisor) string {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if raw, err := os.ReadFile(file); err == nil && len(strings.TrimSpace(string(raw))) > 0 {
+			return strings.TrimSpace(string(raw))
+		}
+		if exited, _ := sup.Exited(); exited {
+			return ""
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return ""
+}
+

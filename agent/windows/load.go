@@ -1,0 +1,68 @@
+package windows
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nsys-agent/nsys-agent/plugins/shared"
+)
+
+// load reads the windows on disk. A window a dead agent left mid-flight is failed with
+// its files listed, except, when adopting, the one that was capturing: it stays
+// capturing and holds the capture slot, so a stop finalizes it.
+func (m *Manager) load() {
+	loaded, errs := m.o.Store.Load()
+	for _, err := range errs {
+		m.log.Warn("skipping unreadable window", "err", err)
+	}
+	adopted := ""
+	for _, w := range loaded {
+		m.windows[w.ID] = w
+		m.saved[w.ID] = w.State
+		if m.o.Adopt && adopted == "" && w.State == StateCapturing {
+			adopted = w.ID
+			w.Warnings = append(w.Warnings, "adopted by a restarted agent while capturing")
+			continue
+		}
+		if !w.State.Terminal() {
+			m.failLeftover(w)
+		}
+	}
+	if !m.o.Adopt {
+		return
+	}
+	if adopted == "" {
+		now := time.Now().UTC()
+		w := &Manifest{ID: NewID(now), Name: "recovered", Backend: m.o.AdoptBackend, State: StateCapturing, Trigger: TriggerRecovered,
+			RequestedBy: Local(TriggerRecovered), Session: m.o.Session, CreatedAt: now, StartedAt: &now,
+			Warnings:  []string{"the session was capturing when this agent attached, with no window on record; stop this window to keep that capture"},
+			Artifacts: []Artifact{}}
+		m.windows[w.ID] = w
+		adopted = w.ID
+	}
+	w := m.windows[adopted]
+	entry, ok := m.o.Backends.Lookup(w.Backend)
+	if !ok || entry.Backend == nil {
+		w.Error = fmt.Sprintf("adopted while capturing, but its backend %q is not available to this agent", w.Backend)
+		m.failLeftover(w)
+		return
+	}
+	l, _ := m.slot.tryAcquire() // the first holder: always free here
+	dir, _ := m.o.Store.WindowDir(w.ID)
+	m.runs[w.ID] = &run{entry: entry, lease: l, win: shared.Window{ID: w.ID, Dir: dir, Name: w.Name, Steps: w.Steps, Export: w.Export}}
+	m.active = adopted
+	m.save(adopted)
+	m.log.Warn("adopted a capturing window from the previous agent", "window", adopted)
+}
+
+// failLeftover fails a window a previous agent left mid-flight, listing its files.
+func (m *Manager) failLeftover(w *Manifest) {
+	if w.Error == "" {
+		w.Error = fmt.Sprintf("the agent stopped while this window was %s; files it left are listed as artifacts", w.State)
+	}
+	arts, warnings := m.o.Store.Artifacts(w.ID)
+	w.Artifacts, w.Warnings = arts, append(w.Warnings, warnings...)
+	now := time.Now().UTC()
+	w.State, w.FinishedAt = StateFailed, &now
+	m.save(w.ID)
+}

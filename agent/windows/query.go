@@ -1,0 +1,80 @@
+package windows
+
+import (
+	"context"
+	"slices"
+	"strings"
+)
+
+// Windows lists every window, oldest first.
+func (m *Manager) Windows(ctx context.Context) []Manifest {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Manifest, 0, len(m.windows))
+	for _, w := range m.windows {
+		out = append(out, w.clone())
+	}
+	slices.SortFunc(out, func(a, b Manifest) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Window returns one window; "active" or "-" is the requested or capturing one.
+func (m *Manager) Window(ctx context.Context, id string) (*Manifest, error) {
+	if id == "active" || id == "-" {
+		m.mu.Lock()
+		id = m.active
+		m.mu.Unlock()
+	}
+	if w := m.copyOf(id); w != nil {
+		return w, nil
+	}
+	return nil, errorf(ErrNotFound, "no window %q; list them with 'nsys-agent windows'", id)
+}
+
+// Active is a copy of the requested or capturing window, or nil.
+func (m *Manager) Active() *Manifest {
+	m.mu.Lock()
+	id := m.active
+	m.mu.Unlock()
+	if id == "" {
+		return nil
+	}
+	return m.copyOf(id)
+}
+
+// Count is the number of windows on record.
+func (m *Manager) Count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.windows)
+}
+
+// ArtifactPath resolves an artifact of a window to its file; only artifacts listed in
+// the manifest are served.
+func (m *Manager) ArtifactPath(ctx context.Context, id, name string) (string, *Artifact, error) {
+	w, err := m.Window(ctx, id)
+	if err != nil {
+		return "", nil, err
+	}
+	i := slices.IndexFunc(w.Artifacts, func(a Artifact) bool { return a.Name == name })
+	if i < 0 {
+		return "", nil, errorf(ErrNotFound, "window %s has no artifact %q", w.ID, name)
+	}
+	p, err := m.o.Store.ArtifactPath(w.ID, name)
+	if err != nil {
+		return "", nil, errorf(ErrInvalid, "%v", err)
+	}
+	a := w.Artifacts[i]
+	return p, &a, nil
+}
+
+func (m *Manager) copyOf(id string) *Manifest {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w, ok := m.windows[id]
+	if !ok {
+		return nil
+	}
+	c := w.clone()
+	return &c
+}

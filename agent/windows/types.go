@@ -1,0 +1,126 @@
+// Package windows is the capture-window state machine: requested → capturing →
+// finalizing → ready | failed | cancelled, one capture at a time per target, finalizing in
+// the background, manifests on disk. It knows backends through the contract in
+// plugins/shared and the target through a small interface; it speaks neither HTTP nor
+// nsys. Its errors are domain errors (errors.go); the API maps them to HTTP codes.
+//
+// The JSON types in this file are the wire contract shared with the client commands and
+// documented in docs/api.md.
+package windows
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// State is a window's place in its life.
+type State string
+
+const (
+	StateRequested  State = "requested"
+	StateCapturing  State = "capturing"
+	StateFinalizing State = "finalizing"
+	StateReady      State = "ready"
+	StateFailed     State = "failed"
+	StateCancelled  State = "cancelled"
+)
+
+// Terminal reports whether a window in this state will not change again.
+func (s State) Terminal() bool {
+	return s == StateReady || s == StateFailed || s == StateCancelled
+}
+
+// Trigger says what opened or closed a window.
+type Trigger string
+
+const (
+	TriggerAPI       Trigger = "api"       // a client's request
+	TriggerDuration  Trigger = "duration"  // the window's own --duration ran out
+	TriggerSteps     Trigger = "steps"     // the server stopped after --steps engine steps
+	TriggerRecovered Trigger = "recovered" // adopted from a previous agent
+	TriggerShutdown  Trigger = "shutdown"  // the agent is shutting down
+)
+
+// Artifact is one file a window produced, beside its manifest.
+type Artifact struct {
+	Name   string `json:"name"`
+	Kind   string `json:"kind"` // nsys-rep, qdstrm, sqlite, trace, merged-trace, summary, html, log
+	Rank   *int   `json:"rank,omitempty"`
+	Bytes  int64  `json:"bytes"`
+	SHA256 string `json:"sha256"`
+}
+
+// Requester says who or what asked for a state change.
+type Requester struct {
+	Remote  string  `json:"remote"`             // remote address, or "local" for the agent itself
+	TokenID string  `json:"token_id,omitempty"` // short, non-secret fingerprint of the token used
+	Trigger Trigger `json:"trigger,omitempty"`  // api, duration, steps, shutdown, ...
+}
+
+// Local is a Requester for the agent's own decisions.
+func Local(t Trigger) Requester { return Requester{Remote: "local", Trigger: t} }
+
+// Progress reports finalize progress (0..1) with a human step name.
+type Progress struct {
+	Step     string  `json:"step"`
+	Fraction float64 `json:"fraction"`
+}
+
+// Manifest is <data-dir>/windows/<id>/manifest.json, written atomically.
+type Manifest struct {
+	ID          string            `json:"id"`
+	Name        string            `json:"name,omitempty"`
+	Backend     string            `json:"backend"`
+	State       State             `json:"state"`
+	Trigger     Trigger           `json:"trigger"` // what opened it: api, duration, steps, recovered, ...
+	RequestedBy Requester         `json:"requested_by"`
+	StoppedBy   *Requester        `json:"stopped_by,omitempty"`
+	Session     string            `json:"session,omitempty"`
+	Duration    string            `json:"duration,omitempty"` // auto-stop after, as requested
+	Steps       int               `json:"steps,omitempty"`
+	Export      bool              `json:"export,omitempty"` // also export the report to SQLite
+	CreatedAt   time.Time         `json:"created_at"`
+	StartedAt   *time.Time        `json:"started_at,omitempty"`
+	StoppedAt   *time.Time        `json:"stopped_at,omitempty"`
+	FinishedAt  *time.Time        `json:"finished_at,omitempty"`
+	Progress    *Progress         `json:"progress,omitempty"`
+	Error       string            `json:"error,omitempty"`
+	Warnings    []string          `json:"warnings,omitempty"`
+	Artifacts   []Artifact        `json:"artifacts"`
+	Summary     json.RawMessage   `json:"summary,omitempty"` // the backend's compact answer to "where did the GPU time go"
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+func (w *Manifest) clone() Manifest {
+	c := *w
+	c.Artifacts = append([]Artifact{}, w.Artifacts...)
+	c.Warnings = append([]string(nil), w.Warnings...)
+	c.Summary = append(json.RawMessage(nil), w.Summary...)
+	if w.Progress != nil {
+		p := *w.Progress
+		c.Progress = &p
+	}
+	if w.StoppedBy != nil {
+		s := *w.StoppedBy
+		c.StoppedBy = &s
+	}
+	return c
+}
+
+// CreateRequest is the body of POST /v1/windows.
+type CreateRequest struct {
+	Backend  string `json:"backend,omitempty"`  // default "nsys"
+	Duration string `json:"duration,omitempty"` // Go duration ("5s"); auto-stop
+	Steps    int    `json:"steps,omitempty"`    // server-driven backends: stop after N steps
+	Name     string `json:"name,omitempty"`     // label; [A-Za-z0-9._-], no "..", at most 64
+	StartAt  string `json:"start_at,omitempty"` // RFC 3339 time to start at (optional)
+	Export   bool   `json:"export,omitempty"`   // also export the report to SQLite
+}
+
+// Event is one change the state machine announces (GET /v1/events; event name = Type).
+type Event struct {
+	Type   string    `json:"type"` // window, target
+	Window *Manifest `json:"window,omitempty"`
+	Target string    `json:"target,omitempty"`
+	Time   time.Time `json:"time"`
+}
