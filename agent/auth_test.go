@@ -22,4 +22,3 @@ func TestTokenSetComparesEveryToken(t *testing.T) {
 		t.Errorf("TokenID = %q, want 8 hex digits", got)
 	}
 }
-

@@ -161,4 +161,3 @@ func waitURLFile(ctx context.Context, file string, sup *Supervisor) string {
 	}
 	return ""
 }
-

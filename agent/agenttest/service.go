@@ -78,7 +78,7 @@ func (s *Service) CreateWindow(ctx context.Context, req windows.CreateRequest, w
 		return nil, domainErr(windows.ErrInvalid, "backend: unknown backend %q (this agent has: nsys)", req.Backend)
 	}
 	if s.active != "" {
-		return nil, domainErr(windows.ErrWindowActive, "window %s is already capturing; stop it first", s.active)
+		return nil, domainErr(windows.ErrWindowActive, "window %s is already capturing; stop it first ('nsys-agent stop %s')", s.active, s.active)
 	}
 	now := time.Now().UTC()
 	id := fmt.Sprintf("w%d", len(s.order)+1)

@@ -8,11 +8,11 @@ import (
 // Domain errors. The state machine returns only these (wrapped in *Error with a message
 // that says what to do); the API maps each to an HTTP status in one place.
 var (
-	ErrInvalid      = errors.New("invalid request")       // a field is wrong; the message names it
-	ErrWindowActive = errors.New("a window is active")    // a window is already requested or capturing
-	ErrNoWindow     = errors.New("no window to stop")     // nothing capturing, or the window is past capturing
-	ErrTargetDown   = errors.New("target down")           // the server or its session is gone
-	ErrNotFound     = errors.New("not found")             // no such window or artifact
+	ErrInvalid      = errors.New("invalid request")        // a field is wrong; the message names it
+	ErrWindowActive = errors.New("a window is active")     // a window is already requested or capturing
+	ErrNoWindow     = errors.New("no window to stop")      // nothing capturing, or the window is past capturing
+	ErrTargetDown   = errors.New("target down")            // the server or its session is gone
+	ErrNotFound     = errors.New("not found")              // no such window or artifact
 	ErrCancelled    = errors.New("cancelled while queued") // the caller gave up while the start waited
 )
 

@@ -16,8 +16,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nsys-agent/nsys-agent/internal/atomicfile"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
+	"github.com/nsys-agent/nsys-agent/internal/atomicfile"
 	"github.com/urfave/cli/v2"
 )
 

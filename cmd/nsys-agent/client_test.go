@@ -2,9 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -17,166 +14,23 @@ import (
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/nsys-agent/nsys-agent/agent/agenttest"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
 )
 
-// scriptedAgent is an agent.Service whose windows finalize along a script, served by
-// the real agent.NewHandler so the client is tested against the real API.
-type scriptedAgent struct {
-	dir string
-
-	mu      sync.Mutex
-	windows map[string]*windows.Manifest
-	// finalize is the sequence of manifests a stopped window goes through. With
-	// events, Subscribe pushes them to the stream; without, each GET advances one.
-	finalize []windows.Manifest
-	noEvents bool
-	gets     int
-	ranges   []string // Range headers seen on artifact downloads
+// served runs the real API over the shared fake Service, recording the Range headers
+// of artifact downloads.
+type served struct {
+	*agenttest.Service
+	mu     sync.Mutex
+	ranges []string
 }
 
-func newScriptedAgent(t *testing.T) *scriptedAgent {
-	return &scriptedAgent{dir: t.TempDir(), windows: map[string]*windows.Manifest{}}
-}
+func newScriptedAgent(t *testing.T) *served { return &served{Service: agenttest.New(t)} }
 
-func (s *scriptedAgent) Status(ctx context.Context) agent.Status {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := agent.Status{Target: agent.TargetStatus{State: "running", PID: 7, Command: []string{"python", "-m", "sglang.launch_server"}},
-		Session: agent.SessionStatus{Name: "nsys-agent-x", Mode: "launch", Nsys: "/usr/bin/nsys", Version: "2022.4.2"},
-		Windows: len(s.windows)}
-	for _, m := range s.windows {
-		if m.State == windows.StateCapturing {
-			cp := *m
-			st.Active = &cp
-		}
-	}
-	return st
-}
-
-func (s *scriptedAgent) CreateWindow(ctx context.Context, req windows.CreateRequest, who windows.Requester) (*windows.Manifest, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, m := range s.windows {
-		if m.State == windows.StateCapturing {
-			return nil, &agent.APIError{Status: 409, Code: agent.CodeWindowActive, Message: "window " + m.ID + " is capturing"}
-		}
-	}
-	now := time.Now()
-	m := &windows.Manifest{ID: "w" + string(rune('1'+len(s.windows))), Name: req.Name, Backend: "nsys", State: windows.StateCapturing,
-		Trigger: "api", RequestedBy: who, Duration: req.Duration, CreatedAt: now, StartedAt: &now, Artifacts: []windows.Artifact{}}
-	s.windows[m.ID] = m
-	cp := *m
-	return &cp, nil
-}
-
-func (s *scriptedAgent) StopWindow(ctx context.Context, id string, who windows.Requester) (*windows.Manifest, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, m := range s.windows {
-		if m.State == windows.StateCapturing && (id == "" || id == m.ID) {
-			m.State, m.StoppedBy = windows.StateFinalizing, &who
-			cp := *m
-			return &cp, nil
-		}
-	}
-	return nil, &agent.APIError{Status: 409, Code: agent.CodeNoWindow, Message: "no window is capturing"}
-}
-
-func (s *scriptedAgent) Windows(ctx context.Context) []windows.Manifest {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []windows.Manifest
-	for _, m := range s.windows {
-		out = append(out, *m)
-	}
-	return out
-}
-
-func (s *scriptedAgent) Window(ctx context.Context, id string) (*windows.Manifest, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, ok := s.windows[id]
-	if !ok {
-		return nil, &agent.APIError{Status: 404, Code: agent.CodeNotFound, Message: "no window " + id}
-	}
-	if m.State == windows.StateFinalizing && s.noEvents {
-		// Polling: every GET after the first moves one step along the script.
-		if s.gets > 0 && len(s.finalize) > 0 {
-			next := s.finalize[0]
-			s.finalize = s.finalize[1:]
-			m.State, m.Progress, m.Error = next.State, next.Progress, next.Error
-		}
-		s.gets++
-	}
-	cp := *m
-	return &cp, nil
-}
-
-func (s *scriptedAgent) ArtifactPath(ctx context.Context, id, name string) (string, *windows.Artifact, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if m, ok := s.windows[id]; ok {
-		for _, a := range m.Artifacts {
-			if a.Name == name {
-				return filepath.Join(s.dir, id, name), &a, nil
-			}
-		}
-	}
-	return "", nil, &agent.APIError{Status: 404, Code: agent.CodeNotFound, Message: "no artifact " + name}
-}
-
-func (s *scriptedAgent) Subscribe() (<-chan windows.Event, func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ch := make(chan windows.Event, len(s.finalize)+1)
-	if s.noEvents {
-		close(ch) // the stream ends at once: the client must fall back to polling
-		return ch, func() {}
-	}
-	for _, m := range s.windows {
-		if m.State != windows.StateFinalizing {
-			continue
-		}
-		for _, step := range s.finalize {
-			cp := *m
-			cp.State, cp.Progress, cp.Error = step.State, step.Progress, step.Error
-			ch <- windows.Event{Type: "window", Window: &cp, Time: time.Now()}
-		}
-	}
-	return ch, func() {}
-}
-
-// addWindow adds a ready window whose artifacts hold the given contents (name -> data),
-// rank taken from a "rankN-" prefix.
-func (s *scriptedAgent) addWindow(t *testing.T, id string, files map[string]string) *windows.Manifest {
+func (s *served) serve(t *testing.T, tokens ...string) string {
 	t.Helper()
-	if err := os.MkdirAll(filepath.Join(s.dir, id), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	m := &windows.Manifest{ID: id, Backend: "nsys", State: windows.StateReady, CreatedAt: time.Now()}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(s.dir, id, name), []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256([]byte(data))
-		a := windows.Artifact{Name: name, Kind: "nsys-rep", Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
-		if strings.HasPrefix(name, "rank") {
-			r := int(name[4] - '0')
-			a.Rank = &r
-		}
-		m.Artifacts = append(m.Artifacts, a)
-	}
-	s.mu.Lock()
-	s.windows[id] = m
-	s.mu.Unlock()
-	return m
-}
-
-// serve runs the real API over s, recording Range headers.
-func (s *scriptedAgent) serve(t *testing.T, tokens ...string) string {
-	t.Helper()
-	h := agent.NewHandler(s, agent.APIOptions{Tokens: tokens, Version: "test", Logger: slog.New(slog.DiscardHandler)})
+	h := agent.NewHandler(s.Service, agent.APIOptions{Tokens: tokens, Version: "test", Logger: slog.New(slog.DiscardHandler)})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if rg := r.Header.Get("Range"); rg != "" {
 			s.mu.Lock()
@@ -224,7 +78,7 @@ func TestStartShowWindows(t *testing.T) {
 		}
 	}
 	r = runCLI(t, "start", "--agent", url, "--token", "sekret").must(t, 1)
-	if !strings.Contains(r.stderr, "window w1 is capturing") || !strings.Contains(r.stderr, "nsys-agent stop") {
+	if !strings.Contains(r.stderr, "window w1 is already capturing") || !strings.Contains(r.stderr, "nsys-agent stop") {
 		t.Errorf("conflict error should say what and what to do:\n%s", r.stderr)
 	}
 	r = runCLI(t, "show", "active", "--agent", url, "--token", "sekret", "-o", "json").must(t, 0)
@@ -259,7 +113,7 @@ func TestStopNoWait(t *testing.T) {
 	s := newScriptedAgent(t)
 	url := s.serve(t)
 	runCLI(t, "start", "--agent", url).must(t, 0)
-	s.finalize = []windows.Manifest{{State: windows.StateReady}}
+	s.Finalize = []windows.Manifest{{State: windows.StateReady}}
 	r := runCLI(t, "stop", "--agent", url, "--no-wait", "-o", "json").must(t, 0)
 	var m windows.Manifest
 	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m.State != windows.StateFinalizing {
@@ -275,10 +129,10 @@ func TestStopWaitsWithProgress(t *testing.T) {
 		name := map[bool]string{false: "events", true: "polling"}[noEvents]
 		t.Run(name, func(t *testing.T) {
 			s := newScriptedAgent(t)
-			s.noEvents = noEvents
+			s.NoEvents = noEvents
 			url := s.serve(t)
 			runCLI(t, "start", "--agent", url).must(t, 0)
-			s.finalize = []windows.Manifest{
+			s.Finalize = []windows.Manifest{
 				{State: windows.StateFinalizing, Progress: &windows.Progress{Step: "importing report", Fraction: 0.5}},
 				{State: windows.StateReady},
 			}
@@ -297,7 +151,7 @@ func TestStopFailedWindowExits1(t *testing.T) {
 	s := newScriptedAgent(t)
 	url := s.serve(t)
 	runCLI(t, "start", "--agent", url).must(t, 0)
-	s.finalize = []windows.Manifest{{State: windows.StateFailed, Error: "nsys stop hung; kept the .qdstrm"}}
+	s.Finalize = []windows.Manifest{{State: windows.StateFailed, Error: "nsys stop hung; kept the .qdstrm"}}
 	r := runCLI(t, "stop", "--agent", url).must(t, 1)
 	if !strings.Contains(r.stderr, "window w1 failed: nsys stop hung") {
 		t.Errorf("failure not explained:\n%s", r.stderr)
@@ -358,7 +212,7 @@ func TestPull(t *testing.T) {
 	s := newScriptedAgent(t)
 	url := s.serve(t)
 	rep0, rep1 := strings.Repeat("rank zero report ", 100), strings.Repeat("rank one report ", 100)
-	s.addWindow(t, "w7", map[string]string{"rank0-report.nsys-rep": rep0, "rank1-report.nsys-rep": rep1, "summary.json": "{}"})
+	s.AddWindow(t, "w7", map[string]string{"rank0-report.nsys-rep": rep0, "rank1-report.nsys-rep": rep1, "summary.json": "{}"})
 	dir := t.TempDir()
 	into := filepath.Join(dir, "w7")
 
@@ -418,9 +272,9 @@ func TestPull(t *testing.T) {
 func TestPullDetectsCorruption(t *testing.T) {
 	s := newScriptedAgent(t)
 	url := s.serve(t)
-	s.addWindow(t, "w3", map[string]string{"report.nsys-rep": "the real bytes"})
+	s.AddWindow(t, "w3", map[string]string{"report.nsys-rep": "the real bytes"})
 	// The file changes under the manifest: what arrives no longer matches its sha256.
-	if err := os.WriteFile(filepath.Join(s.dir, "w3", "report.nsys-rep"), []byte("the rEal bytes"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(s.Dir, "w3", "report.nsys-rep"), []byte("the rEal bytes"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()

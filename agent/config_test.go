@@ -1,0 +1,55 @@
+package agent
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestIsLoopback(t *testing.T) {
+	for listen, want := range map[string]bool{
+		"127.0.0.1:7477": true, "localhost:7477": true, "[::1]:7477": true, "127.0.0.2:1": true,
+		"0.0.0.0:7477": false, ":7477": false, "10.0.0.5:7477": false, "[::]:7477": false, "gpu1:7477": false,
+	} {
+		got, err := isLoopback(listen)
+		if err != nil || got != want {
+			t.Errorf("%s: got %v, %v; want %v", listen, got, err, want)
+		}
+	}
+}
+
+// TestTargetEnvDropsTheToken: reports embed the target's environment, so the agent's own
+// token never reaches it; NVTX capture ranges get what they need.
+func TestTargetEnvDropsTheToken(t *testing.T) {
+	t.Setenv("NSYS_AGENT_TOKEN", "s3cret")
+	env := strings.Join(TargetEnv(), "\n")
+	if strings.Contains(env, "s3cret") || strings.Contains(env, "NSYS_AGENT_TOKEN=") {
+		t.Fatal("the agent's token would be in the target's environment")
+	}
+	if !strings.Contains(env, "NSYS_NVTX_PROFILER_REGISTER_ONLY=0") {
+		t.Error("NSYS_NVTX_PROFILER_REGISTER_ONLY=0 missing")
+	}
+}
+
+// TestConfigRefusals: unsafe or incomplete configurations are ErrConfig, before anything
+// is launched.
+func TestConfigRefusals(t *testing.T) {
+	for _, c := range []struct {
+		cfg Config
+		msg string
+	}{
+		{Config{Listen: "0.0.0.0:0", Command: []string{"true"}}, "refusing to serve without authentication"},
+		{Config{Listen: "127.0.0.1:0"}, "no server command"},
+		{Config{Listen: "127.0.0.1:0", TLSCert: "c.pem", Command: []string{"true"}}, "go together"},
+		{Config{Listen: "10.0.0.1:0", TLSClientCA: "ca.pem", Command: []string{"true"}}, "go together"},
+	} {
+		err := c.cfg.check()
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%+v: %v, want ErrConfig with %q", c.cfg, err, c.msg)
+		}
+	}
+	ok := Config{Listen: "0.0.0.0:0", Token: "t", Command: []string{"true"}}
+	if err := ok.check(); err != nil {
+		t.Errorf("a token allows a public listener: %v", err)
+	}
+}
