@@ -16,7 +16,7 @@ func startCommand() *cli.Command {
 		Usage:     "open a capture window on the agent's target",
 		ArgsUsage: " ",
 		Flags: clientFlags(
-			&cli.StringFlag{Name: "backend", Usage: "capture `BACKEND`: nsys, cuda-profiler, torch, layerwise-nvtx (default: the agent's)"},
+			&cli.StringFlag{Name: "backend", Usage: "capture `BACKEND` (default: the agent's; 'nsys-agent backends --agent URL' lists them)"},
 			&cli.StringFlag{Name: "duration", Usage: "stop by itself after `D` (5s, 1m; at most 24h)"},
 			&cli.IntFlag{Name: "steps", Usage: "server-driven backends: stop after `N` steps"},
 			&cli.StringFlag{Name: "name", Usage: "`LABEL` for the window: letters, digits, '.', '_', '-'"},

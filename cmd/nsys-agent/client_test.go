@@ -339,3 +339,19 @@ func TestHumanFormats(t *testing.T) {
 		}
 	}
 }
+
+// TestBackends: without an agent the built-in backends are listed with what keeps one
+// from being used; with --agent, the agent's own list.
+func TestBackends(t *testing.T) {
+	r := runCLI(t, "backends", "--nsys", "/nonexistent/nsys").must(t, 0)
+	if !strings.Contains(r.stdout, "nsys") || !strings.Contains(r.stdout, "unavailable") || !strings.Contains(r.stdout, "install Nsight Systems") {
+		t.Errorf("local list without nsys:\n%s", r.stdout)
+	}
+	url := newScriptedAgent(t).serve(t, "sekret")
+	r = runCLI(t, "backends", "--agent", url, "--token", "sekret", "-o", "json").must(t, 0)
+	var list []agent.BackendStatus
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || list[0].Name != "nsys" || !list[0].Default {
+		t.Errorf("agent list: %v\n%s", err, r.stdout)
+	}
+	runCLI(t, "backends", "extra").must(t, 2)
+}

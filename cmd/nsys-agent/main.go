@@ -82,6 +82,7 @@ func commands() []*cli.Command {
 	return []*cli.Command{
 		runCommand(),
 		sessionsCommand(),
+		backendsCommand(),
 		startCommand(),
 		stopCommand(),
 		statusCommand(),
