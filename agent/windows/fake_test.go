@@ -129,6 +129,11 @@ func (t *fakeTarget) Tail(n int) []string   { return []string{"CUDA error: an il
 
 func newManager(t *testing.T, target Target, backends ...shared.Backend) (*Manager, *Store) {
 	t.Helper()
+	return newManagerWith(t, Options{Target: target}, backends...)
+}
+
+func newManagerWith(t *testing.T, o Options, backends ...shared.Backend) (*Manager, *Store) {
+	t.Helper()
 	store, err := NewStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +150,8 @@ func newManager(t *testing.T, target Target, backends ...shared.Backend) (*Manag
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(Options{Store: store, Backends: reg, Target: target, Session: "s1", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	o.Store, o.Backends, o.Session, o.Log = store, reg, "s1", slog.New(slog.NewTextHandler(io.Discard, nil))
+	m, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,12 +47,34 @@ func (m *Manager) load() {
 		m.failLeftover(w)
 		return
 	}
-	l, _ := m.slot.tryAcquire() // the first holder: always free here
+	l, _ := m.slot.tryAcquire(adopted) // the first holder: always free here
 	dir, _ := m.o.Store.WindowDir(w.ID)
-	m.runs[w.ID] = &run{entry: entry, lease: l, win: shared.Window{ID: w.ID, Dir: dir, Name: w.Name, Steps: w.Steps, Export: w.Export}}
+	r := &run{entry: entry, lease: l, win: shared.Window{ID: w.ID, Dir: dir, Name: w.Name, Steps: w.Steps, Export: w.Export}}
+	m.runs[w.ID] = r
 	m.active = adopted
 	m.save(adopted)
 	m.log.Warn("adopted a capturing window from the previous agent", "window", adopted)
+	m.rearmDuration(w, r)
+}
+
+// rearmDuration gives an adopted window the rest of its --duration: its deadline is its
+// start plus its duration, both in the manifest; one already past stops it at once.
+func (m *Manager) rearmDuration(w *Manifest, r *run) {
+	d, err := time.ParseDuration(w.Duration)
+	if err != nil || d <= 0 || w.StartedAt == nil {
+		return
+	}
+	r.win.Duration = d
+	left := max(time.Until(w.StartedAt.Add(d)), 0)
+	id := w.ID
+	m.mu.Lock() // the timer may fire at once; its stop reads r.timer under m.mu
+	r.timer = time.AfterFunc(left, func() {
+		if _, err := m.StopWindow(m.ctx, id, Local(TriggerDuration)); err != nil {
+			m.log.Debug("duration stop of an adopted window", "window", id, "err", err)
+		}
+	})
+	m.mu.Unlock()
+	m.log.Info("adopted window keeps its duration", "window", id, "stops_in", left.Round(time.Millisecond))
 }
 
 // failLeftover fails a window a previous agent left mid-flight, listing its files.

@@ -32,6 +32,10 @@ type Options struct {
 	OnChange func(old State, m Manifest)
 	// FinalizeTimeout bounds one window's stop + finalize (default 15 min).
 	FinalizeTimeout time.Duration
+	// QueueTimeout bounds how long a start waits for the previous window's stop (default
+	// 20 s: an nsys stop takes ~3 s on an H100; one still running after this is stuck or
+	// writing a huge report, and the caller hears so at once instead of hanging with it).
+	QueueTimeout time.Duration
 	// Adopt: the target was attached from a previous agent and its session is capturing
 	// now. The window that was capturing stays capturing (or, if none was recorded, a
 	// "recovered" window of AdoptBackend is opened for the capture), so a stop finalizes
@@ -58,7 +62,7 @@ type Manager struct {
 	o    Options
 	log  *slog.Logger
 	bus  *Bus
-	slot captureSlot
+	slot *captureSlot
 
 	mu      sync.Mutex
 	windows map[string]*Manifest
@@ -86,6 +90,9 @@ func New(o Options) (*Manager, error) {
 	}
 	if o.FinalizeTimeout == 0 {
 		o.FinalizeTimeout = 15 * time.Minute
+	}
+	if o.QueueTimeout == 0 {
+		o.QueueTimeout = 20 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{o: o, log: o.Log, bus: NewBus(), slot: newCaptureSlot(),
@@ -177,10 +184,20 @@ func (m *Manager) begin(ctx context.Context, id string) error {
 	r.cancelQueue = cancelQueue
 	m.mu.Unlock()
 
-	l, err := m.slot.acquire(qctx)
+	tctx, cancelTimeout := context.WithTimeout(qctx, m.o.QueueTimeout)
+	l, err := m.slot.acquire(tctx, id)
+	timedOut := errors.Is(tctx.Err(), context.DeadlineExceeded) && qctx.Err() == nil
+	cancelTimeout()
 	cancelQueue()
 	m.mu.Lock()
 	r.cancelQueue = nil
+	if timedOut && l == nil && w.State == StateRequested {
+		// Refused, not cancelled: the window never was, so it leaves no record behind.
+		m.mu.Unlock()
+		busy := m.busyWith()
+		m.forget(id)
+		return errorf(ErrWindowActive, "the target is still busy: %s; try again once it is done ('nsys-agent windows' shows it)", busy)
+	}
 	if err != nil || w.State != StateRequested {
 		m.mu.Unlock()
 		l.release()
@@ -237,6 +254,44 @@ func (m *Manager) begin(ctx context.Context, id string) error {
 		}
 	}
 	return nil
+}
+
+// busyWith says which window holds the capture slot and for how long it has been stopping.
+func (m *Manager) busyWith() string {
+	owner := m.slot.owner()
+	w := m.copyOf(owner)
+	if w == nil {
+		return "another window is capturing or stopping"
+	}
+	if w.StoppedAt != nil {
+		return fmt.Sprintf("window %s has been stopping for %s (%s)", w.ID, time.Since(*w.StoppedAt).Round(time.Second), progressText(w.Progress))
+	}
+	return fmt.Sprintf("window %s is %s", w.ID, w.State)
+}
+
+func progressText(p *Progress) string {
+	if p == nil {
+		return "no progress reported"
+	}
+	return fmt.Sprintf("%s, %.0f%%", p.Step, 100*p.Fraction)
+}
+
+// forget drops a window that was refused before it began: no record, no folder.
+func (m *Manager) forget(id string) {
+	m.saveMu.Lock()
+	defer m.saveMu.Unlock()
+	m.mu.Lock()
+	delete(m.windows, id)
+	delete(m.runs, id)
+	delete(m.saved, id)
+	if m.active == id {
+		m.active = ""
+	}
+	m.mu.Unlock()
+	if dir, err := m.o.Store.WindowDir(id); err == nil {
+		_ = os.RemoveAll(dir)
+	}
+	m.bus.Publish(Event{Type: "window", Window: &Manifest{ID: id, State: StateCancelled, Error: "refused: the target was busy"}, Time: time.Now().UTC()})
 }
 
 // abandon ends a capture that no window owns any more and frees the slot.

@@ -435,3 +435,72 @@ func TestStoreRejectsEscapes(t *testing.T) {
 		}
 	}
 }
+
+// TestAdoptedDurationWindowStillStops: the deadline of an adopted --duration window is its
+// start plus its duration, re-armed by the restarted agent (before, it never stopped).
+func TestAdoptedDurationWindowStillStops(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		started time.Duration // how long ago the dead agent started it
+	}{{"deadline ahead", 100 * time.Millisecond}, {"deadline passed", time.Hour}} {
+		t.Run(c.name, func(t *testing.T) {
+			store, _ := NewStore(t.TempDir())
+			id := NewID(time.Now())
+			started := time.Now().Add(-c.started).UTC()
+			if err := store.Save(&Manifest{ID: id, Backend: "nsys", State: StateCapturing, Trigger: TriggerDuration, Duration: "300ms",
+				CreatedAt: started, StartedAt: &started, Artifacts: []Artifact{}}); err != nil {
+				t.Fatal(err)
+			}
+			e, _ := EntryOf(context.Background(), newFake("nsys"), "")
+			reg, _ := NewRegistry(e)
+			m, err := New(Options{Store: store, Backends: reg, Adopt: true, AdoptBackend: "nsys"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close(context.Background())
+			done := waitState(t, m, id, StateReady)
+			if done.StoppedBy == nil || done.StoppedBy.Trigger != TriggerDuration {
+				t.Errorf("stopped by %+v, want its duration", done.StoppedBy)
+			}
+		})
+	}
+}
+
+// TestStartBehindHungStopAnswersWithoutRecord: a start queued behind a stop that does not
+// end is refused after QueueTimeout, saying which window is stopping and for how long,
+// and leaves no window record (before, it blocked for the whole stop timeout and left a
+// failed record; 3 401 of them in 60 s under load).
+func TestStartBehindHungStopAnswersWithoutRecord(t *testing.T) {
+	b := newFake("nsys")
+	b.stopGate = make(chan struct{})
+	defer close(b.stopGate)
+	m, store := newManagerWith(t, Options{QueueTimeout: 100 * time.Millisecond}, b)
+	ctx := context.Background()
+	a, err := m.CreateWindow(ctx, CreateRequest{}, who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-b.inStart
+	if _, err := m.StopWindow(ctx, a.ID, who); err != nil {
+		t.Fatal(err)
+	}
+	<-b.inStop
+	begin := time.Now()
+	_, err = m.CreateWindow(ctx, CreateRequest{}, who)
+	if !kindIs(err, ErrWindowActive) || !strings.Contains(err.Error(), a.ID+" has been stopping for") {
+		t.Fatalf("want a busy answer naming the stopping window, got %v", err)
+	}
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Errorf("the refusal took %s", took)
+	}
+	if ws := m.Windows(ctx); len(ws) != 1 || ws[0].ID != a.ID {
+		t.Errorf("a refused start left a record: %+v", ws)
+	}
+	entries, _ := os.ReadDir(filepath.Join(store.Root, "windows"))
+	if len(entries) != 1 {
+		t.Errorf("window folders: %v", entries)
+	}
+	if m.Active() != nil {
+		t.Errorf("nothing should be active: %+v", m.Active())
+	}
+}
