@@ -83,6 +83,18 @@ func (c *Controller) collect(ctx context.Context, w Window, out string, before m
 	return res, nil
 }
 
+// keepLeftovers is the file part of hung-stop recovery: the stop never said where it
+// wrote, so only new files in the window folder and the first output count. A hung stop
+// on 2022.4 left a .qdstrm there; it is kept (and imported when possible) and named in
+// the error, which stays a *TimeoutError either way.
+func (c *Controller) keepLeftovers(ctx context.Context, w Window, before map[string]bool, te *TimeoutError) (*StopResult, error) {
+	if got, err := c.collect(ctx, w, "", before); err == nil {
+		te.Recovered = got.Files
+		return got, te
+	}
+	return nil, te
+}
+
 // generatedPaths pulls report paths out of nsys output ("Generated:\n    /x/y.qdstrm",
 // "Generating '/tmp/nsys-report-1351.qdstrm'", "Saved report file to \"...\"").
 var pathRE = regexp.MustCompile(`(/[^\s'"]+\.(?:nsys-rep|qdrep|qdstrm))`)

@@ -169,9 +169,7 @@ func (c *Controller) cleanupSession() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_ = c.Shutdown(ctx)
-	for _, pid := range SessionAgentPIDs(c.Session) {
-		_ = terminate(pid, 5*time.Second)
-	}
+	_ = c.endSessionAgent()
 }
 
 func lockFile(ctx context.Context, path string) (func(), error) {

@@ -61,6 +61,20 @@ func SessionIDOf(pid int) string {
 	return ""
 }
 
+// endSessionAgent ends the session's `nsys --start-agent` processes (SIGTERM, then
+// SIGKILL after 5 s) and says which it ended. After a hung stop the agent would otherwise
+// keep the session in Generation for good.
+func (c *Controller) endSessionAgent() []string {
+	var ended []string
+	for _, pid := range SessionAgentPIDs(c.Session) {
+		if err := terminate(pid, 5*time.Second); err == nil {
+			ended = append(ended, fmt.Sprintf("ended the session agent (pid %d)", pid))
+		}
+	}
+	return ended
+}
+
+// terminate sends SIGTERM and waits up to grace for the process to go, then SIGKILLs it.
 func terminate(pid int, grace time.Duration) error {
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		return err

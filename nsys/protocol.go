@@ -14,10 +14,14 @@ import (
 	"time"
 )
 
-var (
+// What nsys says when a request comes in the wrong state (both 2022.4 and 2025.3.1).
+const (
+	// `nsys start` while the previous window is still collecting or generating: retry.
 	msgConfigNotAllowed = "Configuring is not allowed in this state"
-	msgNotApplicable    = "The request is not applicable in this state"
-	msgNoSessions       = "There are no active sessions"
+	// `nsys stop` with nothing collecting ("...: StopRequest.").
+	msgNotApplicable = "The request is not applicable in this state"
+	// Any session command when no session exists at all.
+	msgNoSessions = "There are no active sessions"
 )
 
 // Start opens a window. The session must be listed and armable (Launched or
@@ -168,17 +172,9 @@ func (c *Controller) recoverHungStop(ctx context.Context, w Window, before map[s
 	} else {
 		cleanup = append(cleanup, "ran nsys shutdown --kill=none")
 	}
-	for _, pid := range SessionAgentPIDs(c.Session) {
-		if err := terminate(pid, 5*time.Second); err == nil {
-			cleanup = append(cleanup, fmt.Sprintf("ended the session agent (pid %d)", pid))
-		}
-	}
+	cleanup = append(cleanup, c.endSessionAgent()...)
 	te.Cleanup = strings.Join(cleanup, "; ")
-	if got, err := c.collect(ctx, w, "", before); err == nil {
-		te.Recovered = got.Files
-		return got, te
-	}
-	return nil, te
+	return c.keepLeftovers(ctx, w, before, te)
 }
 
 // Shutdown ends the session's collection without killing the target (nsys shutdown
