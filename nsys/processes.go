@@ -1,6 +1,6 @@
 package nsys
 
-// The session's processes, read from /proc: its agent
+// The session's processes, read from /proc through nsys/procs: its agent
 // (`nsys --start-agent --session-name=NAME`, what must be ended after a hung stop) and the
 // target's processes (they carry NSYS_PROFILING_SESSION_ID in their environment).
 
@@ -8,57 +8,54 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
+	"slices"
 	"syscall"
 	"time"
+
+	"github.com/nsys-agent/nsys-agent/nsys/procs"
 )
 
-// SessionAgentPIDs finds `nsys --start-agent --session-name=NAME` processes in /proc.
-func SessionAgentPIDs(session string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	want := "--session-name=" + session
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
-		hasAgent, hasName := false, false
-		for _, a := range args {
-			if a == "--start-agent" {
-				hasAgent = true
-			}
-			if a == want {
-				hasName = true
-			}
-		}
-		if hasAgent && hasName {
-			pids = append(pids, pid)
-		}
-	}
+// envSessionID is set by nsys in the environment of every process of a target: seen on
+// 2022.4.2 as NSYS_PROFILING_SESSION_ID=1016019, the session's ID in `nsys sessions list`
+// (procs/testdata/proc). nsys' own helpers (nsys-launcher, nsys-tee) do not carry it.
+const envSessionID = "NSYS_PROFILING_SESSION_ID"
+
+// SessionAgentPIDs finds the session's agent, `nsys --start-agent --session-name=NAME`.
+// It runs detached from the front-end (on 2022.4.2: parent 1, its own process session),
+// so only its command line finds it.
+func SessionAgentPIDs(session string) []int { return sessionAgentPIDs(procs.Default, session) }
+
+func sessionAgentPIDs(r *procs.Reader, session string) []int {
+	name := "--session-name=" + session
+	pids, _ := r.Find(func(args []string) bool {
+		return slices.Contains(args, "--start-agent") && slices.Contains(args, name)
+	})
 	return pids
 }
 
 // SessionIDOf reads NSYS_PROFILING_SESSION_ID from a process's environment, mapping
 // target PIDs to sessions ("" if absent or unreadable).
-func SessionIDOf(pid int) string {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-	if err != nil {
-		return ""
+func SessionIDOf(pid int) string { return sessionIDOf(procs.Default, pid) }
+
+func sessionIDOf(r *procs.Reader, pid int) string {
+	id, _, _ := r.LookupEnv(pid, envSessionID)
+	return id
+}
+
+// sessionPIDs finds the processes that carry the session's ID (see envSessionID),
+// leaving out this process: it carries the ID itself when it was started under nsys.
+func sessionPIDs(r *procs.Reader, id string) []int {
+	if id == "" {
+		return nil
 	}
-	for _, kv := range strings.Split(string(raw), "\x00") {
-		if v, ok := strings.CutPrefix(kv, "NSYS_PROFILING_SESSION_ID="); ok {
-			return v
+	all, _ := r.PIDs()
+	var pids []int
+	for _, pid := range all {
+		if pid != os.Getpid() && sessionIDOf(r, pid) == id {
+			pids = append(pids, pid)
 		}
 	}
-	return ""
+	return pids
 }
 
 // endSessionAgent ends the session's `nsys --start-agent` processes (SIGTERM, then
@@ -101,14 +98,8 @@ func (c *Controller) Kill(ctx context.Context) {
 		}
 	}
 	_, _ = c.Runner.Run(ctx, Call{Args: []string{"shutdown", "--session=" + c.Session, "--kill=sigterm"}, Timeout: 30 * time.Second})
-	if id != "" {
-		entries, _ := os.ReadDir("/proc")
-		for _, e := range entries {
-			pid, err := strconv.Atoi(e.Name())
-			if err == nil && pid != os.Getpid() && SessionIDOf(pid) == id {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
+	for _, pid := range sessionPIDs(procs.Default, id) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for _, pid := range SessionAgentPIDs(c.Session) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
