@@ -3,6 +3,7 @@ module github.com/nsys-agent/nsys-agent
 go 1.26.8
 
 require (
+	github.com/gofrs/flock v0.13.2
 	github.com/klauspost/compress v1.20.3
 	github.com/mattn/go-shellwords v1.0.16
 	github.com/prometheus/client_golang v1.23.2
