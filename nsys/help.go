@@ -43,9 +43,32 @@ func parseCaps(h helpTexts) Caps {
 	}
 }
 
-// optionLineRE matches an option's heading line in nsys --help output:
-// "\t-t, --trace=", "\t--session-new=", "\t(Deprecated) --cpuctxsw=", "\t-Y, --start-later=".
-var optionLineRE = regexp.MustCompile(`^\s*(\(Deprecated\)\s*)?(?:-[A-Za-z], )?(--[a-z][a-z0-9-]*)`)
+// optionLineRE matches an option's heading line in nsys --help output and takes its
+// name apart: "\t-t, --trace=", "\t--session-new=", "\t(Deprecated) --cpuctxsw=",
+// "\t-Y, --start-later=", "\t-q, --quiet", "\t--sqlite <file.sqlite>", and one heading
+// for two options, "\t--nvtx-domain-[include|exclude]=" (2022.4.2 profile and launch).
+// A name ends at '=', a space or the end of the line.
+var optionLineRE = regexp.MustCompile(`^\s*(\(Deprecated\)\s*)?(?:-[A-Za-z], )?--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)(?:-\[([a-z0-9|-]+)\])?(?:[=\s]|$)`)
+
+var optionWordsRE = regexp.MustCompile(`^[a-z0-9]+(?:-[a-z0-9]+)*$`)
+
+// headingOptions returns the long options a heading line names (none if it is not one),
+// and whether the heading marks them deprecated.
+func headingOptions(line string) (names []string, deprecated bool) {
+	m := optionLineRE.FindStringSubmatch(line)
+	if m == nil {
+		return nil, false
+	}
+	if m[3] == "" {
+		return []string{"--" + m[2]}, m[1] != ""
+	}
+	for _, alt := range strings.Split(m[3], "|") {
+		if optionWordsRE.MatchString(alt) {
+			names = append(names, "--"+m[2]+"-"+alt)
+		}
+	}
+	return names, m[1] != ""
+}
 
 // helpOptions returns the long options a --help text lists, leaving out those marked
 // (Deprecated) or "no longer supported" (2022.4 `launch` lists --sample that way and
@@ -54,18 +77,22 @@ func helpOptions(help string) map[string]bool {
 	opts := map[string]bool{}
 	lines := strings.Split(help, "\n")
 	for i, line := range lines {
-		m := optionLineRE.FindStringSubmatch(line)
-		if m == nil {
+		names, deprecated := headingOptions(line)
+		if names == nil {
 			continue
 		}
-		deprecated := m[1] != ""
-		for j := i + 1; j < len(lines) && j < i+4; j++ {
+		// The warning follows within a few lines, inside this option's block: a heading
+		// with no description must not take the next option's warning (found by
+		// FuzzHelpOptions: "--a" then a deprecated option read --a as deprecated).
+		for j := i + 1; j < len(lines) && j < i+4 && !optionLineRE.MatchString(lines[j]); j++ {
 			if strings.Contains(lines[j], "no longer supported") {
 				deprecated = true
 			}
 		}
 		if !deprecated {
-			opts[m[2]] = true
+			for _, n := range names {
+				opts[n] = true
+			}
 		}
 	}
 	return opts
