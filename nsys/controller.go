@@ -1,13 +1,15 @@
-// Package nsys drives the Nsight Systems CLI for nsys-agent: it probes what an nsys
-// binary can do (probe.go), builds its command lines (args.go), launches a target under
-// it (launch.go), reads `nsys sessions list` (sessions.go), and opens and closes capture
+// Package nsys drives the Nsight Systems CLI for nsys-agent: it finds an nsys binary and
+// probes what it can do (probe.go, reading its --help in help.go), builds its command
+// lines (args.go), launches a target under it (launch.go, one launch at a time on the
+// host: lock.go), reads `nsys sessions list` (sessions.go), and opens and closes capture
 // windows on a session through a Controller, split by job:
 //
 //	controller.go  the Controller and the types its callers pass around
 //	state.go       what state the session is in: listing, the cached row, waiting it out
 //	protocol.go    start and stop, each checked against the session list before and after
 //	collect.go     finding the report a stop wrote, wherever nsys put it
-//	processes.go   the session's processes: its agent, its target, ending them
+//	processes.go   the session's processes (its agent, its target) and ending them;
+//	               /proc is read through the subpackage procs
 //	import.go      QdstrmImporter and `nsys export`
 package nsys
 
