@@ -105,16 +105,6 @@ func TestValidateSessionName(t *testing.T) {
 	}
 }
 
-func TestHelpOptions(t *testing.T) {
-	help := "\t(Deprecated) -b, --backtrace=\n\n\t   WARNING: This switch is no longer supported.\n\n" +
-		"\t--cuda-graph-trace=\n\n\t   Possible values...\n\n\t(Deprecated) --cpuctxsw=\n\n" +
-		"\t-s, --sample=\n\n\t   WARNING: This switch is no longer supported.\n\t-t, --trace=\n"
-	got := helpOptions(help)
-	if !got["--cuda-graph-trace"] || !got["--trace"] || got["--backtrace"] || got["--cpuctxsw"] || got["--sample"] {
-		t.Errorf("got %v", got)
-	}
-}
-
 func TestGeneratedPaths(t *testing.T) {
 	out := "Generating '/tmp/nsys-report-1351.qdstrm'\nGenerated:\n    /tmp/nx/w1.qdstrm\nSaved report file to \"/tmp/nx/w1.nsys-rep\"\n"
 	got := strings.Join(generatedPaths(out), ",")

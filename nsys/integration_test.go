@@ -2,10 +2,12 @@ package nsys_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +97,20 @@ func TestProbeRealNsys(t *testing.T) {
 	}
 	t.Logf("nsys %s at %s, importer %q, start-later %v, launch accepts --sample %v, stats %s",
 		info.Version, info.Path, info.Importer, info.Caps.StartLater, info.Caps.LaunchAccepts("--sample"), info.Caps.KernelSumReport())
+	// A version whose help texts are captured in testdata/help must read as captured:
+	// the golden files of TestProbeGolden stay true to the installed nsys.
+	if golden, err := os.ReadFile(filepath.Join("testdata", "help", info.Version[:strings.LastIndex(info.Version, ".")]+".json")); err == nil {
+		var want struct {
+			Version string    `json:"version"`
+			Caps    nsys.Caps `json:"capabilities"`
+		}
+		if err := json.Unmarshal(golden, &want); err != nil {
+			t.Fatal(err)
+		}
+		if want.Version != info.Version || !reflect.DeepEqual(want.Caps, info.Caps) {
+			t.Errorf("nsys %s reads differently from its captured help (testdata/help): got %+v, want %+v", info.Version, info.Caps, want.Caps)
+		}
+	}
 	if strings.HasPrefix(info.Version, "2022.") {
 		// Measured facts about Debian's 2022.4.2 (DESIGN.md).
 		if info.Caps.StartLater {

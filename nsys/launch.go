@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -92,13 +91,6 @@ func (p *Process) Terminate(grace time.Duration) error {
 	return fmt.Errorf("nsys (pid %d) did not end within %s of SIGTERM and was killed; its session or target may be orphaned", p.Pid(), grace)
 }
 
-// LockPath is the host-wide lock that serializes nsys launches. Measured on nsys
-// 2022.4.2: three `nsys launch` started at the same moment left one session unarmed
-// (sem_open "No such file or directory" in ProcessWaiter; the session stayed Idle with
-// launch count 0). Holding this lock from the launch until the session is armed avoids it
-// for every nsys-agent (and test) on the host.
-func LockPath() string { return filepath.Join(os.TempDir(), "nsys-agent-launch.lock") }
-
 // Launch starts `nsys ARGS...` and waits until ctl's session is armed (Launched,
 // DelayedCollection or StartRange), holding the host-wide launch lock meanwhile. A
 // front-end that dies before arming (the race above) is cleaned up and retried twice; the
@@ -169,30 +161,5 @@ func (c *Controller) cleanupSession() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_ = c.Shutdown(ctx)
-	for _, pid := range SessionAgentPIDs(c.Session) {
-		_ = terminate(pid, 5*time.Second)
-	}
-}
-
-func lockFile(ctx context.Context, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("opening launch lock %s: %w", path, err)
-	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-		}
-		if err != syscall.EWOULDBLOCK {
-			f.Close()
-			return nil, fmt.Errorf("taking launch lock %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	_ = c.endSessionAgent()
 }

@@ -6,8 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"time"
 )
 
@@ -139,8 +137,6 @@ func (c Caps) KernelSumReport() string {
 // LaunchAccepts reports whether `nsys launch` accepts a long option (e.g. "--sample").
 func (c Caps) LaunchAccepts(opt string) bool { return c.LaunchOptions[opt] }
 
-var versionRE = regexp.MustCompile(`(\d{4}\.\d+\.\d+(?:\.\d+)?)`)
-
 // Probe runs the binary's --version and --help for the commands we use. It costs a few
 // hundred milliseconds; the agent does it once at start.
 func Probe(ctx context.Context, r Runner) (*Info, error) {
@@ -156,68 +152,26 @@ func Probe(ctx context.Context, r Runner) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m := versionRE.FindString(out); m != "" {
-		info.Version = m
-	} else {
+	version, ok := parseVersion(out)
+	if !ok {
 		return nil, fmt.Errorf("%s --version printed %q, not an nsys version; is it really nsys? %s", r.Binary(), oneLine(out, 200), InstallHint)
 	}
-	profile, err := run("--help", "profile")
-	if err != nil {
-		return nil, err
+	info.Version = version
+	var h helpTexts
+	for _, c := range []struct {
+		out  *string
+		args []string
+	}{
+		{&h.Profile, []string{"--help", "profile"}},
+		{&h.Launch, []string{"--help", "launch"}},
+		{&h.Start, []string{"--help", "start"}},
+		{&h.Stats, []string{"--help", "stats"}},
+		{&h.SessionsList, []string{"sessions", "list", "--help"}},
+	} {
+		if *c.out, err = run(c.args...); err != nil {
+			return nil, err
+		}
 	}
-	launch, err := run("--help", "launch")
-	if err != nil {
-		return nil, err
-	}
-	start, err := run("--help", "start")
-	if err != nil {
-		return nil, err
-	}
-	stats, err := run("--help", "stats")
-	if err != nil {
-		return nil, err
-	}
-	list, err := run("sessions", "list", "--help")
-	if err != nil {
-		return nil, err
-	}
-	po := helpOptions(profile)
-	info.Caps = Caps{
-		StartLater:             po["--start-later"],
-		CaptureRangeEnd:        po["--capture-range-end"],
-		LaunchOptions:          helpOptions(launch),
-		StartOptions:           helpOptions(start),
-		NewStatsNames:          strings.Contains(stats, "cuda_gpu_kern_sum"),
-		SessionsListHeaderFlag: strings.Contains(list, "--show-header"),
-		SessionsListJSON:       regexp.MustCompile(`(?m)^\s*-f, --format`).MatchString(list),
-	}
+	info.Caps = parseCaps(h)
 	return info, nil
-}
-
-// optionLineRE matches an option's heading line in nsys --help output:
-// "\t-t, --trace=", "\t--session-new=", "\t(Deprecated) --cpuctxsw=", "\t-Y, --start-later=".
-var optionLineRE = regexp.MustCompile(`^\s*(\(Deprecated\)\s*)?(?:-[A-Za-z], )?(--[a-z][a-z0-9-]*)`)
-
-// helpOptions returns the long options a --help text lists, leaving out those marked
-// (Deprecated) or "no longer supported" (2022.4 `launch` lists --sample that way and
-// refuses it).
-func helpOptions(help string) map[string]bool {
-	opts := map[string]bool{}
-	lines := strings.Split(help, "\n")
-	for i, line := range lines {
-		m := optionLineRE.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		deprecated := m[1] != ""
-		for j := i + 1; j < len(lines) && j < i+4; j++ {
-			if strings.Contains(lines[j], "no longer supported") {
-				deprecated = true
-			}
-		}
-		if !deprecated {
-			opts[m[2]] = true
-		}
-	}
-	return opts
 }

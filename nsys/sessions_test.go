@@ -11,13 +11,14 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files from the current parser")
 
-// fixtureDir holds real `nsys sessions list` outputs of nsys 2022.4.2 and 2025.3.1.
-const fixtureDir = "../../shared/fixtures/nsys-sessions"
+// fixtureDir holds real `nsys sessions list` outputs of nsys 2022.4.2 and 2025.3.1 (.txt)
+// and what the parser makes of them (.json, rewritten by -update).
+const fixtureDir = "testdata/sessions"
 
 func TestParseSessionsGolden(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(fixtureDir, "*.txt"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no fixtures in %s (the shared/ folder must sit beside the checkout): %v", fixtureDir, err)
+		t.Fatalf("no fixtures in %s: %v", fixtureDir, err)
 	}
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".txt")
@@ -31,7 +32,7 @@ func TestParseSessionsGolden(t *testing.T) {
 				t.Fatalf("parse: %v", err)
 			}
 			gotJSON, _ := json.MarshalIndent(got, "", "  ")
-			golden := filepath.Join("testdata", "sessions", name+".json")
+			golden := filepath.Join(fixtureDir, name+".json")
 			if *update {
 				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
 					t.Fatal(err)

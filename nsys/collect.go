@@ -1,0 +1,185 @@
+package nsys
+
+// After a stop the report can be in three places: where the output says (nsys diverts a
+// report whose name existed to /tmp/nsys-report-XXXX.*), in the `nsys start` caller's
+// working directory (start-later's reportN.nsys-rep), or at the launch's --output
+// (start-later's first window). This file finds it and moves it into the window folder.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// collect finds the report(s) a stop produced wherever nsys put them, moves them into
+// the window folder, and imports a lone .qdstrm. Only paths this stop's own output names,
+// new files in the window folder and the session's first output are considered: other
+// sessions' stops write /tmp/nsys-report-XXXX files at the same time (taking one of those
+// broke a concurrent stop in a test run).
+func (c *Controller) collect(ctx context.Context, w Window, out string, before map[string]bool) (*StopResult, error) {
+	// A report diverted because its name existed is named in the output too
+	// ("Generated: /tmp/nsys-report-XXXX.nsys-rep").
+	cands := generatedPaths(out)
+	// Files that appeared in the window folder (start-later: reportN.* in the caller's dir).
+	for p := range newFiles(w.Dir, before) {
+		cands = append(cands, p)
+	}
+	if c.FirstOutput != "" {
+		for _, ext := range []string{".nsys-rep", ".qdstrm"} {
+			cands = append(cands, c.FirstOutput+ext)
+		}
+	}
+	cands = dedupe(cands)
+	res := &StopResult{}
+	var looked []string
+	for _, p := range cands {
+		ext := reportExt(p)
+		if ext == "" {
+			continue
+		}
+		looked = append(looked, p)
+		st, err := os.Stat(p)
+		if err != nil || st.Size() == 0 {
+			continue
+		}
+		dst := filepath.Join(w.Dir, w.Name+ext)
+		if p != dst {
+			if err := moveFile(p, dst); err != nil {
+				return nil, fmt.Errorf("moving report %s into the window folder: %w", p, err)
+			}
+		}
+		res.Files = append(res.Files, dst)
+		switch ext {
+		case ".nsys-rep":
+			res.Report = dst
+		case ".qdstrm":
+			res.Qdstrm = dst
+		}
+	}
+	if res.Report == "" && res.Qdstrm != "" {
+		rep, err := c.Import(ctx, res.Qdstrm)
+		if err != nil {
+			res.Warnings = append(res.Warnings, err.Error())
+		} else {
+			res.Report, res.Imported = rep, true
+			res.Files = append(res.Files, rep)
+		}
+	}
+	if res.Report == "" && res.Qdstrm == "" {
+		return nil, &NoReportError{Session: c.Session, Looked: looked, Output: out}
+	}
+	if res.Report != "" && res.Qdstrm != "" && res.Imported {
+		// The raw stream is redundant once imported; keep disk use down.
+		_ = os.Remove(res.Qdstrm)
+		res.Files = removeString(res.Files, res.Qdstrm)
+		res.Qdstrm = ""
+	}
+	sort.Strings(res.Files)
+	return res, nil
+}
+
+// keepLeftovers is the file part of hung-stop recovery: the stop never said where it
+// wrote, so only new files in the window folder and the first output count. A hung stop
+// on 2022.4 left a .qdstrm there; it is kept (and imported when possible) and named in
+// the error, which stays a *TimeoutError either way.
+func (c *Controller) keepLeftovers(ctx context.Context, w Window, before map[string]bool, te *TimeoutError) (*StopResult, error) {
+	if got, err := c.collect(ctx, w, "", before); err == nil {
+		te.Recovered = got.Files
+		return got, te
+	}
+	return nil, te
+}
+
+// generatedPaths pulls report paths out of nsys output ("Generated:\n    /x/y.qdstrm",
+// "Generating '/tmp/nsys-report-1351.qdstrm'", "Saved report file to \"...\"").
+var pathRE = regexp.MustCompile(`(/[^\s'"]+\.(?:nsys-rep|qdrep|qdstrm))`)
+
+func generatedPaths(out string) []string {
+	return pathRE.FindAllString(out, -1)
+}
+
+func reportExt(p string) string {
+	switch {
+	case strings.HasSuffix(p, ".nsys-rep"):
+		return ".nsys-rep"
+	case strings.HasSuffix(p, ".qdrep"):
+		return ".nsys-rep" // pre-2021 name of the same format
+	case strings.HasSuffix(p, ".qdstrm"):
+		return ".qdstrm"
+	}
+	return ""
+}
+
+func snapshot(dir string) map[string]bool {
+	m := map[string]bool{}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		m[filepath.Join(dir, e.Name())] = true
+	}
+	return m
+}
+
+func newFiles(dir string, before map[string]bool) map[string]bool {
+	m := map[string]bool{}
+	for p := range snapshot(dir) {
+		if !before[p] {
+			m[p] = true
+		}
+	}
+	return m
+}
+
+func dedupe(s []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, v := range s {
+		if v != "" && !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func removeString(s []string, v string) []string {
+	out := s[:0]
+	for _, x := range s {
+		if x != v {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// moveFile renames, falling back to copy+fsync+remove across file systems.
+func moveFile(src, dst string) error {
+	if err := os.Rename(src, dst); err == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Remove(src)
+}

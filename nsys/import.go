@@ -1,0 +1,69 @@
+package nsys
+
+// Turning what a window left into files people can open: QdstrmImporter when nsys left
+// only a .qdstrm (`nsys stop` exits 0 when its import failed), and `nsys export` to SQLite.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Import runs QdstrmImporter on a .qdstrm (Debian puts it where nsys does not look)
+// and returns the .nsys-rep it wrote.
+func (c *Controller) Import(ctx context.Context, qdstrm string) (string, error) {
+	imp := ""
+	if c.Info != nil {
+		imp = c.Info.Importer
+	}
+	if imp == "" {
+		return "", fmt.Errorf("only %s was written and no QdstrmImporter was found next to %s; install the nsight-systems host package or open the .qdstrm in the Nsight Systems GUI", filepath.Base(qdstrm), c.Runner.Binary())
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout(c.ImportTimeout, 10*time.Minute))
+	defer cancel()
+	cmd := exec.CommandContext(ctx, imp, "-i", qdstrm)
+	cmd.Dir = filepath.Dir(qdstrm)
+	out, err := cmd.CombinedOutput()
+	rep := strings.TrimSuffix(qdstrm, ".qdstrm") + ".nsys-rep"
+	c.logf("QdstrmImporter -i %s -> %v", qdstrm, err)
+	if st, serr := os.Stat(rep); serr == nil && st.Size() > 0 {
+		return rep, nil
+	}
+	if err == nil {
+		err = errors.New("no .nsys-rep appeared")
+	}
+	hint := ""
+	if m := missingLibRE.FindStringSubmatch(string(out)); m != nil {
+		// Seen on the GPU machine: Nsight Compute's bundled importer needs libdw.so.1.
+		hint = fmt.Sprintf("; the importer cannot load %s: install it (libdw.so.1 comes with Debian/Ubuntu's libdw1 package) or put it on LD_LIBRARY_PATH, then run %s -i %s", m[1], imp, qdstrm)
+	}
+	return "", fmt.Errorf("importing %s with %s failed: %v: %s%s", filepath.Base(qdstrm), imp, err, oneLine(string(out), 300), hint)
+}
+
+// Export runs `nsys export --type sqlite` and returns the .sqlite path beside the report.
+func (c *Controller) Export(ctx context.Context, report string) (string, error) {
+	return ExportSQLite(ctx, c.Runner, report, c.timeout(c.ImportTimeout, 10*time.Minute))
+}
+
+// ExportSQLite exports a report to SQLite, checking the result exists (nsys exit codes
+// prove little).
+func ExportSQLite(ctx context.Context, r Runner, report string, timeout time.Duration) (string, error) {
+	out := strings.TrimSuffix(report, filepath.Ext(report)) + ".sqlite"
+	args := []string{"export", "--type=sqlite", "--force-overwrite=true", "--output=" + out, report}
+	res, err := r.Run(ctx, Call{Args: args, Timeout: timeout})
+	if err != nil {
+		return "", err
+	}
+	if st, serr := os.Stat(out); serr != nil || st.Size() == 0 {
+		return "", &CommandError{Args: args, ExitCode: res.ExitCode, Output: "no sqlite file written: " + res.Output()}
+	}
+	return out, nil
+}
+
+var missingLibRE = regexp.MustCompile(`error while loading shared libraries: ([^:\s]+)`)
