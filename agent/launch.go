@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/nsys"
+	"github.com/nsys-agent/nsys-agent/nsys/procs"
 )
 
 // launched is the target the agent runs windows on.
@@ -63,18 +65,21 @@ func launchOrAdopt(ctx context.Context, cfg Config, dataDir string, ctl *nsys.Co
 	return &launched{sup: sup}, nil
 }
 
-// TargetEnv is the agent's environment for the target, minus the agent's own secrets:
-// a .nsys-rep embeds the target's whole environment.
-func TargetEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "NSYS_AGENT_TOKEN=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, nsys.LaunchEnv()...)
+// SecretEnv names the agent's own secrets in its environment. No child gets them: a
+// .nsys-rep embeds the target's whole environment, and nsys commands need none of them.
+var SecretEnv = []string{"NSYS_AGENT_TOKEN"}
+
+// ChildEnv is the agent's environment without its secrets: what every nsys command runs
+// with.
+func ChildEnv() []string {
+	return slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		return slices.Contains(SecretEnv, name)
+	})
 }
+
+// TargetEnv is the target's environment: ChildEnv plus what nsys injection needs.
+func TargetEnv() []string { return append(ChildEnv(), nsys.LaunchEnv()...) }
 
 // previousTarget returns the target a previous agent recorded in this data dir when its
 // nsys front-end and session are both still alive; a stale record is removed.
@@ -104,9 +109,6 @@ func isFrontEnd(pid int, session string) bool {
 	if pid <= 0 {
 		return false
 	}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	return strings.Contains(string(raw), "\x00--session-new="+session+"\x00")
+	argv, err := procs.Default.Cmdline(pid)
+	return err == nil && slices.Contains(argv, "--session-new="+session)
 }

@@ -25,6 +25,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	runner := nsys.NewExecRunner(nsysPath)
+	runner.Env = ChildEnv() // nsys and whatever it starts never see the agent's token
 	info, err := nsys.Probe(ctx, runner)
 	if err != nil {
 		return err

@@ -11,9 +11,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/shirou/gopsutil/v3/process"
-
 	"github.com/nsys-agent/nsys-agent/nsys"
+	"github.com/nsys-agent/nsys-agent/nsys/procs"
 )
 
 // Supervisor runs the target under its nsys front-end, keeps its output in
@@ -175,30 +174,16 @@ func (s *Supervisor) Tail(n int) []string { return s.ring.Tail(n) }
 func (s *Supervisor) Subscribe(fn func(line string)) (cancel func()) { return s.ring.Subscribe(fn) }
 
 // Ranks lists the target's processes: descendants of the nsys front-end that are not
-// nsys' own helpers (nsys-launcher, nsys-tee). Read from /proc through gopsutil.
+// nsys' own helpers (nsys-launcher, nsys-tee), read from /proc (nsys/procs).
 func (s *Supervisor) Ranks() []int {
-	procs, err := process.Processes()
+	desc, err := procs.Default.Descendants(s.pid)
 	if err != nil {
 		return nil
 	}
-	children := map[int32][]*process.Process{}
-	for _, p := range procs {
-		ppid, err := p.Ppid()
-		if err == nil {
-			children[ppid] = append(children[ppid], p)
-		}
-	}
 	var out []int
-	queue := []int32{int32(s.pid)}
-	for len(queue) > 0 {
-		pid := queue[0]
-		queue = queue[1:]
-		for _, c := range children[pid] {
-			queue = append(queue, c.Pid)
-			name, _ := c.Name()
-			if !strings.HasPrefix(name, "nsys") {
-				out = append(out, int(c.Pid))
-			}
+	for _, p := range desc {
+		if !strings.HasPrefix(p.Comm, "nsys") {
+			out = append(out, p.PID)
 		}
 	}
 	return out

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -174,4 +175,32 @@ func cmdGenCerts(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	leaf("server", 2, x509.ExtKeyUsageServerAuth, []net.IP{net.IPv4(127, 0, 0, 1)})
 	leaf("client", 3, x509.ExtKeyUsageClientAuth, nil)
+}
+
+// reports-contain GLOB STRING: some file matching GLOB (reports, exports) holds STRING
+// as bytes; with !, none does. nsys 2022.4 keeps command lines and environments as plain
+// strings in both the .nsys-rep and its SQLite export.
+func cmdReportsContain(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: [!] reports-contain GLOB STRING")
+	}
+	files, err := filepath.Glob(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if len(files) == 0 {
+		ts.Fatalf("no file matches %s", args[0])
+	}
+	var holders []string
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		ts.Check(err)
+		if bytes.Contains(data, []byte(args[1])) {
+			holders = append(holders, filepath.Base(f))
+		}
+	}
+	switch {
+	case neg && len(holders) > 0:
+		ts.Fatalf("%q is in %v", args[1], holders)
+	case !neg && len(holders) == 0:
+		ts.Fatalf("%q is in none of %d files", args[1], len(files))
+	}
 }

@@ -19,6 +19,7 @@ const (
 )
 
 func main() {
+	hideToken(os.Stderr)
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 

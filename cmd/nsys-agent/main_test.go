@@ -17,7 +17,7 @@ import (
 
 func TestMain(m *testing.M) {
 	testscript.Main(leakChecked{m}, map[string]func(){
-		"nsys-agent": func() { os.Exit(run(os.Args, os.Stdout, os.Stderr)) },
+		"nsys-agent": main,
 	})
 }
 
@@ -52,12 +52,13 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"wait-session":  cmdWaitSession,
-			"wait-ready":    cmdWaitReady,
-			"verify-pulled": cmdVerifyPulled,
-			"rank-activity": cmdRankActivity,
-			"sleep":         cmdSleep,
-			"gen-certs":     cmdGenCerts,
+			"wait-session":    cmdWaitSession,
+			"wait-ready":      cmdWaitReady,
+			"verify-pulled":   cmdVerifyPulled,
+			"rank-activity":   cmdRankActivity,
+			"sleep":           cmdSleep,
+			"gen-certs":       cmdGenCerts,
+			"reports-contain": cmdReportsContain,
 		},
 	})
 }
