@@ -156,6 +156,8 @@ func TestCreateWindowBadInput(t *testing.T) {
 		{`{"name":"a..b"}`, `name: must not contain ".."`, 400},
 		{`{"name":"` + strings.Repeat("x", 65) + `"}`, `name: at most 64`, 400},
 		{`{"start_at":"tomorrow"}`, `start_at: not an RFC 3339 time`, 400},
+		{`{"start_at":"2999-01-02T15:04:05Z"}`, `start_at: at most 24h0m0s ahead`, 400},
+		{`{"name":".hidden"}`, `name: must not start with '.'`, 400},
 		{`{"backend":"perf"}`, `backend: unknown backend "perf"`, 400},
 		{`{"duration":"5s"`, `truncated JSON`, 400},
 		{`{"duration":"5s"} {}`, `unexpected data after the JSON object`, 400},
@@ -186,7 +188,7 @@ func TestCreateStopLifecycle(t *testing.T) {
 	if code != 409 || errorOf(t, body).Code != agent.CodeNoWindow {
 		t.Fatalf("stop with nothing capturing: %d %s", code, body)
 	}
-	code, _, body = ta.do("POST", "/v1/windows", tokenA, `{"duration":"5s","name":"spike-1","start_at":"2030-01-02T15:04:05Z"}`)
+	code, _, body = ta.do("POST", "/v1/windows", tokenA, `{"duration":"5s","name":"spike-1","start_at":"2020-01-02T15:04:05Z"}`)
 	if code != 201 {
 		t.Fatalf("create: %d %s", code, body)
 	}

@@ -26,6 +26,7 @@ type Config struct {
 	Session   string // nsys session name ("" = nsys-agent-<random>)
 
 	Command []string // the server command
+	Env     []string // NAME=value the server gets on top of the agent's environment
 	// ServerURL is the server's own HTTP address; ServerURLFile, when set, is a file the
 	// server writes its address into once it listens (the demo target does).
 	ServerURL     string

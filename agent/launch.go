@@ -58,7 +58,7 @@ func launchOrAdopt(ctx context.Context, cfg Config, dataDir string, ctl *nsys.Co
 		log.Warn("cuda-profiler arming: the server opens and closes capture ranges itself (e.g. SGLang /start_profile with CUDA_PROFILER); the API's nsys windows are refused in this mode, and range reports are written next to " + first)
 	}
 	log.Info("launching target under nsys", "nsys", nsysPath, "version", info.Version, "mode", ctl.Mode, "session", ctl.Session, "command", strings.Join(cfg.Command, " "))
-	sup, err := StartTarget(ctx, ctl, args, cfg.Command, logPath, TargetEnv(), 2*time.Minute)
+	sup, err := StartTarget(ctx, ctl, args, cfg.Command, logPath, append(TargetEnv(), cfg.Env...), 2*time.Minute)
 	if err != nil {
 		return nil, fmt.Errorf("launching the target: %w (see %s)", err, logPath)
 	}

@@ -9,6 +9,9 @@ import (
 // MaxWindowDuration bounds a window's auto-stop duration.
 const MaxWindowDuration = 24 * time.Hour
 
+// MaxStartDelay bounds how far ahead start_at may be.
+const MaxStartDelay = 24 * time.Hour
+
 // MaxNameLen bounds a window name.
 const MaxNameLen = 64
 
@@ -34,8 +37,14 @@ func (r CreateRequest) Validate() error {
 		return bad("name: %v", err)
 	}
 	if r.StartAt != "" {
-		if _, err := time.Parse(time.RFC3339, r.StartAt); err != nil {
+		at, err := time.Parse(time.RFC3339, r.StartAt)
+		if err != nil {
 			return bad("start_at: not an RFC 3339 time (like 2025-01-02T15:04:05Z): %q", r.StartAt)
+		}
+		// A scheduled window holds the target's one capture place until its time: bound
+		// how long it can keep every other window out.
+		if until := time.Until(at); until > MaxStartDelay {
+			return bad("start_at: at most %s ahead, got %s (%s from now)", MaxStartDelay, r.StartAt, until.Round(time.Minute))
 		}
 	}
 	return nil
@@ -60,6 +69,10 @@ func ValidateName(name string) error {
 	}
 	if strings.Contains(name, "..") {
 		return fmt.Errorf("must not contain \"..\": %q", name)
+	}
+	if strings.HasPrefix(name, ".") {
+		// The report would be a hidden file, which no listing shows.
+		return fmt.Errorf("must not start with '.': %q", name)
 	}
 	for _, c := range name {
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
