@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/nsys"
@@ -24,6 +26,7 @@ func listen(cfg Config) (net.Listener, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("listening on %s: %w (is another agent running? choose --listen)", cfg.Listen, err)
 	}
+	ln = capConns(ln, defaultLimits.maxConns)
 	scheme := "http"
 	if cfg.TLSCert != "" {
 		tc, err := tlsConfig(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA)
@@ -50,8 +53,68 @@ func newServer(svc Service, cfg Config, metrics *Metrics) *server {
 	}
 	handler := NewHandler(svc, APIOptions{Tokens: tokens, Logger: cfg.Log, Version: cfg.Version, Metrics: metrics})
 	base, cancel := context.WithCancel(context.Background())
-	return &server{Server: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+	t := defaultLimits
+	return &server{Server: &http.Server{Handler: handler,
+		ReadHeaderTimeout: t.header, ReadTimeout: t.read, IdleTimeout: t.idle, MaxHeaderBytes: 64 << 10,
 		BaseContext: func(net.Listener) context.Context { return base }}, cancelStreams: cancel}
+}
+
+// limits bound what a client can hold. Before them, idle keep-alive connections (no
+// token needed) were kept for ever: about `ulimit -n` of them locked the API out, health
+// and stop included, and left the agent no descriptor for nsys or a report.
+type limits struct {
+	header, read, idle time.Duration
+	maxConns           int
+}
+
+// defaultLimits: request bodies are at most 1 MiB, so a minute to read one is generous;
+// downloads and event streams are writes and stay unbounded.
+var defaultLimits = limits{header: 10 * time.Second, read: time.Minute, idle: time.Minute, maxConns: maxConns()}
+
+// maxConns leaves half the descriptors to nsys, reports and the target's log.
+func maxConns() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 {
+		return 512
+	}
+	return int(min(rl.Cur/2, 4096))
+}
+
+// capListener closes connections beyond max at once, rather than letting accept fail for
+// every client once descriptors run out.
+type capListener struct {
+	net.Listener
+	slots chan struct{}
+}
+
+func capConns(ln net.Listener, max int) net.Listener {
+	return &capListener{Listener: ln, slots: make(chan struct{}, max)}
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &cappedConn{Conn: c, release: func() { <-l.slots }}, nil
+		default:
+			c.Close() // full: this client retries later; the others keep working
+		}
+	}
+}
+
+type cappedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *cappedConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
 }
 
 func (s *server) shutdown(grace time.Duration) {
