@@ -33,6 +33,7 @@ type Config struct {
 	ServerURLFile string
 
 	StopTimeout time.Duration // one nsys stop (default 5 min)
+	MinFree     uint64        // free space the data dir needs for a window to start (0: none)
 	ReadyFile   string        // write the API URL here once serving (for scripts)
 	Version     string
 	Log         *slog.Logger

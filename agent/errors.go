@@ -34,6 +34,7 @@ var domainStatus = []struct {
 	{windows.ErrNoWindow, http.StatusConflict, CodeNoWindow},
 	{windows.ErrCancelled, http.StatusConflict, CodeCancelled},
 	{windows.ErrTargetDown, http.StatusServiceUnavailable, CodeTargetDown},
+	{windows.ErrNoSpace, http.StatusInsufficientStorage, CodeNoSpace},
 }
 
 // ErrorStatus maps an error to its HTTP status and body: the API's own errors, then the

@@ -80,7 +80,7 @@ func Run(ctx context.Context, cfg Config) error {
 	metrics := NewMetrics(nil)
 	mgr, err := windows.New(windows.Options{
 		Store: store, Backends: registry, Target: t.sup, Session: ctl.Session, Log: log,
-		Adopt: t.adoptCapture, AdoptBackend: backends.NsysName,
+		Adopt: t.adoptCapture, AdoptBackend: backends.NsysName, MinFree: cfg.MinFree,
 		OnChange: func(old windows.State, m windows.Manifest) {
 			if m.State.Terminal() && !old.Terminal() && m.StoppedAt != nil && m.FinishedAt != nil {
 				metrics.ObserveFinalize(m.Backend, m.State, m.FinishedAt.Sub(*m.StoppedAt))

@@ -73,5 +73,6 @@ const (
 	CodeNoWindow     = "no_active_window"
 	CodeTargetDown   = "target_down"
 	CodeCancelled    = "cancelled"
+	CodeNoSpace      = "insufficient_storage"
 	CodeInternal     = "internal"
 )

@@ -13,6 +13,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/nsys-agent/nsys-agent/internal/diskspace"
 )
 
 // Import runs QdstrmImporter on a .qdstrm (Debian puts it where nsys does not look)
@@ -32,18 +34,32 @@ func (c *Controller) Import(ctx context.Context, qdstrm string) (string, error) 
 	out, err := cmd.CombinedOutput()
 	rep := strings.TrimSuffix(qdstrm, ".qdstrm") + ".nsys-rep"
 	c.logf("QdstrmImporter -i %s -> %v", qdstrm, err)
-	if st, serr := os.Stat(rep); serr == nil && st.Size() > 0 {
+	st, serr := os.Stat(rep)
+	if err == nil && serr == nil && st.Size() > 0 {
 		return rep, nil
 	}
 	if err == nil {
 		err = errors.New("no .nsys-rep appeared")
+	}
+	// A report the importer did not finish is truncated (seen: a 28-41 kB file on a full
+	// disk, which nsys cannot open but whose sha256 "verifies"): it must not pass for the
+	// report. The .qdstrm stays the window's real capture.
+	_ = os.Remove(rep)
+	hand := fmt.Sprintf("; the raw capture is kept: import it by hand with %s -i %s (needs about its size again in free space)", imp, qdstrm)
+	if qs, qerr := os.Stat(qdstrm); qerr == nil {
+		if free, ferr := diskspace.Free(filepath.Dir(qdstrm)); ferr == nil && free < uint64(qs.Size()) {
+			err = fmt.Errorf("%w; the disk is full: %s free where the report needs about %s", err, diskspace.Human(free), diskspace.Human(uint64(qs.Size())))
+		}
 	}
 	hint := ""
 	if m := missingLibRE.FindStringSubmatch(string(out)); m != nil {
 		// Seen on the GPU machine: Nsight Compute's bundled importer needs libdw.so.1.
 		hint = fmt.Sprintf("; the importer cannot load %s: install it (libdw.so.1 comes with Debian/Ubuntu's libdw1 package) or put it on LD_LIBRARY_PATH, then run %s -i %s", m[1], imp, qdstrm)
 	}
-	return "", fmt.Errorf("importing %s with %s failed: %v: %s%s", filepath.Base(qdstrm), imp, err, oneLine(string(out), 300), hint)
+	if hint == "" {
+		hint = hand
+	}
+	return "", fmt.Errorf("importing %s with %s failed: %v: %s%s", filepath.Base(qdstrm), imp, err, importerMessage(string(out)), hint)
 }
 
 // Export runs `nsys export --type sqlite` and returns the .sqlite path beside the report.
@@ -64,6 +80,22 @@ func ExportSQLite(ctx context.Context, r Runner, report string, timeout time.Dur
 		return "", &CommandError{Args: args, ExitCode: res.ExitCode, Output: "no sqlite file written: " + res.Output()}
 	}
 	return out, nil
+}
+
+// progressRE matches QdstrmImporter's progress bars, which fill its output.
+var progressRE = regexp.MustCompile(`Processing \[[= ]*\d+%\s*\]`)
+
+// importerMessage is what the importer said without its progress bars: the end of it,
+// where its error is.
+func importerMessage(out string) string {
+	s := strings.Join(strings.Fields(progressRE.ReplaceAllString(out, " ")), " ")
+	if len(s) > 300 {
+		s = "…" + s[len(s)-300:]
+	}
+	if s == "" {
+		return "(no message)"
+	}
+	return s
 }
 
 var missingLibRE = regexp.MustCompile(`error while loading shared libraries: ([^:\s]+)`)

@@ -14,6 +14,7 @@ var (
 	ErrTargetDown   = errors.New("target down")            // the server or its session is gone
 	ErrNotFound     = errors.New("not found")              // no such window or artifact
 	ErrCancelled    = errors.New("cancelled while queued") // the caller gave up while the start waited
+	ErrNoSpace      = errors.New("not enough disk space")  // the data dir is below its free-space floor
 )
 
 // Error is a domain error: a kind above and a message for the person reading it. Cause,

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nsys-agent/nsys-agent/internal/diskspace"
 	"github.com/nsys-agent/nsys-agent/plugins/shared"
 )
 
@@ -36,6 +37,10 @@ type Options struct {
 	// 20 s: an nsys stop takes ~3 s on an H100; one still running after this is stuck or
 	// writing a huge report, and the caller hears so at once instead of hanging with it).
 	QueueTimeout time.Duration
+	// MinFree is the free space the data dir must have for a window to start (0: no
+	// floor). A report that cannot be written is a window lost, and a full disk also
+	// stops manifests from being saved.
+	MinFree uint64
 	// Adopt: the target was attached from a previous agent and its session is capturing
 	// now. The window that was capturing stays capturing (or, if none was recorded, a
 	// "recovered" window of AdoptBackend is opened for the capture), so a stop finalizes
@@ -121,6 +126,9 @@ func (m *Manager) CreateWindow(ctx context.Context, req CreateRequest, who Reque
 	}
 	if req.Export && !entry.Info.Has(shared.CapExport) {
 		return nil, errorf(ErrInvalid, "export: the %s backend has no SQLite export", name)
+	}
+	if err := m.checkSpace(); err != nil {
+		return nil, err
 	}
 	dur, startAt := req.parsed()
 	trigger := TriggerAPI
@@ -252,6 +260,22 @@ func (m *Manager) begin(ctx context.Context, id string) error {
 		if _, err := m.stopCapture(id, *stopBy); err != nil {
 			m.log.Warn("stopping a window stopped during its start", "window", id, "err", err)
 		}
+	}
+	return nil
+}
+
+// checkSpace refuses a start when the data dir is below its free-space floor.
+func (m *Manager) checkSpace() error {
+	if m.o.MinFree == 0 {
+		return nil
+	}
+	free, err := diskspace.Free(m.o.Store.Root)
+	if err != nil {
+		return nil // unknown: the save or the stop will say what is wrong
+	}
+	if free < m.o.MinFree {
+		return errorf(ErrNoSpace, "the data dir %s has %s free, below the %s a window needs (--min-free); remove old windows or give the agent another --data-dir",
+			m.o.Store.Root, diskspace.Human(free), diskspace.Human(m.o.MinFree))
 	}
 	return nil
 }

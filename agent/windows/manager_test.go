@@ -504,3 +504,16 @@ func TestStartBehindHungStopAnswersWithoutRecord(t *testing.T) {
 		t.Errorf("nothing should be active: %+v", m.Active())
 	}
 }
+
+// TestStartRefusedBelowFreeSpaceFloor: a window does not start on a disk too full to hold
+// its report, and the refusal says how much is free.
+func TestStartRefusedBelowFreeSpaceFloor(t *testing.T) {
+	m, _ := newManagerWith(t, Options{MinFree: 1 << 62}, newFake("nsys"))
+	_, err := m.CreateWindow(context.Background(), CreateRequest{}, who)
+	if !kindIs(err, ErrNoSpace) || !strings.Contains(err.Error(), "free, below the") {
+		t.Fatalf("got %v", err)
+	}
+	if len(m.Windows(context.Background())) != 0 {
+		t.Error("a refused start left a record")
+	}
+}

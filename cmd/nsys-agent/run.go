@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/mattn/go-shellwords"
 	"github.com/urfave/cli/v2"
 
@@ -66,6 +67,7 @@ nsys reports embed the server's whole environment: treat them as secrets.`,
 			&cli.StringFlag{Name: "cmd", Usage: "the server command as one string (parsed like a shell, without operators)"},
 			&cli.StringFlag{Name: "session", Usage: "nsys session name (default nsys-agent-<random>)"},
 			&cli.IntFlag{Name: "demo-ranks", Value: 2, Usage: "rank workers of the built-in demo target"},
+			&cli.StringFlag{Name: "min-free", Value: "100MiB", Usage: "free space the data dir needs for a window to start (0 = no floor)"},
 			&cli.DurationFlag{Name: "stop-timeout", Value: 5 * time.Minute, Usage: "how long one nsys stop may take before the window fails"},
 			&cli.StringFlag{Name: "ready-file", Usage: "write the API URL here once serving (for scripts)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
@@ -142,6 +144,9 @@ func runAgent(c *cli.Context) error {
 		StopTimeout: c.Duration("stop-timeout"), ReadyFile: c.String("ready-file"), Version: version,
 		Log:    slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 		Banner: c.App.ErrWriter,
+	}
+	if cfg.MinFree, err = humanize.ParseBytes(c.String("min-free")); err != nil {
+		return usagef("--min-free: %v (examples: 500MiB, 2GB, 0)", err)
 	}
 	if t := c.String("trace"); t != "" {
 		cfg.Trace = strings.Split(t, ",")

@@ -1,0 +1,81 @@
+package nsys_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nsys-agent/nsys-agent/nsys"
+	"github.com/nsys-agent/nsys-agent/nsys/nsystest"
+)
+
+// smallDisk mounts a tmpfs of size bytes (disk-full tests need a real full disk). It
+// needs root; CI runs as root, so there a failing mount is a failure.
+func smallDisk(t *testing.T, size int64) string {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.FormatInt(size, 10), "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		if nsystest.InCI() {
+			t.Fatalf("mounting a tmpfs (root needed): %v %s", err, out)
+		}
+		t.Skipf("mounting a tmpfs needs root: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// TestImportOnFullDiskKeepsRawStream reproduces a window marked ready with a truncated
+// report (4/4 in a review): with room for the .qdstrm but not for the report, the
+// importer fails; Import must say so, keep the .qdstrm and leave no truncated report.
+func TestImportOnFullDiskKeepsRawStream(t *testing.T) {
+	runner, info := probeReal(t)
+	if info.Importer == "" {
+		t.Skip("no QdstrmImporter next to this nsys")
+	}
+	// A real raw stream: a window whose stop is not allowed to import.
+	ctl := launched(t, runner, info, nsys.ModeLaunch, "")
+	dir := t.TempDir()
+	ctx := context.Background()
+	if err := ctl.Start(ctx, nsys.Window{Dir: dir, Name: "raw"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	importer := info.Importer
+	info.Importer = ""
+	res, _ := ctl.Stop(ctx, nsys.Window{Dir: dir, Name: "raw"})
+	info.Importer = importer
+	if res == nil || res.Qdstrm == "" {
+		t.Skipf("this nsys wrote a report itself (no raw stream to import): %+v", res)
+	}
+	raw, err := os.ReadFile(res.Qdstrm)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Room for the stream and a few kB: the report (about as large) cannot be written.
+	disk := smallDisk(t, int64(len(raw))+64<<10)
+	qd := filepath.Join(disk, "w.qdstrm")
+	if err := os.WriteFile(qd, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := ctl.Import(ctx, qd)
+	if err == nil {
+		t.Fatalf("import onto a full disk succeeded with %s", rep)
+	}
+	t.Logf("import error: %v", err)
+	if st, serr := os.Stat(qd); serr != nil || st.Size() != int64(len(raw)) {
+		t.Fatalf("the raw stream must be kept whole: %v", serr)
+	}
+	if _, serr := os.Stat(strings.TrimSuffix(qd, ".qdstrm") + ".nsys-rep"); serr == nil {
+		t.Fatal("a truncated report was left where a reader would take it for the real one")
+	}
+	if !strings.Contains(err.Error(), "QdstrmImporter") || !strings.Contains(err.Error(), qd) || !strings.Contains(err.Error(), "the disk is full") {
+		t.Errorf("the error should say how to import by hand: %v", err)
+	}
+}
