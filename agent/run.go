@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -91,6 +92,7 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = t.sup.Stop(30 * time.Second)
 		return err
 	}
+	go rescanAfterPendingStops(ctx, mgr, ctl.Session, cfg.StopTimeout+time.Minute, log)
 	// A fresh cached session row lets a start skip one `nsys sessions list` (~10 ms of the
 	// ~110 ms a start takes); the check after the start always runs.
 	go ctl.Watch(ctx, 2*time.Second)
@@ -146,6 +148,26 @@ func Run(ctx context.Context, cfg Config) error {
 		ClearTarget(store.Root)
 	}
 	return runErr
+}
+
+// rescanAfterPendingStops waits for `nsys stop`s a dead agent left running on the session
+// to end (up to limit), then lists again what the windows it left hold: such a stop goes
+// on writing the report after its agent is gone.
+func rescanAfterPendingStops(ctx context.Context, mgr *windows.Manager, session string, limit time.Duration, log *slog.Logger) {
+	deadline := time.Now().Add(limit)
+	for pids := nsys.PendingStops(session); len(pids) > 0; pids = nsys.PendingStops(session) {
+		if time.Now().After(deadline) {
+			log.Warn("an nsys stop left by the previous agent is still running; its window's files are listed as they are", "pids", pids)
+			break
+		}
+		log.Info("waiting for an nsys stop left by the previous agent", "pids", pids)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	mgr.RescanLeftovers()
 }
 
 // waitURLFile waits (up to 30 s) for the server to write its address into file.

@@ -105,3 +105,13 @@ func (c *Controller) Kill(ctx context.Context) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
+
+// PendingStops lists the `nsys stop --session=NAME` processes still running: a previous
+// agent killed while finalizing leaves its stop behind, and the stop keeps writing the
+// report into the window folder after the agent is gone.
+func PendingStops(session string) []int {
+	pids, _ := procs.Default.Find(func(argv []string) bool {
+		return slices.Contains(argv, "stop") && slices.Contains(argv, "--session="+session)
+	})
+	return pids
+}

@@ -1,8 +1,10 @@
 package nsys
 
 import (
+	"os/exec"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/nsys-agent/nsys-agent/nsys/procs"
 )
@@ -42,5 +44,25 @@ func TestSessionProcesses(t *testing.T) {
 	}
 	if got := sessionPIDs(r, ""); got != nil {
 		t.Errorf("an empty id matches nothing, got %v", got)
+	}
+}
+
+// TestPendingStopsFindsAStopByItsArguments: a stop left running is found by its command
+// line, and only for its own session.
+func TestPendingStopsFindsAStopByItsArguments(t *testing.T) {
+	cmd := exec.Command("/bin/sh", "-c", "sleep 30", "nsys", "stop", "--session=pendingtest")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Contains(PendingStops("pendingtest"), cmd.Process.Pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d not found", cmd.Process.Pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if pids := PendingStops("pendingtest2"); slices.Contains(pids, cmd.Process.Pid) {
+		t.Error("another session's stop matched")
 	}
 }

@@ -2,6 +2,7 @@ package windows
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/plugins/shared"
@@ -77,8 +78,43 @@ func (m *Manager) rearmDuration(w *Manifest, r *run) {
 	m.log.Info("adopted window keeps its duration", "window", id, "stops_in", left.Round(time.Millisecond))
 }
 
+// RescanLeftovers lists again the files of the windows a previous agent left mid-flight
+// (failed at load): its stop may have gone on writing the report after the agent died
+// (seen: a 26.7 MB capture landed a second after a restart had scanned the folder, and
+// stayed invisible). Call it once whatever the dead agent left running has ended.
+func (m *Manager) RescanLeftovers() {
+	m.mu.Lock()
+	ids := slices.Clone(m.leftovers)
+	m.leftovers = nil
+	m.mu.Unlock()
+	for _, id := range ids {
+		m.rescan(id)
+	}
+}
+
+// rescan refreshes a failed window's artifacts from its folder.
+func (m *Manager) rescan(id string) {
+	arts, warnings := m.o.Store.Artifacts(id)
+	m.mu.Lock()
+	w, ok := m.windows[id]
+	if !ok || w.State != StateFailed || sameArtifacts(w.Artifacts, arts) {
+		m.mu.Unlock()
+		return
+	}
+	w.Artifacts = arts
+	w.Warnings = append(append(w.Warnings, warnings...), "files found after the restart are listed as artifacts")
+	m.mu.Unlock()
+	m.save(id)
+	m.log.Info("files of a window left by the previous agent", "window", id, "artifacts", len(arts))
+}
+
+func sameArtifacts(a, b []Artifact) bool {
+	return slices.EqualFunc(a, b, func(x, y Artifact) bool { return x.Name == y.Name && x.SHA256 == y.SHA256 })
+}
+
 // failLeftover fails a window a previous agent left mid-flight, listing its files.
 func (m *Manager) failLeftover(w *Manifest) {
+	m.leftovers = append(m.leftovers, w.ID)
 	if w.Error == "" {
 		w.Error = fmt.Sprintf("the agent stopped while this window was %s; files it left are listed as artifacts", w.State)
 	}

@@ -76,6 +76,7 @@ type Manager struct {
 	active  string           // the window that is requested or capturing
 	down    bool             // the target exited
 	closing bool             // Close began: no new starts
+	leftovers []string       // windows a dead agent left mid-flight (RescanLeftovers)
 
 	saveMu   sync.Mutex     // orders manifest saves: the last save writes the newest state
 	inflight sync.WaitGroup // starts running (registered only while !closing)

@@ -517,3 +517,43 @@ func TestStartRefusedBelowFreeSpaceFloor(t *testing.T) {
 		t.Error("a refused start left a record")
 	}
 }
+
+// TestLeftoverFilesLandingAfterRestartAreFound: a window failed at load because its agent
+// died while finalizing gets the report its orphaned stop wrote later (before, it stayed
+// failed with no artifacts: 404 on download, "0 files" on pull).
+func TestLeftoverFilesLandingAfterRestartAreFound(t *testing.T) {
+	store, _ := NewStore(t.TempDir())
+	id := NewID(time.Now())
+	if err := store.Save(&Manifest{ID: id, Backend: "nsys", State: StateFinalizing, CreatedAt: time.Now(), Artifacts: []Artifact{}}); err != nil {
+		t.Fatal(err)
+	}
+	e, _ := EntryOf(context.Background(), newFake("nsys"), "")
+	reg, _ := NewRegistry(e)
+	m, err := New(Options{Store: store, Backends: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	if w, _ := m.Window(context.Background(), id); w.State != StateFailed || len(w.Artifacts) != 0 {
+		t.Fatalf("at load: %+v", w)
+	}
+	dir, _ := store.WindowDir(id)
+	if err := os.WriteFile(filepath.Join(dir, "late.nsys-rep"), []byte("the report the stop finished"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Asked for by name before any rescan: found.
+	if _, a, err := m.ArtifactPath(context.Background(), id, "late.nsys-rep"); err != nil || a.Bytes == 0 {
+		t.Fatalf("artifact written after the restart: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "late.qdstrm"), []byte("raw"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m.RescanLeftovers()
+	w, _ := m.Window(context.Background(), id)
+	if len(w.Artifacts) != 2 || !slices.ContainsFunc(w.Warnings, func(s string) bool { return strings.Contains(s, "after the restart") }) {
+		t.Errorf("after rescan: %+v", w)
+	}
+	if d := onDisk(t, store, m, id); len(d.Artifacts) != 2 {
+		t.Errorf("on disk: %+v", d.Artifacts)
+	}
+}

@@ -57,6 +57,14 @@ func (m *Manager) ArtifactPath(ctx context.Context, id, name string) (string, *A
 		return "", nil, err
 	}
 	i := slices.IndexFunc(w.Artifacts, func(a Artifact) bool { return a.Name == name })
+	if i < 0 && w.State == StateFailed {
+		// A failed window's folder may have grown since (a stop that outlived its agent).
+		m.rescan(w.ID)
+		if w, err = m.Window(ctx, w.ID); err != nil {
+			return "", nil, err
+		}
+		i = slices.IndexFunc(w.Artifacts, func(a Artifact) bool { return a.Name == name })
+	}
 	if i < 0 {
 		return "", nil, errorf(ErrNotFound, "window %s has no artifact %q", w.ID, name)
 	}
