@@ -69,14 +69,14 @@ type Manager struct {
 	bus  *Bus
 	slot *captureSlot
 
-	mu      sync.Mutex
-	windows map[string]*Manifest
-	runs    map[string]*run
-	saved   map[string]State // the state each window had at its last save
-	active  string           // the window that is requested or capturing
-	down    bool             // the target exited
-	closing bool             // Close began: no new starts
-	leftovers []string       // windows a dead agent left mid-flight (RescanLeftovers)
+	mu        sync.Mutex
+	windows   map[string]*Manifest
+	runs      map[string]*run
+	saved     map[string]State // the state each window had at its last save
+	active    string           // the window that is requested or capturing
+	down      bool             // the target exited
+	closing   bool             // Close began: no new starts
+	leftovers []string         // windows a dead agent left mid-flight (RescanLeftovers)
 
 	saveMu   sync.Mutex     // orders manifest saves: the last save writes the newest state
 	inflight sync.WaitGroup // starts running (registered only while !closing)
