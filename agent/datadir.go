@@ -26,6 +26,7 @@ type TargetRecord struct {
 	Command   []string  `json:"command"`
 	Nsys      string    `json:"nsys"`
 	PID       int       `json:"nsys_pid"`
+	Group     int       `json:"server_pgid,omitempty"` // the server's own process group
 	ServerURL string    `json:"server_url,omitempty"`
 	StartedAt time.Time `json:"started_at"`
 }

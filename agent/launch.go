@@ -32,7 +32,7 @@ func launchOrAdopt(ctx context.Context, cfg Config, dataDir string, ctl *nsys.Co
 			log.Warn("a previous agent's target is still running; adopting it instead of launching the given command (stop it first to launch anew)", "running", strings.Join(rec.Command, " "))
 		}
 		ctl.Session, ctl.Mode, ctl.FirstOutput = rec.Session, nsys.Mode(rec.Mode), rec.First
-		sup, err := AttachTarget(rec.PID, rec.Command, logPath)
+		sup, err := AttachTarget(ctl, rec.PID, rec.Group, rec.Command, logPath)
 		if err != nil {
 			return nil, err
 		}
@@ -96,6 +96,14 @@ func previousTarget(ctx context.Context, dataDir string, runner nsys.Runner, log
 	if err == nil {
 		if s, ok := nsys.Lookup(list, rec.Session); ok && s.State != nsys.StateShutdown && isFrontEnd(rec.PID, rec.Session) {
 			return rec, true
+		}
+	}
+	if rec.Group > 1 && groupAlive(rec.Group) {
+		// Its nsys is gone but its server is not: end it, or this launch would start a
+		// second server beside it, both holding GPUs.
+		log.Warn("the previous agent's server outlived its nsys; ending it before launching anew", "pgid", rec.Group)
+		if err := TerminateGroup(rec.Group, 10*time.Second); err != nil {
+			log.Warn("ending the previous server", "err", err)
 		}
 	}
 	log.Info("the target recorded by a previous agent has ended; launching anew", "session", rec.Session)

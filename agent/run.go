@@ -103,7 +103,7 @@ func Run(ctx context.Context, cfg Config) error {
 		serverURL = waitURLFile(ctx, cfg.ServerURLFile, t.sup)
 	}
 	if err := SaveTarget(store.Root, &TargetRecord{Session: ctl.Session, Mode: string(ctl.Mode), First: ctl.FirstOutput, Command: t.sup.Command,
-		Nsys: nsysPath, PID: t.sup.PID(), ServerURL: serverURL, StartedAt: time.Now().UTC()}); err != nil {
+		Nsys: nsysPath, PID: t.sup.PID(), Group: t.sup.ServerGroup(), ServerURL: serverURL, StartedAt: time.Now().UTC()}); err != nil {
 		log.Warn("recording the target for a restarted agent", "err", err)
 	}
 

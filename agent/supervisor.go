@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,8 +24,13 @@ type Supervisor struct {
 	Command  []string // the server command (without nsys)
 	Attached bool     // adopted from a previous agent rather than launched by this one
 
-	proc     *nsys.Process // nil when attached
+	proc     *nsys.Process    // nil when attached
+	ctl      *nsys.Controller // the session, to end what outlives the front-end (nil: none)
 	pid      int
+	// serverGroup is the process group of the server itself: nsys-launcher starts it in a
+	// session and group of its own (seen on 2022.4.2: pgid = sid = the server's pid), so
+	// it outlives a front-end killed with SIGKILL (the OOM killer) and keeps its GPUs.
+	serverGroup atomic.Int64
 	done     chan struct{}
 	code     int
 	log      *os.File
@@ -51,21 +57,103 @@ func StartTarget(ctx context.Context, ctl *nsys.Controller, args, command []stri
 		f.Close()
 		return nil, err
 	}
-	s.proc, s.pid = proc, proc.Pid()
+	s.proc, s.pid, s.ctl = proc, proc.Pid(), ctl
+	s.findServerGroup()
 	go func() {
 		<-proc.Done()
 		s.code = proc.ExitCode()
 		fmt.Fprintf(f, "--- nsys-agent: target exited with code %d\n", s.code)
+		s.endOrphans()
 		s.stopFollowing()
 		close(s.done)
 	}()
 	return s, nil
 }
 
+// findServerGroup records the server's process group: the nearest process under the
+// front-end that is not one of nsys' own helpers.
+func (s *Supervisor) findServerGroup() {
+	desc, err := procs.Default.Descendants(s.pid)
+	if err != nil {
+		return
+	}
+	for _, p := range desc {
+		if strings.HasPrefix(p.Comm, "nsys") {
+			continue
+		}
+		if pgid, err := syscall.Getpgid(p.PID); err == nil && pgid > 1 {
+			s.serverGroup.Store(int64(pgid))
+		}
+		return
+	}
+}
+
+// ServerGroup is the server's process group (0 when unknown). It is looked up again while
+// unknown: the server may not have been forked yet when the session armed.
+func (s *Supervisor) ServerGroup() int {
+	if s.serverGroup.Load() == 0 && !s.Attached {
+		s.findServerGroup()
+	}
+	return int(s.serverGroup.Load())
+}
+
+// endOrphans ends what outlived the nsys front-end: the server's process group and the
+// session (SIGKILL on the front-end, e.g. by the OOM killer, orphans both; 3/3 in a
+// review, the server running on with its GPUs and the next `run` starting a second one).
+// A server the agent no longer controls through nsys must not run on.
+func (s *Supervisor) endOrphans() {
+	pgid := s.ServerGroup()
+	serverLeft := pgid > 1 && groupAlive(pgid)
+	sessionLeft := false
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	if s.ctl != nil {
+		if st, err := s.ctl.State(ctx); err == nil && st != nsys.StateShutdown {
+			sessionLeft = true
+		}
+	}
+	if !serverLeft && !sessionLeft {
+		return
+	}
+	fmt.Fprintf(s.log, "--- nsys-agent: the nsys front-end is gone but the server (process group %d, running: %v) or its session (listed: %v) is not; ending them, so no server runs that the agent cannot control\n", pgid, serverLeft, sessionLeft)
+	if s.ctl != nil {
+		s.ctl.Kill(ctx)
+	}
+	if pgid > 1 && groupAlive(pgid) {
+		if err := TerminateGroup(pgid, 10*time.Second); err != nil {
+			fmt.Fprintf(s.log, "--- nsys-agent: %v\n", err)
+		}
+	}
+}
+
+func groupAlive(pgid int) bool { return syscall.Kill(-pgid, 0) == nil }
+
+// TerminateGroup sends SIGTERM to a process group, waits up to grace for it to be gone,
+// then SIGKILL.
+func TerminateGroup(pgid int, grace time.Duration) error {
+	if pgid <= 1 {
+		return fmt.Errorf("refusing to signal process group %d", pgid)
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	deadline := time.Now().Add(grace)
+	for groupAlive(pgid) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			time.Sleep(100 * time.Millisecond)
+			if groupAlive(pgid) {
+				return fmt.Errorf("process group %d survived SIGKILL", pgid)
+			}
+			return fmt.Errorf("process group %d ignored SIGTERM for %s and was killed", pgid, grace)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
 // AttachTarget adopts a target that a previous agent launched (its nsys front-end is
 // pid) and that is still running. Its exit is noticed by polling; its exit code is
 // unknown (-1). Output keeps going to logPath, followed from its current end.
-func AttachTarget(pid int, command []string, logPath string) (*Supervisor, error) {
+func AttachTarget(ctl *nsys.Controller, pid, serverGroup int, command []string, logPath string) (*Supervisor, error) {
 	if syscall.Kill(pid, 0) != nil {
 		return nil, fmt.Errorf("the target's nsys process %d is not running", pid)
 	}
@@ -76,12 +164,14 @@ func AttachTarget(pid int, command []string, logPath string) (*Supervisor, error
 	fmt.Fprintf(f, "--- nsys-agent %s: attached to the running target (nsys pid %d)\n", time.Now().UTC().Format(time.RFC3339), pid)
 	offset, _ := f.Seek(0, io.SeekCurrent)
 	s := newSupervisor(command, f, logPath, offset)
-	s.Attached, s.pid, s.code = true, pid, -1
+	s.Attached, s.pid, s.code, s.ctl = true, pid, -1, ctl
+	s.serverGroup.Store(int64(serverGroup))
 	go func() {
 		for syscall.Kill(pid, 0) == nil {
 			time.Sleep(250 * time.Millisecond)
 		}
 		fmt.Fprintf(f, "--- nsys-agent: attached target (nsys pid %d) ended\n", pid)
+		s.endOrphans()
 		s.stopFollowing()
 		close(s.done)
 	}()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -326,5 +327,39 @@ func TestLaunchFailureQuotesNsys(t *testing.T) {
 	list, _ := nsys.ListSessions(context.Background(), runner)
 	if s, ok := nsys.Lookup(list, session); ok && s.State != nsys.StateShutdown {
 		t.Errorf("session left behind: %+v", s)
+	}
+}
+
+// TestFrontEndKilledEndsServer: SIGKILL on the nsys front-end (the OOM killer) used to
+// leave the server running with its GPUs while the agent reported the target gone, and
+// the next run started a second one. The agent now ends the server's process group and
+// the session.
+func TestFrontEndKilledEndsServer(t *testing.T) {
+	ta := newTestAgent(t, nsystest.Require(t), nil, nsys.ModeLaunch, cpuLoop, 0)
+	deadline := time.Now().Add(10 * time.Second)
+	for ta.sup.ServerGroup() == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	pgid := ta.sup.ServerGroup()
+	if pgid <= 1 || !groupAlive(pgid) {
+		t.Fatalf("the server's process group was not found (%d)", pgid)
+	}
+	if err := syscall.Kill(ta.sup.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ta.sup.Done():
+	case <-time.After(90 * time.Second):
+		t.Fatal("the supervisor did not notice the front-end's death")
+	}
+	if groupAlive(pgid) {
+		t.Fatalf("the server (process group %d) is still running", pgid)
+	}
+	if st, err := ta.ctl.State(context.Background()); err == nil && st != nsys.StateShutdown {
+		t.Errorf("the session is still %s", st)
+	}
+	log, _ := os.ReadFile(filepath.Join(ta.store.Root, "target.log"))
+	if !strings.Contains(string(log), "ending them") {
+		t.Errorf("target.log should say what the agent ended:\n%s", log)
 	}
 }
