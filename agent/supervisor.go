@@ -24,19 +24,19 @@ type Supervisor struct {
 	Command  []string // the server command (without nsys)
 	Attached bool     // adopted from a previous agent rather than launched by this one
 
-	proc     *nsys.Process    // nil when attached
-	ctl      *nsys.Controller // the session, to end what outlives the front-end (nil: none)
-	pid      int
+	proc *nsys.Process    // nil when attached
+	ctl  *nsys.Controller // the session, to end what outlives the front-end (nil: none)
+	pid  int
 	// serverGroup is the process group of the server itself: nsys-launcher starts it in a
 	// session and group of its own (seen on 2022.4.2: pgid = sid = the server's pid), so
 	// it outlives a front-end killed with SIGKILL (the OOM killer) and keeps its GPUs.
 	serverGroup atomic.Int64
-	done     chan struct{}
-	code     int
-	log      *os.File
-	ring     *lineRing
-	stopTail context.CancelFunc
-	tailDone chan struct{}
+	done        chan struct{}
+	code        int
+	log         *os.File
+	ring        *lineRing
+	stopTail    context.CancelFunc
+	tailDone    chan struct{}
 }
 
 // StartTarget starts `nsys ARGS...` with the target's output going to logPath, and
