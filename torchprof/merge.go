@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -468,13 +469,7 @@ func clockShifts(ctx context.Context, files []RankFile) ([]int64, error) {
 			}
 		}
 	}
-	ref := -1
-	for i := range files {
-		if has[i] {
-			ref = i
-			break
-		}
-	}
+	ref := slices.Index(has, true) // the first file that has a base time
 	for i := range files {
 		if ref >= 0 && has[i] {
 			shifts[i] = bases[i] - bases[ref]
