@@ -16,6 +16,7 @@ import (
 
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/pgzip"
 )
 
 // MergeOptions tunes Merge. The zero value is what SGLang users expect.
@@ -131,7 +132,9 @@ func Merge(ctx context.Context, files []RankFile, out string, opts MergeOptions)
 	}
 	go func() { wg.Wait(); close(chunks) }()
 
-	zw, err := newParallelGzip(tmp, level)
+	// pgzip compresses 1 MB blocks on every core, each primed with the previous block's
+	// last 32 kB, into one gzip member that any reader accepts.
+	zw, err := pgzip.NewWriterLevel(tmp, level)
 	if err != nil {
 		cancel(err)
 		for range chunks {
