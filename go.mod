@@ -6,6 +6,7 @@ require (
 	github.com/dustin/go-humanize v1.1.0
 	github.com/gofrs/flock v0.13.2
 	github.com/klauspost/compress v1.20.3
+	github.com/klauspost/pgzip v1.3.0
 	github.com/mattn/go-shellwords v1.0.16
 	github.com/prometheus/client_golang v1.23.2
 	github.com/prometheus/procfs v0.16.1

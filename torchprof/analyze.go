@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -246,7 +247,7 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 			return nil
 		})
 	}
-	sortInts(order)
+	slices.Sort(order)
 	ranks := make([]*rankData, len(order))
 	for i, pid := range order {
 		ranks[i] = byPid[pid]
@@ -266,12 +267,4 @@ func queryRows(ctx context.Context, db *sql.DB, q string, each func(*sql.Rows) e
 		}
 	}
 	return rows.Err()
-}
-
-func sortInts(a []int) {
-	for i := 1; i < len(a); i++ {
-		for j := i; j > 0 && a[j] < a[j-1]; j-- {
-			a[j], a[j-1] = a[j-1], a[j]
-		}
-	}
 }

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-const nsysFixture = "../../shared/fixtures/nsys-h100/window1.sqlite"
+const nsysFixture = "testdata/nsys-h100/window1.sqlite"
 
 func TestAnalyzeNsysSQLite(t *testing.T) {
 	s, err := AnalyzeNsysSQLite(context.Background(), nsysFixture)

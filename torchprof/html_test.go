@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -110,5 +111,51 @@ func TestHTMLRendersInChromium(t *testing.T) {
 				os.WriteFile(filepath.Join(d, name+".html"), b.Bytes(), 0o644)
 			}
 		})
+	}
+}
+
+// TestHTMLEscapesTraceNames: kernel, step and file names come from traces, so a trace can
+// carry markup; it must come out as text, in element text, attributes and SVG titles.
+func TestHTMLEscapesTraceNames(t *testing.T) {
+	dir := t.TempDir()
+	const kernel = `<script>alert(1)</script>`
+	const step = `</title><script>alert(2)</script>`
+	ev := func(cat, name, ts string) string {
+		return `{"ph":"X","cat":"` + cat + `","name":"` + name + `","pid":0,"tid":7,"ts":` + ts + `,"dur":10}`
+	}
+	for r, extra := range []string{"10", "30"} {
+		writeGz(t, filepath.Join(dir, `"><img src=x>-TP-`+strconv.Itoa(r)+`.trace.json.gz`), `{"traceEvents": [`+
+			ev("kernel", kernel, "100")+","+ev("kernel", "gemm", extra)+","+ev("gpu_user_annotation", step, "100")+`]}`)
+	}
+	files, err := Discover(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := AnalyzeKineto(context.Background(), files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Ranks[0].Top[0].Name != kernel || s.Ranks[0].Steps[0].Name != step {
+		t.Fatalf("the trace did not carry the names through: %+v", s.Ranks[0])
+	}
+	var b bytes.Buffer
+	if err := s.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	for _, bad := range []string{"<script", "<img"} {
+		if strings.Contains(page, bad) {
+			t.Errorf("report has %q unescaped", bad)
+		}
+	}
+	for _, want := range []string{
+		"&lt;script&gt;alert(1)&lt;/script&gt;</text>",               // bar label
+		"<title>&lt;script&gt;alert(1)&lt;/script&gt;</title>",       // bar tooltip (SVG title, RCDATA)
+		"<title>&lt;/title&gt;&lt;script&gt;alert(2)&lt;/script&gt;", // step tooltip
+		"&#34;&gt;&lt;img src=x&gt;-TP-0.trace.json.gz",              // file name in the table
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("report lacks the escaped form %q", want)
+		}
 	}
 }

@@ -9,12 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/pgzip"
 )
 
 // MergeOptions tunes Merge. The zero value is what SGLang users expect.
@@ -130,7 +132,9 @@ func Merge(ctx context.Context, files []RankFile, out string, opts MergeOptions)
 	}
 	go func() { wg.Wait(); close(chunks) }()
 
-	zw, err := newParallelGzip(tmp, level)
+	// pgzip compresses 1 MB blocks on every core, each primed with the previous block's
+	// last 32 kB, into one gzip member that any reader accepts.
+	zw, err := pgzip.NewWriterLevel(tmp, level)
 	if err != nil {
 		cancel(err)
 		for range chunks {
@@ -468,13 +472,7 @@ func clockShifts(ctx context.Context, files []RankFile) ([]int64, error) {
 			}
 		}
 	}
-	ref := -1
-	for i := range files {
-		if has[i] {
-			ref = i
-			break
-		}
-	}
+	ref := slices.Index(has, true) // the first file that has a base time
 	for i := range files {
 		if ref >= 0 && has[i] {
 			shifts[i] = bases[i] - bases[ref]

@@ -15,7 +15,7 @@ import (
 	"testing"
 )
 
-const kinetoFixture = "../../shared/fixtures/kineto-h100-2rank"
+const kinetoFixture = "testdata/kineto-h100-2rank"
 
 // readTrace decodes a whole (small) trace for comparison.
 func readTrace(t *testing.T, path string) map[string]any {

@@ -1,11 +1,12 @@
 package torchprof
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -152,14 +153,9 @@ func SortRankFiles(files []RankFile) {
 		z := func(v int) int { return max(v, 0) }
 		return [6]int{z(rf.DP), z(rf.EP), z(rf.PP), z(rf.TP), z(rf.Rank), rf.Index}
 	}
-	sort.SliceStable(files, func(i, j int) bool {
-		a, b := key(files[i]), key(files[j])
-		for k := range a {
-			if a[k] != b[k] {
-				return a[k] < b[k]
-			}
-		}
-		return files[i].Path < files[j].Path
+	slices.SortStableFunc(files, func(a, b RankFile) int {
+		ka, kb := key(a), key(b)
+		return cmp.Or(slices.Compare(ka[:], kb[:]), strings.Compare(a.Path, b.Path))
 	})
 }
 
@@ -198,7 +194,7 @@ func Discover(dir string) ([]RankFile, error) {
 		for _, g := range order {
 			names = append(names, filepath.Base(groups[g][0].Path))
 		}
-		sort.Strings(names)
+		slices.Sort(names)
 		return nil, fmt.Errorf("discover traces: %s holds %d captures (for example %s); pass the files of one capture explicitly",
 			dir, len(order), strings.Join(names, ", "))
 	}

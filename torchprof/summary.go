@@ -1,9 +1,11 @@
 package torchprof
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -94,13 +96,11 @@ func IsCommKernel(name string) bool {
 		return true
 	}
 	l := strings.ToLower(n)
-	for _, s := range []string{"cross_device_reduce", "all_reduce", "allreduce", "all_gather", "allgather", "reduce_scatter", "reducescatter", "all_to_all", "alltoall"} {
-		if strings.Contains(l, s) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(commNameParts, func(part string) bool { return strings.Contains(l, part) })
 }
+
+var commNameParts = []string{"cross_device_reduce", "all_reduce", "allreduce", "all_gather", "allgather",
+	"reduce_scatter", "reducescatter", "all_to_all", "alltoall"}
 
 // rankData collects one rank's GPU activity while a trace is read.
 type rankData struct {
@@ -153,7 +153,7 @@ func (d *rankData) kernel(name []byte, start, dur int64) {
 func summarize(source string, inputs []string, ranks []*rankData) *Summary {
 	s := &Summary{Source: source, Inputs: inputs, StartNs: math.MaxInt64, EndNs: math.MinInt64}
 	for _, d := range ranks {
-		sort.Slice(d.busy, func(i, j int) bool { return d.busy[i].start < d.busy[j].start })
+		slices.SortFunc(d.busy, func(a, b interval) int { return cmp.Compare(a.start, b.start) })
 		if len(d.busy) > 0 {
 			s.StartNs = min(s.StartNs, d.busy[0].start)
 			for _, iv := range d.busy {
@@ -183,11 +183,8 @@ func (d *rankData) summary(start, end int64) RankSummary {
 		all = append(all, KernelStat{Name: name, Count: k.count, TotalNs: k.total, MeanNs: k.total / k.count, Comm: k.comm})
 	}
 	r.ComputeNs = r.KernelNs - r.CommNs
-	sort.Slice(all, func(i, j int) bool {
-		if all[i].TotalNs != all[j].TotalNs {
-			return all[i].TotalNs > all[j].TotalNs
-		}
-		return all[i].Name < all[j].Name
+	slices.SortFunc(all, func(a, b KernelStat) int {
+		return cmp.Or(cmp.Compare(b.TotalNs, a.TotalNs), strings.Compare(a.Name, b.Name)) // most time first
 	})
 	for _, k := range all[:min(len(all), topKernelsPerRank)] {
 		if r.KernelNs > 0 {
@@ -208,7 +205,7 @@ func (d *rankData) summary(start, end int64) RankSummary {
 	if len(r.Steps) == 0 {
 		r.Steps, r.StepCount = d.stepsCPU, d.nStepsCPU
 	}
-	sort.Slice(r.Steps, func(i, j int) bool { return r.Steps[i].StartNs < r.Steps[j].StartNs })
+	slices.SortStableFunc(r.Steps, func(a, b Step) int { return cmp.Compare(a.StartNs, b.StartNs) })
 	return r
 }
 
@@ -279,15 +276,9 @@ func (s *Summary) compare(ranks []*rankData) {
 			totals[name] += k.total
 		}
 	}
-	names := make([]string, 0, len(totals))
-	for n := range totals {
-		names = append(names, n)
-	}
-	sort.Slice(names, func(i, j int) bool {
-		if totals[names[i]] != totals[names[j]] {
-			return totals[names[i]] > totals[names[j]]
-		}
-		return names[i] < names[j]
+	names := slices.Collect(maps.Keys(totals))
+	slices.SortFunc(names, func(a, b string) int {
+		return cmp.Or(cmp.Compare(totals[b], totals[a]), strings.Compare(a, b)) // most time first
 	})
 	for _, name := range names[:min(len(names), kernelsAcross)] {
 		k := KernelAcrossRanks{Name: name, Comm: IsCommKernel(name)}

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-const nsysFixture = "../../../shared/fixtures/nsys-h100/window1.sqlite"
+const nsysFixture = "../../torchprof/testdata/nsys-h100/window1.sqlite"
 
 func TestAnalyzeCommand(t *testing.T) {
 	dir := t.TempDir()

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-const kinetoFixture = "../../../shared/fixtures/kineto-h100-2rank"
+const kinetoFixture = "../../torchprof/testdata/kineto-h100-2rank"
 
 func TestMergeCommand(t *testing.T) {
 	dir := t.TempDir()

@@ -4,7 +4,13 @@
 //
 //	go run ./scripts/bench-merge -bin bin/nsys-agent [-events 1000000,4000000] [-sglang profile_merger.py]
 //
-// Each tool runs as a child process so its peak RSS is its own (rusage maxrss).
+// Each tool runs as a child process so its peak RSS is its own (rusage maxrss). To
+// compare builds (say, two gzip writers), give several binaries and runs:
+//
+//	go run ./scripts/bench-merge -bin bin/a,bin/b -runs 5
+//
+// merge runs alternate between the binaries; each gets its median wall and CPU time, its
+// largest peak RSS and the size of what it wrote.
 package main
 
 import (
@@ -16,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,12 +32,15 @@ import (
 )
 
 func main() {
-	bin := flag.String("bin", "bin/nsys-agent", "nsys-agent binary to measure")
+	binList := flag.String("bin", "bin/nsys-agent", "nsys-agent binaries to measure, comma-separated")
+	runs := flag.Int("runs", 1, "merge runs per binary and size")
 	sizes := flag.String("events", "1000000,4000000", "total events per run, comma-separated")
 	ranks := flag.Int("ranks", 4, "rank files per run")
 	dir := flag.String("dir", filepath.Join(os.TempDir(), "nsys-agent-bench-merge"), "where generated traces are kept (reused when present)")
 	sglang := flag.String("sglang", "", "path to SGLang's profile_merger.py, to time its ProfileMerger on the same input")
 	flag.Parse()
+	bins := strings.Split(*binList, ",")
+	bin := bins[0] // analyze and SGLang's comparison use the first
 
 	fmt.Printf("machine: %s, %d CPUs, %s/%s\n", cpuModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
 	for _, s := range strings.Split(*sizes, ",") {
@@ -43,9 +53,8 @@ func main() {
 		fmt.Printf("\n== %d events in %d ranks: %d MB gzipped, %d MB JSON (%s)\n", n, *ranks, size.gz>>20, size.raw>>20, in)
 		out := filepath.Join(*dir, "merged.trace.json.gz")
 
-		merge := measure(*bin, "merge", "-q", in, "-o", out)
-		report("nsys-agent merge", merge, n)
-		analyze := measure(*bin, "analyze", "-o", "json", in)
+		merge := compareMerges(bins, *runs, in, out, n)
+		analyze := measure(bin, "analyze", "-o", "json", in)
 		report("nsys-agent analyze", analyze, n)
 		quoted := make([]string, len(files))
 		for i, f := range files {
@@ -69,9 +78,51 @@ spec = importlib.util.spec_from_file_location("pm", sys.argv[1]); pm = importlib
 d = sys.argv[2]; pid = os.path.basename(glob.glob(d + "/*-TP-0.trace.json.gz")[0]).split("-TP-")[0]
 out = pm.ProfileMerger(d, pid).merge_chrome_traces(); os.remove(out)`
 
+// compareMerges runs each binary's merge runs times, alternating, reports each one's
+// median wall and CPU time, largest peak RSS and output size, and returns the first
+// binary's.
+func compareMerges(bins []string, runs int, in, out string, events int) result {
+	walls := make([][]time.Duration, len(bins))
+	cpus := make([][]time.Duration, len(bins))
+	rss := make([]int64, len(bins))
+	outSize := make([]int64, len(bins))
+	for range max(runs, 1) {
+		for i, b := range bins {
+			r := measure(b, "merge", "-q", in, "-o", out)
+			if r.err != nil {
+				report("nsys-agent merge ("+b+")", r, events)
+				os.Exit(1)
+			}
+			walls[i] = append(walls[i], r.wall)
+			cpus[i] = append(cpus[i], r.cpu)
+			rss[i] = max(rss[i], r.maxRSS)
+			if fi, err := os.Stat(out); err == nil {
+				outSize[i] = fi.Size()
+			}
+		}
+	}
+	var first result
+	for i, b := range bins {
+		slices.Sort(walls[i])
+		slices.Sort(cpus[i])
+		mid := len(walls[i]) / 2
+		r := result{wall: walls[i][mid], cpu: cpus[i][mid], maxRSS: rss[i]}
+		if len(bins) > 1 || runs > 1 {
+			fmt.Printf("merge by %s: medians of %d runs (wall %.2f–%.2f s), output %.1f MB\n", b, len(walls[i]),
+				walls[i][0].Seconds(), walls[i][len(walls[i])-1].Seconds(), float64(outSize[i])/(1<<20))
+		}
+		report("nsys-agent merge", r, events)
+		if i == 0 {
+			first = r
+		}
+	}
+	return first
+}
+
 type result struct {
 	wall   time.Duration
-	maxRSS int64 // bytes
+	cpu    time.Duration // user + system: less disturbed than wall time on a busy machine
+	maxRSS int64         // bytes
 	err    error
 }
 
@@ -84,6 +135,7 @@ func measure(name string, args ...string) result {
 	r := result{wall: time.Since(start), err: err}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.maxRSS = ru.Maxrss * 1024 // kilobytes on Linux
+		r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	return r
 }
@@ -93,8 +145,8 @@ func report(what string, r result, events int) {
 		fmt.Printf("%-22s FAILED: %v\n", what, r.err)
 		return
 	}
-	fmt.Printf("%-22s %7.2f s  %6.2f M events/s  peak RSS %4d MB\n", what, r.wall.Seconds(),
-		float64(events)/r.wall.Seconds()/1e6, r.maxRSS>>20)
+	fmt.Printf("%-22s %7.2f s  %6.2f M events/s  cpu %6.2f s  peak RSS %4d MB\n", what, r.wall.Seconds(),
+		float64(events)/r.wall.Seconds()/1e6, r.cpu.Seconds(), r.maxRSS>>20)
 }
 
 type sizes struct{ gz, raw int64 }
