@@ -10,14 +10,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/nsys-agent/nsys-agent/agent/windows"
 )
 
 // FuzzEventStream feeds arbitrary bytes to the client's reader of GET /v1/events as the
 // response body and checks it against the event-stream format of the HTML standard
 // (a reference parser below): the reader must not panic, must end, and must hand out
 // exactly the events whose data a conforming parser would dispatch, for those whose
-// data decodes as an agent.Event (the reader reports the others as bad events).
+// data decodes as an windows.Event (the reader reports the others as bad events).
 // Seeds: testdata/fuzz/FuzzEventStream (a real stream of the agent, line-ending and
 // field variants).
 func FuzzEventStream(f *testing.F) {
@@ -113,11 +113,11 @@ func referenceEvents(stream []byte) []string {
 	}
 }
 
-// decodable keeps the events whose data decodes as an agent.Event, canonically encoded.
+// decodable keeps the events whose data decodes as an windows.Event, canonically encoded.
 func decodable(t *testing.T, datas []string) []string {
 	var out []string
 	for _, d := range datas {
-		var ev agent.Event
+		var ev windows.Event
 		if json.Unmarshal([]byte(d), &ev) == nil {
 			out = append(out, canonical(t, ev))
 		}
@@ -125,7 +125,7 @@ func decodable(t *testing.T, datas []string) []string {
 	return out
 }
 
-func canonical(t *testing.T, ev agent.Event) string {
+func canonical(t *testing.T, ev windows.Event) string {
 	b, err := json.Marshal(ev)
 	if err != nil {
 		t.Fatalf("re-encoding an event: %v", err)

@@ -13,7 +13,7 @@ import (
 )
 
 // The trace format is Kineto's Chrome trace as torch.profiler's export_chrome_trace writes
-// it (shapes copied from real H100 traces in shared/fixtures/kineto-h100-2rank): CPU ops on
+// it (shapes copied from real H100 traces in torchprof/testdata/kineto-h100-2rank): CPU ops on
 // the worker's pid/tid, GPU kernels on the device track pid 0 / stream tid 7, "ac2g" flow
 // events linking each cudaLaunchKernel to its kernel, and "M" metadata naming the tracks.
 
