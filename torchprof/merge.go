@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/pgzip"
+	"github.com/nsys-agent/nsys-agent/internal/atomicfile"
 )
 
 // MergeOptions tunes Merge. The zero value is what SGLang users expect.
@@ -95,16 +95,13 @@ func Merge(ctx context.Context, files []RankFile, out string, opts MergeOptions)
 		}
 	}
 
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*.tmp")
+	// The merged trace appears whole or not at all (a viewer polling the folder must never
+	// open half of it).
+	tmp, err := atomicfile.New(out, 0o644)
 	if err != nil {
 		return st, fmt.Errorf("merge: %w", err)
 	}
-	defer func() {
-		if tmp != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
+	defer tmp.Abort() // no-op once committed
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -167,13 +164,9 @@ func Merge(ctx context.Context, files []RankFile, out string, opts MergeOptions)
 	if err := zw.Close(); err != nil {
 		return st, fmt.Errorf("merge: write %s: %w", out, err)
 	}
-	if err := tmp.Close(); err != nil {
-		return st, fmt.Errorf("merge: write %s: %w", out, err)
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
+	if err := tmp.Commit(); err != nil {
 		return st, fmt.Errorf("merge: %w", err)
 	}
-	tmp = nil
 	if opts.Progress != nil {
 		opts.Progress(total, total)
 	}

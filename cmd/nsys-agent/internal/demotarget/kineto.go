@@ -8,8 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/nsys-agent/nsys-agent/internal/atomicfile"
 )
 
 // The trace format is Kineto's Chrome trace as torch.profiler's export_chrome_trace writes
@@ -156,31 +157,20 @@ func writeTrace(w io.Writer, h traceHeader, events []traceEvent, traceName strin
 
 // writeGzipAtomic writes path through a hidden temporary file in the same folder and renames
 // it, so that a client polling output_dir for *.trace.json.gz never opens half a file.
-func writeGzipAtomic(path string, write func(io.Writer) error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+func writeGzipAtomic(path string, write func(io.Writer) error) error {
+	f, err := atomicfile.New(path, 0o644) // traces are shared, as SGLang's are
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(0o644); err != nil { // CreateTemp makes 0600; traces are shared
-		return err
-	}
+	defer f.Abort()
 	zw := gzip.NewWriter(f)
-	if err = write(zw); err != nil {
+	if err := write(zw); err != nil {
 		return err
 	}
-	if err = zw.Close(); err != nil {
+	if err := zw.Close(); err != nil {
 		return err
 	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return f.Commit()
 }
 
 // usTS turns a wall-clock time into Kineto's ts: microseconds after baseTimeNanoseconds,
