@@ -298,6 +298,44 @@ func TestHungStopFailsWindow(t *testing.T) {
 	if len(done.Artifacts) != 1 || done.Artifacts[0].Kind != "qdstrm" || done.Artifacts[0].Bytes == 0 {
 		t.Fatalf("the raw stream should be kept as a partial artifact: %+v", done.Artifacts)
 	}
+	// The session is gone: a new window is refused at once, saying what to do, and leaves
+	// no failed record (before: a 503 and a junk failed window for every try).
+	before := len(ta.m.Windows(ctx))
+	_, err = ta.m.CreateWindow(ctx, windows.CreateRequest{}, windows.Requester{Remote: "local"})
+	if apiStatus(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "restart the agent") {
+		t.Fatalf("a start after the session was lost: %v", err)
+	}
+	if after := len(ta.m.Windows(ctx)); after != before {
+		t.Errorf("a refused start left a record (%d -> %d)", before, after)
+	}
+}
+
+// TestStopProgressShowsElapsed: while nsys stop runs, progress says how long it has run
+// and how long it may (before: "10%" for the whole timeout).
+func TestStopProgressShowsElapsed(t *testing.T) {
+	env := append(os.Environ(), "FAKE_NSYS_STATE="+t.TempDir(), "FAKE_NSYS_HANG_STOP=1")
+	ta := newTestAgent(t, nsystest.FakePath(t), env, nsys.ModeStartLater, []string{"sleep", "120"}, 3*time.Second)
+	ctx := context.Background()
+	events, cancel := ta.m.Subscribe()
+	defer cancel()
+	w, err := ta.m.CreateWindow(ctx, windows.CreateRequest{}, windows.Requester{Remote: "local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ta.m.StopWindow(ctx, w.ID, windows.Requester{Remote: "local"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(time.Minute)
+	for {
+		select {
+		case ev := <-events:
+			if ev.Window != nil && ev.Window.Progress != nil && strings.Contains(ev.Window.Progress.Step, "s of at most 3s") {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no progress event with elapsed time and deadline")
+		}
+	}
 }
 
 // TestLaunchFailureQuotesNsys: a server command that cannot start fails the launch at

@@ -78,3 +78,6 @@ func (c *Controller) timeout(d, def time.Duration) time.Duration {
 	}
 	return def
 }
+
+// StopDeadline is how long one `nsys stop` may take before it counts as hung.
+func (c *Controller) StopDeadline() time.Duration { return c.timeout(c.StopTimeout, 5*time.Minute) }

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
+	"time"
 
 	"github.com/nsys-agent/nsys-agent/internal/atomicfile"
 	"github.com/nsys-agent/nsys-agent/nsys"
@@ -22,6 +24,8 @@ import (
 type Nsys struct {
 	Ctl     *nsys.Controller
 	Version string // the agent's version: a built-in backend ships with it
+
+	lost atomic.Pointer[string] // why the session can take no more windows (a hung stop shut it down)
 }
 
 var (
@@ -38,8 +42,13 @@ func (b *Nsys) Info(ctx context.Context) (shared.Info, error) {
 		Description:  "nsys start/stop on the agent's session, at any moment; reports per window, optional SQLite export and GPU-time summary"}, nil
 }
 
-// Unavailable says why the session cannot take nsys windows ("" = it can).
+// Unavailable says why the session cannot take nsys windows ("" = it can). The state
+// machine asks before every window, so a session lost to a hung stop refuses new windows
+// at once, with the reason, instead of failing each one after a try.
 func (b *Nsys) Unavailable() string {
+	if why := b.lost.Load(); why != nil {
+		return *why
+	}
 	if b.Ctl != nil && b.Ctl.Mode == nsys.ModeCudaProfiler {
 		return "the session is armed with --arm cuda-profiler: the server opens its capture ranges itself (e.g. SGLang /start_profile with CUDA_PROFILER); run the agent with --arm launch or start-later for nsys windows"
 	}
@@ -59,12 +68,16 @@ func (b *Nsys) Start(ctx context.Context, w shared.Window) error {
 }
 
 func (b *Nsys) Stop(ctx context.Context, w shared.Window, p shared.Progress) (shared.Result, error) {
-	p.Send(shared.ProgressEvent{Step: "nsys stop: writing the report", Fraction: 0.1})
+	stopDone := make(chan struct{})
+	go stopProgress(p, b.Ctl.StopDeadline(), stopDone)
 	res, err := b.Ctl.Stop(ctx, b.window(w))
+	close(stopDone)
 	if err != nil {
 		var te *nsys.TimeoutError
 		if errors.As(err, &te) {
-			err = fmt.Errorf("%w (the session was shut down; the server keeps running but can take no more nsys windows)", err)
+			why := "a hung nsys stop made nsys-agent shut the session down: this server can take no more nsys windows (nsys cannot attach to a running process again); restart the agent, and with it the server, to capture again"
+			b.lost.Store(&why)
+			err = fmt.Errorf("%w (%s)", err, why)
 		}
 		return shared.Result{}, mapNsysError(err)
 	}
@@ -79,6 +92,24 @@ func (b *Nsys) Stop(ctx context.Context, w shared.Window, p shared.Progress) (sh
 		return out, fmt.Errorf("nsys wrote only %s and it could not be imported", res.Qdstrm)
 	}
 	return out, nil
+}
+
+// stopProgress reports a running `nsys stop` every 2 s with its elapsed time and deadline,
+// so a stop that hangs shows it (before, the bar sat at "10%" for the whole timeout).
+func stopProgress(p shared.Progress, limit time.Duration, done <-chan struct{}) {
+	begin := time.Now()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		elapsed := time.Since(begin)
+		frac := 0.1 + 0.4*min(elapsed.Seconds()/limit.Seconds(), 1)
+		p.Send(shared.ProgressEvent{Step: fmt.Sprintf("nsys stop: writing the report (%s of at most %s)", elapsed.Round(time.Second), limit), Fraction: frac})
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // Finalize exports the report to SQLite when the window asked for it, and answers "where

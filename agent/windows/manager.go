@@ -193,7 +193,7 @@ func (m *Manager) begin(ctx context.Context, id string) error {
 	r.cancelQueue = cancelQueue
 	m.mu.Unlock()
 
-	tctx, cancelTimeout := context.WithTimeout(qctx, m.o.QueueTimeout)
+	tctx, cancelTimeout := context.WithTimeout(qctx, m.queueBudget())
 	l, err := m.slot.acquire(tctx, id)
 	timedOut := errors.Is(tctx.Err(), context.DeadlineExceeded) && qctx.Err() == nil
 	cancelTimeout()
@@ -279,6 +279,17 @@ func (m *Manager) checkSpace() error {
 			m.o.Store.Root, diskspace.Human(free), diskspace.Human(m.o.MinFree))
 	}
 	return nil
+}
+
+// queueBudget is how long a start may wait for the slot: QueueTimeout, less the time the
+// holder's stop has run already. A stop that ran past it is stuck or writing a huge
+// report, and the caller hears so at once rather than after another wait.
+func (m *Manager) queueBudget() time.Duration {
+	budget := m.o.QueueTimeout
+	if w := m.copyOf(m.slot.owner()); w != nil && w.StoppedAt != nil {
+		budget -= time.Since(*w.StoppedAt)
+	}
+	return max(budget, time.Millisecond)
 }
 
 // busyWith says which window holds the capture slot and for how long it has been stopping.

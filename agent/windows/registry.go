@@ -91,6 +91,13 @@ func (r *Registry) pick(name string) (Entry, error) {
 		usable = strings.Join(u, ", ")
 	}
 	e, ok := r.Lookup(name)
+	if ok && e.Unavailable == "" {
+		// A backend may lose its target while the agent runs (nsys: a session shut down
+		// after a hung stop); it says so through an optional Unavailable method.
+		if u, can := e.Backend.(interface{ Unavailable() string }); can {
+			e.Unavailable = u.Unavailable()
+		}
+	}
 	switch {
 	case name == "":
 		return Entry{}, errorf(ErrInvalid, "backend: this agent has no usable backend ('nsys-agent backends' says why)")
