@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -266,6 +267,15 @@ func TestTargetCrashMidWindow(t *testing.T) {
 	done := waitWindow(t, ta.m, w.ID, time.Minute)
 	if done.State != windows.StateFailed || !strings.Contains(done.Error, "exited with code 3") || !strings.Contains(done.Error, "illegal memory access") {
 		t.Fatalf("want failed with exit code and log tail, got %s: %q", done.State, done.Error)
+	}
+	// What the capture held up to the crash can be opened: the raw stream the front-end
+	// left is imported (before, only the .qdstrm was kept).
+	kinds := map[string]bool{}
+	for _, a := range done.Artifacts {
+		kinds[a.Kind] = a.Bytes > 0
+	}
+	if !kinds["nsys-rep"] || !slices.ContainsFunc(done.Warnings, func(s string) bool { return strings.Contains(s, "was imported") }) {
+		t.Errorf("the crashed window's capture should be imported: %+v %q", done.Artifacts, done.Warnings)
 	}
 	if _, err := ta.m.CreateWindow(ctx, windows.CreateRequest{}, windows.Requester{Remote: "local"}); apiStatus(err) != http.StatusServiceUnavailable {
 		t.Fatalf("new window after the target died: want 503, got %v", err)

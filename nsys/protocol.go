@@ -189,3 +189,13 @@ func (c *Controller) Shutdown(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Salvage collects what a capture left when its target died mid-window (the front-end
+// writes the raw stream as the target exits, and on Debian's packaging nothing imports
+// it): every report or stream in the window folder, imported when only a .qdstrm is there.
+func (c *Controller) Salvage(ctx context.Context, w Window) (*StopResult, error) {
+	if w.Name == "" {
+		w.Name = "report"
+	}
+	return c.collect(ctx, w, "", map[string]bool{})
+}

@@ -31,6 +31,7 @@ type Nsys struct {
 var (
 	_ shared.Backend   = (*Nsys)(nil)
 	_ shared.Finalizer = (*Nsys)(nil)
+	_ shared.Salvager  = (*Nsys)(nil)
 )
 
 // NsysName is the nsys backend's name.
@@ -90,6 +91,25 @@ func (b *Nsys) Stop(ctx context.Context, w shared.Window, p shared.Progress) (sh
 	}
 	if res.Report == "" {
 		return out, fmt.Errorf("nsys wrote only %s and it could not be imported", res.Qdstrm)
+	}
+	return out, nil
+}
+
+// Salvage keeps what a capture left when the target died: the front-end's raw stream,
+// imported so it can be opened (before, a crashed target's .qdstrm was kept but never
+// imported).
+func (b *Nsys) Salvage(ctx context.Context, w shared.Window, p shared.Progress) (shared.Result, error) {
+	p.Send(shared.ProgressEvent{Step: "the target died: keeping what the capture left", Fraction: 0.3})
+	res, err := b.Ctl.Salvage(ctx, b.window(w))
+	if err != nil {
+		return shared.Result{}, err
+	}
+	out := shared.Result{Warnings: res.Warnings}
+	for _, f := range res.Files {
+		out.Artifacts = append(out.Artifacts, filepath.Base(f))
+	}
+	if res.Imported {
+		out.Warnings = append(out.Warnings, "the raw capture the target left was imported: "+filepath.Base(res.Report)+" holds the window up to the crash")
 	}
 	return out, nil
 }

@@ -382,10 +382,37 @@ func (m *Manager) watchTarget() {
 	m.mu.Unlock()
 	m.log.Warn("target exited", "exit_code", code)
 	m.bus.Publish(Event{Type: "target", Target: fmt.Sprintf("exited with code %d", code), Time: time.Now().UTC()})
-	if id != "" {
-		msg := fmt.Sprintf("the target exited with code %d while this window was open; last output:\n%s", code, strings.Join(tail, "\n"))
-		m.finish(id, StateFailed, msg, shared.Result{})
+	if id == "" {
+		return
 	}
+	msg := fmt.Sprintf("the target exited with code %d while this window was open; last output:\n%s", code, strings.Join(tail, "\n"))
+	m.mu.Lock()
+	w, r := m.windows[id], m.runs[id]
+	salvager, salvages := shared.Salvager(nil), false
+	if r != nil && w.State == StateCapturing {
+		salvager, salvages = r.entry.Backend.(shared.Salvager)
+	}
+	if salvages {
+		m.markFinalizing(w, r, Local(TriggerTargetExit))
+		m.wg.Add(1)
+	}
+	m.mu.Unlock()
+	if !salvages {
+		m.finish(id, StateFailed, msg, shared.Result{})
+		return
+	}
+	m.save(id)
+	go func() {
+		defer m.wg.Done()
+		ctx, cancel := context.WithTimeout(m.ctx, m.o.FinalizeTimeout)
+		defer cancel()
+		res, err := salvager.Salvage(ctx, r.win, progressSink{m: m, id: id})
+		r.lease.release()
+		if err != nil {
+			res.Warnings = append(res.Warnings, "keeping what the capture left: "+err.Error())
+		}
+		m.finish(id, StateFailed, msg, res)
+	}()
 }
 
 // Close stops a capturing window (finalizing it), cancels a requested one, waits for

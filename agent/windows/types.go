@@ -34,11 +34,12 @@ func (s State) Terminal() bool {
 type Trigger string
 
 const (
-	TriggerAPI       Trigger = "api"       // a client's request
-	TriggerDuration  Trigger = "duration"  // the window's own --duration ran out
-	TriggerSteps     Trigger = "steps"     // the server stopped after --steps engine steps
-	TriggerRecovered Trigger = "recovered" // adopted from a previous agent
-	TriggerShutdown  Trigger = "shutdown"  // the agent is shutting down
+	TriggerAPI        Trigger = "api"         // a client's request
+	TriggerDuration   Trigger = "duration"    // the window's own --duration ran out
+	TriggerSteps      Trigger = "steps"       // the server stopped after --steps engine steps
+	TriggerRecovered  Trigger = "recovered"   // adopted from a previous agent
+	TriggerShutdown   Trigger = "shutdown"    // the agent is shutting down
+	TriggerTargetExit Trigger = "target-exit" // the target died during the window
 )
 
 // Artifact is one file a window produced, beside its manifest.

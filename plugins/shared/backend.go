@@ -113,6 +113,14 @@ type Finalizer interface {
 	Finalize(ctx context.Context, w Window, p Progress) (Result, error)
 }
 
+// Salvager is an optional capability: when the target dies during a capture, the agent
+// asks the backend for what the capture left (nsys: the raw stream its front-end wrote as
+// the target died, imported so it can be opened). The window fails either way; this only
+// decides what it keeps.
+type Salvager interface {
+	Salvage(ctx context.Context, w Window, p Progress) (Result, error)
+}
+
 // Waiter is an optional capability of server-driven backends: with Window.Steps the
 // server stops by itself, and Wait returns once the window's files are complete.
 type Waiter interface {
