@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -212,6 +213,14 @@ func (a *api) stopWindow(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) listWindows(w http.ResponseWriter, r *http.Request) error {
+	if cached, ok := a.svc.(interface {
+		WindowsJSON(context.Context) []byte
+	}); ok {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		_, _ = w.Write(cached.WindowsJSON(r.Context()))
+		return nil
+	}
 	ws := a.svc.Windows(r.Context())
 	if ws == nil {
 		ws = []windows.Manifest{} // [] rather than null for scripts

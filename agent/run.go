@@ -110,6 +110,10 @@ func Run(ctx context.Context, cfg Config) error {
 	svc := &daemon{Manager: mgr, version: cfg.Version, target: t.sup, builtin: map[string]bool{backends.NsysName: true},
 		session: SessionStatus{Name: ctl.Session, Mode: string(ctl.Mode), Nsys: nsysPath, Version: info.Version},
 		sessionState: func(ctx context.Context) (string, error) {
+			// The watcher lists sessions every 2 s; status answers from that.
+			if st, at, ok := ctl.WatchedState(); ok && time.Since(at) < 10*time.Second {
+				return string(st), nil
+			}
 			s, err := ctl.State(ctx)
 			return string(s), err
 		}}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,10 @@ type Supervisor struct {
 	// session and group of its own (seen on 2022.4.2: pgid = sid = the server's pid), so
 	// it outlives a front-end killed with SIGKILL (the OOM killer) and keeps its GPUs.
 	serverGroup atomic.Int64
+
+	ranksMu sync.Mutex
+	ranks   []int
+	ranksAt time.Time
 	done        chan struct{}
 	code        int
 	log         *os.File
@@ -266,6 +271,18 @@ func (s *Supervisor) Subscribe(fn func(line string)) (cancel func()) { return s.
 // Ranks lists the target's processes: descendants of the nsys front-end that are not
 // nsys' own helpers (nsys-launcher, nsys-tee), read from /proc (nsys/procs).
 func (s *Supervisor) Ranks() []int {
+	// A walk reads every /proc entry: at 1 000 status requests a second, reuse the last one
+	// for a second (ranks are forked once, at start).
+	s.ranksMu.Lock()
+	defer s.ranksMu.Unlock()
+	if time.Since(s.ranksAt) < time.Second {
+		return slices.Clone(s.ranks)
+	}
+	s.ranks, s.ranksAt = s.walkRanks(), time.Now()
+	return slices.Clone(s.ranks)
+}
+
+func (s *Supervisor) walkRanks() []int {
 	desc, err := procs.Default.Descendants(s.pid)
 	if err != nil {
 		return nil

@@ -49,6 +49,22 @@ func (c *Controller) freshState() (State, bool) {
 	return c.cached.State, true
 }
 
+// WatchedState is the session's state as the last listing saw it, and when; ok is false
+// when no listing has seen the session yet. Reads that can live with a few seconds' age
+// (the API's status) use it instead of running nsys: one `nsys sessions list` costs ~10 ms
+// of CPU and 22 MB, which capped GET /v1/status near 80 req/s.
+func (c *Controller) WatchedState() (st State, at time.Time, ok bool) {
+	c.cacheMu.Lock()
+	defer c.cacheMu.Unlock()
+	if !c.cachedOK && c.cachedAt.IsZero() {
+		return "", time.Time{}, false
+	}
+	if !c.cachedOK {
+		return StateShutdown, c.cachedAt, true // listed without our session: it is gone
+	}
+	return c.cached.State, c.cachedAt, true
+}
+
 // ListSessions runs and parses `nsys sessions list`.
 func ListSessions(ctx context.Context, r Runner) ([]Session, error) {
 	res, err := r.Run(ctx, Call{Args: []string{"sessions", "list"}, Timeout: 20 * time.Second})

