@@ -40,8 +40,11 @@ proto:
 proto-check:
 	@bash scripts/gen-proto.sh --check
 
+# Control overhead vs bare nsys, then the read routes under 1 000 req/s each while a window
+# captures (docs/performance.md).
 bench: build
 	$(GO) run ./scripts/bench-control -bin $(BIN)/nsys-agent
+	$(GO) run ./scripts/bench-api -bin $(BIN)/nsys-agent
 
 # Merge/analyze throughput and peak RSS on generated 4-rank traces of 1 M and 4 M events
 # (kept under $${TMPDIR:-/tmp}/nsys-agent-bench-merge). SGLANG_MERGER=path/to/profile_merger.py
