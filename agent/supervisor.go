@@ -33,15 +33,15 @@ type Supervisor struct {
 	// it outlives a front-end killed with SIGKILL (the OOM killer) and keeps its GPUs.
 	serverGroup atomic.Int64
 
-	ranksMu sync.Mutex
-	ranks   []int
-	ranksAt time.Time
-	done        chan struct{}
-	code        int
-	log         *os.File
-	ring        *lineRing
-	stopTail    context.CancelFunc
-	tailDone    chan struct{}
+	ranksMu  sync.Mutex
+	ranks    []int
+	ranksAt  time.Time
+	done     chan struct{}
+	code     int
+	log      *os.File
+	ring     *lineRing
+	stopTail context.CancelFunc
+	tailDone chan struct{}
 }
 
 // StartTarget starts `nsys ARGS...` with the target's output going to logPath, and

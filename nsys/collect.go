@@ -50,7 +50,10 @@ func (c *Controller) collect(ctx context.Context, w Window, out string, before m
 		dst := filepath.Join(w.Dir, w.Name+ext)
 		if p != dst {
 			if err := moveFile(p, dst); err != nil {
-				return nil, fmt.Errorf("moving report %s into the window folder: %w", p, err)
+				// Left where nsys wrote it (often /tmp, mode 0664), the capture, which
+				// embeds the server's environment, stays: private to its owner and named.
+				_ = os.Chmod(p, 0o600)
+				return nil, fmt.Errorf("moving report %s into the window folder: %w; the capture stays at %s (now mode 0600): move it where there is room", p, err, p)
 			}
 		}
 		res.Files = append(res.Files, dst)

@@ -168,7 +168,12 @@ func (m *Manager) CreateWindow(ctx context.Context, req CreateRequest, who Reque
 	m.windows[id], m.runs[id], m.active = w, r, id
 	m.mu.Unlock()
 	m.log.Info("window requested", "window", id, "backend", name, "by", who.Remote, "token", who.TokenID, "duration", req.Duration, "name", req.Name)
-	m.save(id)
+	if err := m.trySave(id); err != nil {
+		// A window whose manifest cannot be written would vanish at the next restart, and
+		// its report would likely not fit either: refuse it now, loudly.
+		m.forget(id)
+		return nil, &Error{Kind: ErrNoSpace, Cause: err, Msg: fmt.Sprintf("cannot write the window's manifest in %s: %v; free some space (or remove old windows) and try again", m.o.Store.Root, err)}
+	}
 
 	if delay := time.Until(startAt); !startAt.IsZero() && delay > 0 {
 		// Scheduled: the window holds the active place, in state requested, until its time.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -581,5 +582,40 @@ func TestWindowsJSONFollowsEveryChange(t *testing.T) {
 	var got []Manifest
 	if err := json.Unmarshal(m.WindowsJSON(ctx), &got); err != nil || len(got) != 1 || got[0].State != StateReady {
 		t.Fatalf("after the stop: %v %+v", err, got)
+	}
+}
+
+// TestUnsavableManifestRefusesStart: on a full disk (a tmpfs filled to the brim) a window
+// whose manifest cannot be written is refused, not started to vanish at the next restart.
+func TestUnsavableManifestRefusesStart(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mounting a tmpfs (root needed): %v %s", err, out)
+		}
+		t.Skipf("mounting a tmpfs needs root: %v %s", err, out)
+	}
+	defer exec.Command("umount", "-l", dir).Run()
+	store, err := NewStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill, _ := os.Create(filepath.Join(dir, "fill"))
+	_, _ = fill.Write(make([]byte, 1<<20)) // fails once the tmpfs is full: that is the point
+	fill.Close()
+	b := newFake("nsys")
+	e, _ := EntryOf(context.Background(), b, "")
+	reg, _ := NewRegistry(e)
+	m, err := New(Options{Store: store, Backends: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	_, err = m.CreateWindow(context.Background(), CreateRequest{}, who)
+	if !kindIs(err, ErrNoSpace) || !strings.Contains(err.Error(), "cannot write the window's manifest") {
+		t.Fatalf("got %v", err)
+	}
+	if len(m.Windows(context.Background())) != 0 || len(b.Calls()) != 0 || m.Active() != nil {
+		t.Errorf("a refused window left a trace: %+v %v", m.Windows(context.Background()), b.Calls())
 	}
 }

@@ -217,29 +217,34 @@ func (p progressSink) Send(e shared.ProgressEvent) {
 	p.m.save(p.id)
 }
 
-// save persists and announces a window's current state. Saves are serialized and each
+// save persists and announces a window's current state; see trySave.
+func (m *Manager) save(id string) { _ = m.trySave(id) }
+
+// trySave persists and announces a window's current state. Saves are serialized and each
 // copies the window when its turn comes, so the file on disk always ends at the newest
 // state (two racing saves once left "requested" on disk for a cancelled window). A failed
 // save is logged: the in-memory state stays authoritative and the next change retries.
-func (m *Manager) save(id string) {
+func (m *Manager) trySave(id string) error {
 	m.saveMu.Lock()
 	defer m.saveMu.Unlock()
 	m.mu.Lock()
 	w, ok := m.windows[id]
 	if !ok {
 		m.mu.Unlock()
-		return
+		return nil
 	}
 	c := w.clone()
 	old := m.saved[id]
 	m.saved[id] = c.State
 	m.version.Add(1)
 	m.mu.Unlock()
-	if err := m.o.Store.Save(&c); err != nil {
-		m.log.Error("saving manifest", "window", c.ID, "err", err)
+	err := m.o.Store.Save(&c)
+	if err != nil {
+		m.log.Error("saving manifest: the window's state lives only in memory until a save succeeds", "window", c.ID, "err", err)
 	}
 	m.bus.Publish(Event{Type: "window", Window: &c, Time: time.Now().UTC()})
 	if m.o.OnChange != nil {
 		m.o.OnChange(old, c)
 	}
+	return err
 }

@@ -171,4 +171,3 @@ func waitReady(file string, within time.Duration) (string, error) {
 	}
 	return "", fmt.Errorf("the agent did not write %s within %s", file, within)
 }
-
