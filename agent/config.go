@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 )
 
@@ -73,6 +74,24 @@ func (c *Config) check() error {
 		return configErrorf("--tls-cert and --tls-key go together, and --tls-client-ca needs them")
 	}
 	return nil
+}
+
+// MinTokenLen is the shortest token accepted without a warning: 16 bytes of a random
+// token are 128 bits, 16 characters of hex 64; shorter ones can be guessed.
+const MinTokenLen = 16
+
+// tokenWarnings says, as ssh does for keys, what makes the token easy to steal or guess.
+func (c *Config) tokenWarnings() []string {
+	var w []string
+	if c.Token != "" && len(c.Token) < MinTokenLen {
+		w = append(w, fmt.Sprintf("the token is %d bytes long; use at least %d random bytes (e.g. openssl rand -hex 32)", len(c.Token), MinTokenLen))
+	}
+	if c.TokenFile != "" {
+		if fi, err := os.Stat(c.TokenFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			w = append(w, fmt.Sprintf("the token file %s is readable by other users (mode %04o); run chmod 600 %s", c.TokenFile, fi.Mode().Perm(), c.TokenFile))
+		}
+	}
+	return w
 }
 
 // isLoopback reports whether a listen address only accepts local connections.

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -51,5 +53,24 @@ func TestConfigRefusals(t *testing.T) {
 	ok := Config{Listen: "0.0.0.0:0", Token: "t", Command: []string{"true"}}
 	if err := ok.check(); err != nil {
 		t.Errorf("a token allows a public listener: %v", err)
+	}
+}
+
+// TestTokenWarnings: a short token or a token file others can read is accepted with a
+// warning that says the fix (it was accepted silently).
+func TestTokenWarnings(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open")
+	closed := filepath.Join(dir, "closed")
+	_ = os.WriteFile(open, []byte("x"), 0o644)
+	_ = os.WriteFile(closed, []byte("x"), 0o600)
+	c := Config{Token: "short", TokenFile: open}
+	w := strings.Join(c.tokenWarnings(), "\n")
+	if !strings.Contains(w, "5 bytes long") || !strings.Contains(w, "chmod 600 "+open) {
+		t.Errorf("warnings: %s", w)
+	}
+	c = Config{Token: strings.Repeat("k", 32), TokenFile: closed}
+	if w := c.tokenWarnings(); len(w) != 0 {
+		t.Errorf("a long token in a private file: %v", w)
 	}
 }

@@ -21,6 +21,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	log := cfg.Log
+	for _, w := range cfg.tokenWarnings() {
+		log.Warn(w)
+	}
 	nsysPath, err := nsys.Locate(cfg.Nsys)
 	if err != nil {
 		return err

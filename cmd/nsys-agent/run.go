@@ -136,7 +136,7 @@ func runAgent(c *cli.Context) error {
 		return err
 	}
 	cfg := agent.Config{
-		Listen: c.String("listen"), Token: token,
+		Listen: c.String("listen"), Token: token, TokenFile: c.String("token-file"),
 		TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), TLSClientCA: c.String("tls-client-ca"),
 		DataDir: c.String("data-dir"), Nsys: c.String("nsys"), Arm: c.String("arm"),
 		NsysArgs: c.StringSlice("nsys-arg"), SampleCPU: c.Bool("sample-cpu"), Session: c.String("session"),
