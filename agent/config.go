@@ -14,6 +14,7 @@ import (
 type Config struct {
 	Listen      string // address of the HTTP API (default 127.0.0.1:7477)
 	Token       string // bearer token clients must send ("" = none; loopback only)
+	TokenFile   string // where Token was read from, if a file (its mode is checked)
 	TLSCert     string // serve HTTPS with this certificate (PEM)
 	TLSKey      string
 	TLSClientCA string // require client certificates signed by this CA (mTLS)
