@@ -175,6 +175,13 @@ func TestWindowsOnRealNsys(t *testing.T) {
 		if rep == nil || rep.Name != fmt.Sprintf("win%d.nsys-rep", i) || rep.Bytes == 0 {
 			t.Fatalf("window %d: no report artifact: %+v", i, done.Artifacts)
 		}
+		// Reports embed the server's environment: private to their owner.
+		for _, a := range done.Artifacts {
+			p, _, _ := ta.m.ArtifactPath(ctx, w.ID, a.Name)
+			if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("window %d: %s has mode %v, want 0600", i, a.Name, fi.Mode().Perm())
+			}
+		}
 		p, _, err := ta.m.ArtifactPath(ctx, w.ID, rep.Name)
 		if err != nil {
 			t.Fatal(err)

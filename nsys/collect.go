@@ -56,6 +56,9 @@ func (c *Controller) collect(ctx context.Context, w Window, out string, before m
 				return nil, fmt.Errorf("moving report %s into the window folder: %w; the capture stays at %s (now mode 0600): move it where there is room", p, err, p)
 			}
 		}
+		// Reports embed the server's whole environment: nsys writes them 0644 (a .qdstrm
+		// 0664); only their owner may read them.
+		_ = os.Chmod(dst, 0o600)
 		res.Files = append(res.Files, dst)
 		switch ext {
 		case ".nsys-rep":

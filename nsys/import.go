@@ -36,6 +36,7 @@ func (c *Controller) Import(ctx context.Context, qdstrm string) (string, error) 
 	c.logf("QdstrmImporter -i %s -> %v", qdstrm, err)
 	st, serr := os.Stat(rep)
 	if err == nil && serr == nil && st.Size() > 0 {
+		_ = os.Chmod(rep, 0o600) // it embeds the server's environment
 		return rep, nil
 	}
 	if err == nil {
@@ -79,6 +80,7 @@ func ExportSQLite(ctx context.Context, r Runner, report string, timeout time.Dur
 	if st, serr := os.Stat(out); serr != nil || st.Size() == 0 {
 		return "", &CommandError{Args: args, ExitCode: res.ExitCode, Output: "no sqlite file written: " + res.Output()}
 	}
+	_ = os.Chmod(out, 0o600) // the export holds the report's environment too
 	return out, nil
 }
 
