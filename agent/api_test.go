@@ -392,3 +392,21 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestArtifactThroughSymlinkIsNotServed: a symbolic link planted where an artifact was
+// listed is not followed (before: a link to /etc/passwd was served with 200).
+func TestArtifactThroughSymlinkIsNotServed(t *testing.T) {
+	ta := newTestAPI(t, tokenA)
+	ta.svc.AddWindow(t, "w9", map[string]string{"report.nsys-rep": "the report"})
+	p := filepath.Join(ta.svc.Dir, "w9", "report.nsys-rep")
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/passwd", p); err != nil {
+		t.Fatal(err)
+	}
+	code, _, body := ta.do("GET", "/v1/windows/w9/artifacts/report.nsys-rep", tokenA, "")
+	if code != 404 || strings.Contains(string(body), "root:") {
+		t.Fatalf("a symlinked artifact: %d %.200s", code, body)
+	}
+}
