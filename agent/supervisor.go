@@ -187,7 +187,7 @@ func newSupervisor(command []string, f *os.File, logPath string, offset int64) *
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Supervisor{Command: command, done: make(chan struct{}), log: f, ring: newLineRing(200), stopTail: cancel, tailDone: make(chan struct{})}
 	go s.follow(ctx, logPath, offset)
-	go s.watchRanks(2 * time.Second)
+	go s.watchRanks(ctx, 2*time.Second)
 	return s
 }
 
@@ -284,12 +284,14 @@ func (s *Supervisor) Ranks() []int {
 // every /proc entry (milliseconds on a busy host): done in the request path, it was the
 // p99 of GET /v1/status under load. Ranks are forked at start, so a few seconds' age is
 // fine.
-func (s *Supervisor) watchRanks(interval time.Duration) {
+func (s *Supervisor) watchRanks(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.done:
+			return
+		case <-ctx.Done(): // stopped following: the target ended or never started
 			return
 		case <-t.C:
 			ranks := s.walkRanks()
