@@ -12,7 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -82,10 +82,10 @@ func (c *Controller) collect(ctx context.Context, w Window, out string, before m
 	if res.Report != "" && res.Qdstrm != "" && res.Imported {
 		// The raw stream is redundant once imported; keep disk use down.
 		_ = os.Remove(res.Qdstrm)
-		res.Files = removeString(res.Files, res.Qdstrm)
+		res.Files = slices.DeleteFunc(res.Files, func(f string) bool { return f == res.Qdstrm })
 		res.Qdstrm = ""
 	}
-	sort.Strings(res.Files)
+	slices.Sort(res.Files)
 	return res, nil
 }
 
@@ -152,15 +152,6 @@ func dedupe(s []string) []string {
 	return out
 }
 
-func removeString(s []string, v string) []string {
-	out := s[:0]
-	for _, x := range s {
-		if x != v {
-			out = append(out, x)
-		}
-	}
-	return out
-}
 
 // moveFile renames, falling back to copy+fsync+remove across file systems.
 func moveFile(src, dst string) error {
