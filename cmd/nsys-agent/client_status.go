@@ -61,7 +61,11 @@ func showCommand() *cli.Command {
 				if err != nil {
 					return nil, err
 				}
-				return ac.window(ctx, id)
+				m, err := ac.window(ctx, id)
+				if err != nil {
+					return nil, err // not m: a nil *Manifest in an interface is not nil
+				}
+				return m, nil
 			}, func(w io.Writer, v any) { printManifest(w, v.(*windows.Manifest)) })
 		},
 	})

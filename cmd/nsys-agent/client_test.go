@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -56,7 +57,16 @@ func runCLI(t *testing.T, args ...string) result {
 		os.Unsetenv(k)
 	}
 	var out, errb bytes.Buffer
-	code := run(append([]string{"nsys-agent"}, args...), &out, &errb)
+	code := func() (code int) {
+		// A panic fails this test with its stack, not the whole test binary.
+		defer func() {
+			if p := recover(); p != nil {
+				t.Errorf("nsys-agent %q panicked: %v\n%s", args, p, debug.Stack())
+				code = -1
+			}
+		}()
+		return run(append([]string{"nsys-agent"}, args...), &out, &errb)
+	}()
 	return result{code, out.String(), errb.String()}
 }
 
@@ -354,4 +364,57 @@ func TestBackends(t *testing.T) {
 		t.Errorf("agent list: %v\n%s", err, r.stdout)
 	}
 	runCLI(t, "backends", "extra").must(t, 2)
+}
+
+// TestShowErrors: every way show can fail says so (exit 1, the reason on stderr) and
+// prints nothing on stdout: no panic, no "null".
+func TestShowErrors(t *testing.T) {
+	s := newScriptedAgent(t)
+	up := s.serve(t, "sekret")
+	s.AddWindow(t, "w7", map[string]string{"report.nsys-rep": "r"})
+	other := newScriptedAgent(t).serve(t, "sekret")
+	dead := httptest.NewServer(http.NotFoundHandler())
+	down := dead.URL
+	dead.Close()
+
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		stderr string
+	}{
+		{"unknown window", []string{"show", "nope", "--agent", up, "--token", "sekret"}, `no window "nope"`},
+		{"agent down", []string{"show", "w7", "--agent", down}, "connection refused"},
+		{"wrong token", []string{"show", "w7", "--agent", up, "--token", "wrong"}, "401"},
+		{"no windows yet", []string{"show", "latest", "--agent", other, "--token", "sekret"}, "no windows yet"},
+		{"nothing active", []string{"show", "active", "--agent", up, "--token", "sekret"}, "no window is active"},
+	} {
+		for _, format := range []string{"table", "json"} {
+			t.Run(tc.name+"/"+format, func(t *testing.T) {
+				r := runCLI(t, append(tc.args, "-o", format)...).must(t, 1)
+				if !strings.Contains(r.stderr, tc.stderr) {
+					t.Errorf("stderr lacks %q:\n%s", tc.stderr, r.stderr)
+				}
+				if r.stdout != "" {
+					t.Errorf("stdout should be empty:\n%s", r.stdout)
+				}
+			})
+		}
+	}
+
+	// Several agents, one of which lacks the window: a row each, exit 1.
+	r := runCLI(t, "show", "w7", "--agent", up+","+other+","+down, "--token", "sekret").must(t, 1)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 4 || !strings.Contains(lines[1], " ok ") || !strings.Contains(lines[1], "w7") ||
+		!strings.Contains(lines[2], `no window \"w7\"`) && !strings.Contains(lines[2], `no window "w7"`) ||
+		!strings.Contains(lines[3], "connection refused") {
+		t.Errorf("per-agent rows:\n%s", r.stdout)
+	}
+	r = runCLI(t, "show", "w7", "--agent", up+","+other, "--token", "sekret", "-o", "json").must(t, 1)
+	var rows []agentResultJSON
+	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil || len(rows) != 2 {
+		t.Fatalf("-o json: %v\n%s", err, r.stdout)
+	}
+	if !rows[0].OK || rows[0].Result == nil || rows[1].OK || rows[1].Result != nil || rows[1].Code != "not_found" {
+		t.Errorf("rows: %+v", rows)
+	}
 }
