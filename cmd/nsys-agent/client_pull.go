@@ -109,7 +109,7 @@ func pullWindow(ctx context.Context, ac *apiClient, window, dir string, rank *in
 			Hint: "wait for it with `nsys-agent stop " + m.ID + "`, then pull"}
 	}
 	into := filepath.Join(dir, m.ID)
-	if err := os.MkdirAll(into, 0o700); err != nil { // reports embed the target's environment: keep them private
+	if err := privateDir(dir, into); err != nil { // reports embed the target's environment
 		return nil, err
 	}
 	res := &pullResult{Window: m.ID, Dir: into, Files: []pulledFile{}}
@@ -190,7 +190,7 @@ func (e *mismatchError) Error() string {
 
 // download writes the artifact to part, resuming from what part already holds.
 func download(ctx context.Context, ac *apiClient, window string, a windows.Artifact, part string) (string, error) {
-	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openPartial(part)
 	if err != nil {
 		return "", err
 	}
@@ -252,7 +252,7 @@ func download(ctx context.Context, ac *apiClient, window string, a windows.Artif
 }
 
 func hashFile(path string) (string, int64, error) {
-	f, err := os.Open(path)
+	f, err := openExisting(path)
 	if err != nil {
 		return "", 0, err
 	}

@@ -418,3 +418,83 @@ func TestShowErrors(t *testing.T) {
 		t.Errorf("rows: %+v", rows)
 	}
 }
+
+// TestPullNeverWritesThroughLinks: a symbolic link planted at <artifact>.part (a shared
+// download folder) is refused, the file it points at untouched; what pull writes is
+// private (0600 files in a 0700 folder), a partial file of ours included.
+func TestPullNeverWritesThroughLinks(t *testing.T) {
+	s := newScriptedAgent(t)
+	url := s.serve(t)
+	report := strings.Repeat("the report, with the server's environment ", 50)
+	s.AddWindow(t, "w7", map[string]string{"report.nsys-rep": report})
+	dir := t.TempDir()
+	into := filepath.Join(dir, "w7")
+	if err := os.Mkdir(into, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	part := filepath.Join(into, "report.nsys-rep.part")
+	if err := os.Symlink(victim, part); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, "pull", "w7", "--agent", url, "--dir", dir).must(t, 1)
+	checkFile(t, victim, "precious")
+	if fi, _ := os.Stat(victim); fi.Mode().Perm() != 0o644 {
+		t.Errorf("victim's mode changed to %v", fi.Mode().Perm())
+	}
+	if !strings.Contains(r.stderr, "symbolic link") || !strings.Contains(r.stderr, part) {
+		t.Errorf("stderr should name the link:\n%s", r.stderr)
+	}
+	if _, err := os.Lstat(filepath.Join(into, "report.nsys-rep")); !os.IsNotExist(err) {
+		t.Errorf("the artifact was written anyway: %v", err)
+	}
+
+	// A partial file that is not ours is not written to either.
+	if err := os.Remove(part); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(part, []byte(report[:100]), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Chown(part, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		r = runCLI(t, "pull", "w7", "--agent", url, "--dir", dir).must(t, 1)
+		if !strings.Contains(r.stderr, "belongs to uid 65534") {
+			t.Errorf("a foreign partial file should be refused:\n%s", r.stderr)
+		}
+		if err := os.Chown(part, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Our own partial file, left world-readable by an older pull: resumed, made private.
+	if err := os.Chmod(part, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runCLI(t, "pull", "w7", "--agent", url, "--dir", dir).must(t, 0)
+	checkFile(t, filepath.Join(into, "report.nsys-rep"), report)
+	for _, name := range []string{"report.nsys-rep", "manifest.json"} {
+		if fi, err := os.Stat(filepath.Join(into, name)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, mode %v; want 0600", name, err, fi.Mode().Perm())
+		}
+	}
+
+	// The window's folder itself must not be a link to somewhere else.
+	elsewhere := t.TempDir()
+	dir2 := t.TempDir()
+	if err := os.Symlink(elsewhere, filepath.Join(dir2, "w7")); err != nil {
+		t.Fatal(err)
+	}
+	r = runCLI(t, "pull", "w7", "--agent", url, "--dir", dir2).must(t, 1)
+	if !strings.Contains(r.stderr, "symbolic link") {
+		t.Errorf("a linked window folder should be refused:\n%s", r.stderr)
+	}
+	if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
+		t.Errorf("pull wrote through the linked folder: %v", ents)
+	}
+}
