@@ -34,6 +34,9 @@ type apiClient struct {
 	base  string // scheme://host[:port][/prefix], no trailing slash
 	token string
 	hc    *http.Client
+	// hintFlags are the flags a suggested command needs to reach this agent the same way
+	// (--agent, --token-file, TLS files); see command.
+	hintFlags []string
 }
 
 func newAPIClient(base, token string, tr http.RoundTripper) *apiClient {
@@ -395,6 +398,15 @@ func setupClients(c *cli.Context, formatFlag string) (*clientSetup, error) {
 	}
 	s := &clientSetup{format: format, tr: newTransport()}
 	s.tr.TLSClientConfig = tlsCfg
+	// Files given as flags go into hints; the environment's apply to a pasted hint anyway.
+	var fileFlags []string
+	for _, f := range []struct{ name, env string }{
+		{"token-file", ""}, {"ca-cert", "NSYS_AGENT_CA_CERT"}, {"client-cert", "NSYS_AGENT_CLIENT_CERT"}, {"client-key", "NSYS_AGENT_CLIENT_KEY"},
+	} {
+		if v := c.String(f.name); v != "" && (f.env == "" || os.Getenv(f.env) != v) {
+			fileFlags = append(fileFlags, "--"+f.name, v)
+		}
+	}
 	seen := map[string]bool{}
 	for _, a := range addrs {
 		base, err := normalizeAgentURL(a)
@@ -405,7 +417,12 @@ func setupClients(c *cli.Context, formatFlag string) (*clientSetup, error) {
 			continue // the same agent twice would run the command twice
 		}
 		seen[base] = true
-		s.agents = append(s.agents, newAPIClient(base, token, s.tr))
+		ac := newAPIClient(base, token, s.tr)
+		if base != defaultAgent {
+			ac.hintFlags = append(ac.hintFlags, "--agent", base)
+		}
+		ac.hintFlags = append(ac.hintFlags, fileFlags...)
+		s.agents = append(s.agents, ac)
 	}
 	return s, nil
 }

@@ -30,6 +30,7 @@ func pullCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "dir", Aliases: []string{"o"}, Value: ".", Usage: "download into `DIR`/<window-id>/"},
 			&cli.IntFlag{Name: "rank", Usage: "only the artifacts of rank `R`"},
+			&cli.BoolFlag{Name: "force", Usage: "replace local files that differ from the window's (kept otherwise)"},
 			outputFlag("format"),
 		}, connectionFlags()...),
 		Action: runPull,
@@ -49,7 +50,7 @@ type pulledFile struct {
 	Rank   *int   `json:"rank,omitempty"`
 	Bytes  int64  `json:"bytes"`
 	SHA256 string `json:"sha256"`
-	Status string `json:"status"` // downloaded, resumed, up-to-date
+	Status string `json:"status"` // downloaded, resumed, replaced, up-to-date
 }
 
 func runPull(c *cli.Context) error {
@@ -57,10 +58,10 @@ func runPull(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var rank *int
+	o := pullOptions{force: c.Bool("force")}
 	if c.IsSet("rank") {
 		r := c.Int("rank")
-		rank = &r
+		o.rank = &r
 	}
 	s, err := setupClients(c, "format")
 	if err != nil {
@@ -69,18 +70,26 @@ func runPull(c *cli.Context) error {
 	defer s.close()
 	dir := c.String("dir")
 	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
-		into := dir
+		o := o
+		o.dir = dir
 		if len(s.agents) > 1 {
 			// Window ids are only unique per agent: keep each agent's windows apart.
-			into = filepath.Join(dir, agentDirName(ac.base))
+			o.dir = filepath.Join(dir, agentDirName(ac.base))
 		}
-		res, err := pullWindow(ctx, ac, pos[0], into, rank)
+		res, err := pullWindow(ctx, ac, pos[0], o)
 		if err != nil {
 			return nil, err // a half-done pull is not a result to print
 		}
 		return res, nil
 	})
 	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printPull(w, v.(*pullResult)) })
+}
+
+// pullOptions are pull's flags for one agent.
+type pullOptions struct {
+	dir   string // the window goes into dir/<id>/
+	rank  *int   // only this rank's artifacts
+	force bool   // replace local files that differ
 }
 
 // agentDirName makes a folder name of an agent URL: http://gpu-1:7477 -> gpu-1_7477.
@@ -92,7 +101,7 @@ func agentDirName(base string) string {
 	return strings.NewReplacer(":", "_", "[", "", "]", "").Replace(u.Host)
 }
 
-func pullWindow(ctx context.Context, ac *apiClient, window, dir string, rank *int) (*pullResult, error) {
+func pullWindow(ctx context.Context, ac *apiClient, window string, o pullOptions) (*pullResult, error) {
 	id, err := ac.resolveWindow(ctx, window)
 	if err != nil {
 		return nil, err
@@ -108,36 +117,98 @@ func pullWindow(ctx context.Context, ac *apiClient, window, dir string, rank *in
 		return nil, &clientError{Agent: ac.base, Message: fmt.Sprintf("window %s is still %s", m.ID, m.State),
 			Hint: "wait for it with `nsys-agent stop " + m.ID + "`, then pull"}
 	}
-	into := filepath.Join(dir, m.ID)
-	if err := privateDir(dir, into); err != nil { // reports embed the target's environment
-		return nil, err
-	}
-	res := &pullResult{Window: m.ID, Dir: into, Files: []pulledFile{}}
-	matched := 0
+	var arts []windows.Artifact
 	for _, a := range m.Artifacts {
-		if rank != nil && (a.Rank == nil || *a.Rank != *rank) {
+		if o.rank != nil && (a.Rank == nil || *a.Rank != *o.rank) {
 			continue
 		}
-		matched++
-		status, err := pullArtifact(ctx, ac, m.ID, a, into)
-		if err != nil {
-			return res, err
+		if err := checkLocalName(a.Name); err != nil {
+			return nil, fmt.Errorf("agent %s listed an unusable artifact name: %w", ac.base, err)
+		}
+		arts = append(arts, a)
+	}
+	if o.rank != nil && len(arts) == 0 {
+		return nil, &clientError{Agent: ac.base, Message: fmt.Sprintf("window %s has no artifacts of rank %d", m.ID, *o.rank),
+			Hint: "see its artifacts with " + ac.command("show", m.ID)}
+	}
+	into := filepath.Join(o.dir, m.ID)
+	if err := privateDir(o.dir, into); err != nil { // reports embed the target's environment
+		return nil, err
+	}
+
+	// Settle what is there before downloading anything: a file of the user's that
+	// differs is kept unless --force.
+	local := make([]string, len(arts))
+	var conflicts []string
+	for i, a := range arts {
+		local[i] = localState(filepath.Join(into, a.Name), a)
+		if local[i] == "differs" {
+			conflicts = append(conflicts, filepath.Join(into, a.Name))
+		}
+	}
+	manifestPath := filepath.Join(into, "manifest.json")
+	if !ownManifest(manifestPath, m.ID) {
+		conflicts = append(conflicts, manifestPath)
+	}
+	if len(conflicts) > 0 && !o.force {
+		words := []string{"pull", m.ID, "--dir", o.dir}
+		if o.rank != nil {
+			words = append(words, "--rank", strconv.Itoa(*o.rank))
+		}
+		return nil, &clientError{Agent: ac.base,
+			Message: fmt.Sprintf("%s: not window %s's files, kept; nothing was downloaded", strings.Join(conflicts, ", "), m.ID),
+			Hint:    "to replace them, run " + ac.command(append(words, "--force")...) + "; or pull into another --dir"}
+	}
+
+	res := &pullResult{Window: m.ID, Dir: into, Files: []pulledFile{}}
+	for i, a := range arts {
+		status := local[i]
+		if status != "up-to-date" {
+			if status, err = pullArtifact(ctx, ac, m.ID, a, into); err != nil {
+				return res, err
+			}
+			if local[i] == "differs" {
+				status = "replaced"
+			}
 		}
 		res.Files = append(res.Files, pulledFile{Name: a.Name, Rank: a.Rank, Bytes: a.Bytes, SHA256: a.SHA256, Status: status})
 		res.Bytes += a.Bytes
-	}
-	if rank != nil && matched == 0 {
-		return res, &clientError{Agent: ac.base, Message: fmt.Sprintf("window %s has no artifacts of rank %d", m.ID, *rank),
-			Hint: "see its artifacts with `nsys-agent show " + m.ID + "`"}
 	}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return res, err
 	}
-	if err := atomicfile.Write(filepath.Join(into, "manifest.json"), append(b, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(manifestPath, append(b, '\n'), 0o600); err != nil {
 		return res, err
 	}
 	return res, nil
+}
+
+// localState says what is at path for artifact a: "absent", "up-to-date" (ours, and
+// verified), or "differs" (anything else: another file, a link, a folder).
+func localState(path string, a windows.Artifact) string {
+	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		return "absent"
+	}
+	if sum, n, err := hashFile(path); err == nil && n == a.Bytes && sum == a.SHA256 {
+		return "up-to-date"
+	}
+	return "differs"
+}
+
+// ownManifest reports whether path is absent or a manifest of window id, which pull
+// wrote before and may refresh.
+func ownManifest(path, id string) bool {
+	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	f, err := openExisting(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var m windows.Manifest
+	return json.NewDecoder(io.LimitReader(f, 64<<20)).Decode(&m) == nil && m.ID == id
 }
 
 // checkLocalName refuses names that would leave the download folder: they come from
@@ -151,15 +222,10 @@ func checkLocalName(name string) error {
 
 // pullArtifact brings one artifact to dir/<name>, verified. A download in progress is
 // kept as <name>.part and resumed with a Range request; the final name appears only
-// once the sha256 matches.
+// once the sha256 matches (a rename, which replaces whatever had the name, never
+// writing through it).
 func pullArtifact(ctx context.Context, ac *apiClient, window string, a windows.Artifact, dir string) (string, error) {
-	if err := checkLocalName(a.Name); err != nil {
-		return "", fmt.Errorf("agent %s listed an unusable artifact name: %w", ac.base, err)
-	}
 	final := filepath.Join(dir, a.Name)
-	if sum, n, err := hashFile(final); err == nil && n == a.Bytes && sum == a.SHA256 {
-		return "up-to-date", nil
-	}
 	part := final + ".part"
 	status, err := download(ctx, ac, window, a, part)
 	if err != nil {

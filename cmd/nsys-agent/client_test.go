@@ -498,3 +498,52 @@ func TestPullNeverWritesThroughLinks(t *testing.T) {
 		t.Errorf("pull wrote through the linked folder: %v", ents)
 	}
 }
+
+// TestPullKeepsTheUsersFiles: a different local file of an artifact's name, or a
+// manifest.json that is not this window's, is kept unless --force; nothing is downloaded
+// before that is settled. With --force the file is replaced and says so.
+func TestPullKeepsTheUsersFiles(t *testing.T) {
+	s := newScriptedAgent(t)
+	url := s.serve(t)
+	s.AddWindow(t, "w7", map[string]string{"report.nsys-rep": "the agent's report", "summary.json": "{}"})
+	dir := t.TempDir()
+	into := filepath.Join(dir, "w7")
+	if err := os.Mkdir(into, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	mine := filepath.Join(into, "report.nsys-rep")
+	notes := filepath.Join(into, "manifest.json")
+	for path, data := range map[string]string{mine: "my own edited report", notes: "my notes"} {
+		if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := runCLI(t, "pull", "w7", "--agent", url, "--dir", dir).must(t, 1)
+	checkFile(t, mine, "my own edited report")
+	checkFile(t, notes, "my notes")
+	for _, want := range []string{mine, notes, "--force", "nsys-agent pull w7 --dir " + dir + " --force --agent " + url} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(into, "summary.json")); !os.IsNotExist(err) {
+		t.Errorf("pull downloaded before refusing: %v", err)
+	}
+
+	r = runCLI(t, "pull", "w7", "--agent", url, "--dir", dir, "--force", "--format", "json").must(t, 0)
+	var res pullResult
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("%v\n%s", err, r.stdout)
+	}
+	status := map[string]string{}
+	for _, f := range res.Files {
+		status[f.Name] = f.Status
+	}
+	if status["report.nsys-rep"] != "replaced" || status["summary.json"] != "downloaded" {
+		t.Errorf("statuses %v", status)
+	}
+	checkFile(t, mine, "the agent's report")
+
+	// A manifest.json from an earlier pull of this window is pull's own: refreshed freely.
+	runCLI(t, "pull", "w7", "--agent", url, "--dir", dir).must(t, 0)
+}

@@ -19,3 +19,16 @@ func shellQuote(s string) string {
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// command writes a command line for a hint: nsys-agent, words, and the flags that reach
+// this agent as this run did (never the token itself), so the hint works when pasted.
+func (c *apiClient) command(words ...string) string {
+	parts := []string{"nsys-agent"}
+	for _, w := range words {
+		parts = append(parts, shellQuote(w))
+	}
+	for _, f := range c.hintFlags {
+		parts = append(parts, shellQuote(f))
+	}
+	return "`" + strings.Join(parts, " ") + "`"
+}
