@@ -215,3 +215,36 @@ func (s *Service) AddWindow(t testing.TB, id string, files map[string]string) *w
 	cp := *m
 	return &cp
 }
+
+// Change moves window id to step's State, Progress and Error, as the state machine would
+// (a duration running out, a finalize step, a failure), and announces it to subscribers.
+// A window that leaves requested or capturing frees the active place.
+func (s *Service) Change(t testing.TB, id string, step windows.Manifest) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.windows[id]
+	if !ok {
+		t.Fatalf("agenttest: no window %q to change", id)
+	}
+	now := time.Now().UTC()
+	m.State, m.Progress, m.Error = step.State, step.Progress, step.Error
+	switch {
+	case m.State == windows.StateCapturing && m.StartedAt == nil:
+		m.StartedAt = &now
+	case m.State == windows.StateFinalizing && m.StoppedAt == nil:
+		m.StoppedAt = &now
+	case m.State.Terminal():
+		m.FinishedAt = &now
+	}
+	if s.active == id && m.State != windows.StateRequested && m.State != windows.StateCapturing {
+		s.active = ""
+	}
+	cp := *m
+	for ch := range s.subs {
+		select {
+		case ch <- windows.Event{Type: "window", Window: &cp, Time: now}:
+		default:
+		}
+	}
+}

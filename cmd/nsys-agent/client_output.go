@@ -128,7 +128,7 @@ func summarize(v any) (window, state, detail string) {
 		newest := newestFirst(v)[0]
 		return newest.ID, string(newest.State), fmt.Sprintf("%d windows (newest shown)", len(v))
 	case *pullResult:
-		return v.Window, "pulled", fmt.Sprintf("%d files, %s in %s", len(v.Files), humanBytes(v.Bytes), v.Dir)
+		return v.Window, v.State, fmt.Sprintf("pulled %d files, %s in %s", len(v.Files), humanBytes(v.Bytes), v.Dir)
 	}
 	return "", "", ""
 }

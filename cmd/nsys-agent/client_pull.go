@@ -30,6 +30,7 @@ func pullCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "dir", Aliases: []string{"o"}, Value: ".", Usage: "download into `DIR`/<window-id>/"},
 			&cli.IntFlag{Name: "rank", Usage: "only the artifacts of rank `R`"},
+			&cli.BoolFlag{Name: "allow-failed", Usage: "pull what a failed or cancelled window has (its partial files) instead of failing"},
 			&cli.BoolFlag{Name: "force", Usage: "replace local files that differ from the window's (kept otherwise)"},
 			outputFlag("format"),
 		}, connectionFlags()...),
@@ -40,6 +41,8 @@ func pullCommand() *cli.Command {
 // pullResult is what pull did for one agent.
 type pullResult struct {
 	Window string       `json:"window"`
+	State  string       `json:"state"`           // ready, or with --allow-failed failed or cancelled
+	Error  string       `json:"error,omitempty"` // why the window failed
 	Dir    string       `json:"dir"`
 	Bytes  int64        `json:"bytes"`
 	Files  []pulledFile `json:"files"`
@@ -58,7 +61,7 @@ func runPull(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	o := pullOptions{force: c.Bool("force")}
+	o := pullOptions{force: c.Bool("force"), allowFailed: c.Bool("allow-failed")}
 	if c.IsSet("rank") {
 		r := c.Int("rank")
 		o.rank = &r
@@ -90,6 +93,8 @@ type pullOptions struct {
 	dir   string // the window goes into dir/<id>/
 	rank  *int   // only this rank's artifacts
 	force bool   // replace local files that differ
+	// allowFailed pulls what a failed or cancelled window has; otherwise it is an error.
+	allowFailed bool
 }
 
 // agentDirName makes a folder name of an agent URL: http://gpu-1:7477 -> gpu-1_7477.
@@ -116,6 +121,21 @@ func pullWindow(ctx context.Context, ac *apiClient, window string, o pullOptions
 	if !m.State.Terminal() {
 		return nil, &clientError{Agent: ac.base, Message: fmt.Sprintf("window %s is still %s", m.ID, m.State),
 			Hint: "wait for it with `nsys-agent stop " + m.ID + "`, then pull"}
+	}
+	if m.State != windows.StateReady && !o.allowFailed {
+		err := windowOutcome(m).(*clientError)
+		err.Agent = ac.base
+		words := []string{"pull", m.ID, "--dir", o.dir}
+		if o.rank != nil {
+			words = append(words, "--rank", strconv.Itoa(*o.rank))
+		}
+		what := "its partial files"
+		if len(m.Artifacts) == 0 {
+			what = "whatever it has (nothing now)"
+		}
+		err.Hint = fmt.Sprintf("%s lists what it left; to pull %s anyway, run %s",
+			ac.command("show", m.ID), what, ac.command(append(words, "--allow-failed")...))
+		return nil, err
 	}
 	var arts []windows.Artifact
 	for _, a := range m.Artifacts {
@@ -160,7 +180,7 @@ func pullWindow(ctx context.Context, ac *apiClient, window string, o pullOptions
 			Hint:    "to replace them, run " + ac.command(append(words, "--force")...) + "; or pull into another --dir"}
 	}
 
-	res := &pullResult{Window: m.ID, Dir: into, Files: []pulledFile{}}
+	res := &pullResult{Window: m.ID, State: string(m.State), Error: m.Error, Dir: into, Files: []pulledFile{}}
 	for i, a := range arts {
 		status := local[i]
 		if status != "up-to-date" {
@@ -338,5 +358,16 @@ func printPull(w io.Writer, r *pullResult) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, rankString(f.Rank), humanBytes(f.Bytes), f.Status)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "window %s: %d files, %s, verified, in %s\n", r.Window, len(r.Files), humanBytes(r.Bytes), r.Dir)
+	what := "window " + r.Window
+	if r.State != "" && r.State != string(windows.StateReady) {
+		what += " " + r.State
+		if r.Error != "" {
+			what += " (" + r.Error + ")"
+		}
+	}
+	files := "files"
+	if len(r.Files) == 1 {
+		files = "file"
+	}
+	fmt.Fprintf(w, "%s: %d %s, %s, verified, in %s\n", what, len(r.Files), files, humanBytes(r.Bytes), r.Dir)
 }

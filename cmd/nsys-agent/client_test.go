@@ -547,3 +547,45 @@ func TestPullKeepsTheUsersFiles(t *testing.T) {
 	// A manifest.json from an earlier pull of this window is pull's own: refreshed freely.
 	runCLI(t, "pull", "w7", "--agent", url, "--dir", dir).must(t, 0)
 }
+
+// TestPullFailedWindows: a failed or cancelled window is no successful pull: exit 1 with
+// its state and reason, unless --allow-failed, which pulls what it has and says its
+// state, in the table and in the JSON.
+func TestPullFailedWindows(t *testing.T) {
+	s := newScriptedAgent(t)
+	url := s.serve(t)
+	s.AddWindow(t, "w1", map[string]string{"report.qdstrm": "half a capture"})
+	s.Change(t, "w1", windows.Manifest{State: windows.StateFailed, Error: "nsys stop hung; kept the .qdstrm"})
+	dir := t.TempDir()
+
+	r := runCLI(t, "pull", "latest", "--agent", url, "--dir", dir).must(t, 1)
+	for _, want := range []string{"window w1 failed: nsys stop hung; kept the .qdstrm", "nsys-agent pull w1 --dir " + dir + " --allow-failed --agent " + url} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if strings.Contains(r.stdout, "verified") {
+		t.Errorf("a refused pull claims success:\n%s", r.stdout)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "w1")); !os.IsNotExist(err) {
+		t.Errorf("a refused pull made the window folder: %v", err)
+	}
+
+	r = runCLI(t, "pull", "latest", "--agent", url, "--dir", dir, "--allow-failed").must(t, 0)
+	if !strings.Contains(r.stdout, "window w1 failed (nsys stop hung; kept the .qdstrm): 1 file") {
+		t.Errorf("table should say the window failed:\n%s", r.stdout)
+	}
+	checkFile(t, filepath.Join(dir, "w1", "report.qdstrm"), "half a capture")
+	r = runCLI(t, "pull", "latest", "--agent", url, "--dir", dir, "--allow-failed", "--format", "json").must(t, 0)
+	var res pullResult
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.State != "failed" || res.Error == "" || len(res.Files) != 1 {
+		t.Errorf("json: %v %+v\n%s", err, res, r.stdout)
+	}
+
+	s.AddWindow(t, "w2", nil)
+	s.Change(t, "w2", windows.Manifest{State: windows.StateCancelled})
+	r = runCLI(t, "pull", "w2", "--agent", url, "--dir", dir).must(t, 1)
+	if !strings.Contains(r.stderr, "window w2 was cancelled") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+}
