@@ -107,11 +107,7 @@ func agentDirName(base string) string {
 }
 
 func pullWindow(ctx context.Context, ac *apiClient, window string, o pullOptions) (*pullResult, error) {
-	id, err := ac.resolveWindow(ctx, window)
-	if err != nil {
-		return nil, err
-	}
-	m, err := ac.window(ctx, id)
+	m, err := ac.lookup(ctx, window)
 	if err != nil {
 		return nil, err
 	}

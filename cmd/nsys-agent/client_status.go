@@ -57,11 +57,7 @@ func showCommand() *cli.Command {
 		Flags:     clientFlags(),
 		Action: func(c *cli.Context) error {
 			return runQuery(c, 1, func(ctx context.Context, ac *apiClient, args []string) (any, error) {
-				id, err := ac.resolveWindow(ctx, args[0])
-				if err != nil {
-					return nil, err
-				}
-				m, err := ac.window(ctx, id)
+				m, err := ac.lookup(ctx, args[0])
 				if err != nil {
 					return nil, err // not m: a nil *Manifest in an interface is not nil
 				}

@@ -51,8 +51,17 @@ func runStop(c *cli.Context) error {
 		bar = newProgressBar(c.App.ErrWriter)
 	}
 	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
+		target := id
+		if id != "active" && id != "-" {
+			// The agent knows "active" itself; a name or "latest" becomes an id here.
+			resolved, err := ac.resolveWindow(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			target = resolved
+		}
 		var m windows.Manifest
-		if err := ac.call(ctx, http.MethodPost, "/v1/windows/"+url.PathEscape(id)+"/stop", nil, &m); err != nil {
+		if err := ac.call(ctx, http.MethodPost, "/v1/windows/"+url.PathEscape(target)+"/stop", nil, &m); err != nil {
 			return nil, err
 		}
 		if noWait {

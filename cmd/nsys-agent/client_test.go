@@ -382,7 +382,7 @@ func TestShowErrors(t *testing.T) {
 		args   []string
 		stderr string
 	}{
-		{"unknown window", []string{"show", "nope", "--agent", up, "--token", "sekret"}, `no window "nope"`},
+		{"unknown window", []string{"show", "nope", "--agent", up, "--token", "sekret"}, `no window has the id or name "nope"`},
 		{"agent down", []string{"show", "w7", "--agent", down}, "connection refused"},
 		{"wrong token", []string{"show", "w7", "--agent", up, "--token", "wrong"}, "401"},
 		{"no windows yet", []string{"show", "latest", "--agent", other, "--token", "sekret"}, "no windows yet"},
@@ -405,7 +405,7 @@ func TestShowErrors(t *testing.T) {
 	r := runCLI(t, "show", "w7", "--agent", up+","+other+","+down, "--token", "sekret").must(t, 1)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if len(lines) != 4 || !strings.Contains(lines[1], " ok ") || !strings.Contains(lines[1], "w7") ||
-		!strings.Contains(lines[2], `no window \"w7\"`) && !strings.Contains(lines[2], `no window "w7"`) ||
+		!strings.Contains(lines[2], `no window has the id or name "w7"`) ||
 		!strings.Contains(lines[3], "connection refused") {
 		t.Errorf("per-agent rows:\n%s", r.stdout)
 	}
@@ -587,5 +587,33 @@ func TestPullFailedWindows(t *testing.T) {
 	r = runCLI(t, "pull", "w2", "--agent", url, "--dir", dir).must(t, 1)
 	if !strings.Contains(r.stderr, "window w2 was cancelled") {
 		t.Errorf("stderr:\n%s", r.stderr)
+	}
+}
+
+// TestWindowNames: a window's name works wherever its id does, and means the newest
+// window of that name; an id wins over a name.
+func TestWindowNames(t *testing.T) {
+	s := newScriptedAgent(t)
+	url := s.serve(t)
+	runCLI(t, "start", "--agent", url, "--name", "spike").must(t, 0)
+	s.Change(t, "w1", windows.Manifest{State: windows.StateReady})
+	runCLI(t, "start", "--agent", url, "--name", "spike").must(t, 0)
+
+	r := runCLI(t, "show", "spike", "--agent", url, "-o", "json").must(t, 0)
+	var m windows.Manifest
+	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m.ID != "w2" {
+		t.Errorf("show spike: want the newest spike, w2: %v\n%s", err, r.stdout)
+	}
+	s.Finalize = []windows.Manifest{{State: windows.StateReady}}
+	r = runCLI(t, "stop", "spike", "--agent", url, "-o", "json").must(t, 0)
+	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m.ID != "w2" || m.State != windows.StateReady {
+		t.Errorf("stop spike: %v\n%s", err, r.stdout)
+	}
+	s.Change(t, "w2", windows.Manifest{State: windows.StateReady}) // the fake's events do not change its record
+	runCLI(t, "pull", "spike", "--agent", url, "--dir", t.TempDir()).must(t, 0)
+
+	r = runCLI(t, "show", "nope", "--agent", url).must(t, 1)
+	if !strings.Contains(r.stderr, `no window has the id or name "nope"`) || !strings.Contains(r.stderr, "nsys-agent windows --agent "+url) {
+		t.Errorf("unknown name:\n%s", r.stderr)
 	}
 }
