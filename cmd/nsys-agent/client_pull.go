@@ -26,14 +26,14 @@ func pullCommand() *cli.Command {
 		Name:      "pull",
 		Usage:     "download a window's artifacts into DIR/<window-id>/, verified by sha256 (WINDOW may be latest)",
 		ArgsUsage: "WINDOW",
-		// -o is the directory here, as in the design; the format flag is --format.
-		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "dir", Aliases: []string{"o"}, Value: ".", Usage: "download into `DIR`/<window-id>/"},
+		Flags: clientFlags(
+			&cli.StringFlag{Name: "dir", Value: ".", Usage: "download into `DIR`/<window-id>/"},
 			&cli.IntFlag{Name: "rank", Usage: "only the artifacts of rank `R`"},
 			&cli.BoolFlag{Name: "allow-failed", Usage: "pull what a failed or cancelled window has (its partial files) instead of failing"},
 			&cli.BoolFlag{Name: "force", Usage: "replace local files that differ from the window's (kept otherwise)"},
-			outputFlag("format"),
-		}, connectionFlags()...),
+			// Until the next release: --format was pull's output format, -o its folder.
+			&cli.StringFlag{Name: "format", Hidden: true},
+		),
 		Action: runPull,
 	})
 }
@@ -66,12 +66,15 @@ func runPull(c *cli.Context) error {
 		r := c.Int("rank")
 		o.rank = &r
 	}
-	s, err := setupClients(c, "format")
+	dir, err := pullDeprecations(c)
+	if err != nil {
+		return err
+	}
+	s, err := setupClients(c, "output")
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	dir := c.String("dir")
 	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
 		o := o
 		o.dir = dir
@@ -86,6 +89,30 @@ func runPull(c *cli.Context) error {
 		return res, nil
 	})
 	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printPull(w, v.(*pullResult)) })
+}
+
+// pullDeprecations applies the flags of the previous release, `-o DIR` and `--format
+// F`, with a note on stderr, and returns the download folder.
+func pullDeprecations(c *cli.Context) (string, error) {
+	dir, stderr := c.String("dir"), c.App.ErrWriter
+	if f := c.String("format"); f != "" {
+		fmt.Fprintf(stderr, "nsys-agent: pull --format is deprecated and goes away in the next release: use -o %s\n", shellQuote(f))
+		if c.IsSet("output") && c.String("output") != f {
+			return "", usagef("pull: --format and -o: give -o only (it is the output format: table or json)")
+		}
+		if err := c.Set("output", f); err != nil {
+			return "", err
+		}
+	}
+	o := c.String("output")
+	if o == "table" || o == "json" {
+		return dir, nil
+	}
+	if c.IsSet("dir") {
+		return "", usagef("pull: -o is the output format (table or json), got %q; the folder goes in --dir", o)
+	}
+	fmt.Fprintf(stderr, "nsys-agent: pull -o DIR is deprecated and goes away in the next release: use --dir %s (-o is the output format: table or json)\n", shellQuote(o))
+	return o, c.Set("output", "table")
 }
 
 // pullOptions are pull's flags for one agent.

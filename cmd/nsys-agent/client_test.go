@@ -227,7 +227,7 @@ func TestPull(t *testing.T) {
 	into := filepath.Join(dir, "w7")
 
 	// Flags after the window, as the design writes them.
-	r := runCLI(t, "pull", "w7", "--agent", url, "-o", dir, "--rank", "1").must(t, 0)
+	r := runCLI(t, "pull", "w7", "--agent", url, "--dir", dir, "--rank", "1").must(t, 0)
 	if _, err := os.Stat(filepath.Join(into, "rank0-report.nsys-rep")); !os.IsNotExist(err) {
 		t.Errorf("--rank 1 pulled rank 0: %v", err)
 	}
@@ -237,7 +237,7 @@ func TestPull(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(into, "rank0-report.nsys-rep.part"), []byte(rep0[:500]), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r = runCLI(t, "pull", "--agent", url, "-o", dir, "--format", "json", "w7").must(t, 0)
+	r = runCLI(t, "pull", "--agent", url, "--dir", dir, "-o", "json", "w7").must(t, 0)
 	var res pullResult
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 		t.Fatalf("pull -o json: %v\n%s", err, r.stdout)
@@ -272,7 +272,7 @@ func TestPull(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(into, "summary.json.part"), []byte("X"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r = runCLI(t, "pull", "w7", "--agent", url, "-o", dir).must(t, 0)
+	r = runCLI(t, "pull", "w7", "--agent", url, "--dir", dir).must(t, 0)
 	if !strings.Contains(r.stdout, "verified") {
 		t.Errorf("table:\n%s", r.stdout)
 	}
@@ -288,7 +288,7 @@ func TestPullDetectsCorruption(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	r := runCLI(t, "pull", "w3", "--agent", url, "-o", dir).must(t, 1)
+	r := runCLI(t, "pull", "w3", "--agent", url, "--dir", dir).must(t, 1)
 	if !strings.Contains(r.stderr, "sha256 mismatch") {
 		t.Errorf("stderr:\n%s", r.stderr)
 	}
@@ -530,7 +530,7 @@ func TestPullKeepsTheUsersFiles(t *testing.T) {
 		t.Errorf("pull downloaded before refusing: %v", err)
 	}
 
-	r = runCLI(t, "pull", "w7", "--agent", url, "--dir", dir, "--force", "--format", "json").must(t, 0)
+	r = runCLI(t, "pull", "w7", "--agent", url, "--dir", dir, "--force", "-o", "json").must(t, 0)
 	var res pullResult
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 		t.Fatalf("%v\n%s", err, r.stdout)
@@ -576,7 +576,7 @@ func TestPullFailedWindows(t *testing.T) {
 		t.Errorf("table should say the window failed:\n%s", r.stdout)
 	}
 	checkFile(t, filepath.Join(dir, "w1", "report.qdstrm"), "half a capture")
-	r = runCLI(t, "pull", "latest", "--agent", url, "--dir", dir, "--allow-failed", "--format", "json").must(t, 0)
+	r = runCLI(t, "pull", "latest", "--agent", url, "--dir", dir, "--allow-failed", "-o", "json").must(t, 0)
 	var res pullResult
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.State != "failed" || res.Error == "" || len(res.Files) != 1 {
 		t.Errorf("json: %v %+v\n%s", err, res, r.stdout)
@@ -615,5 +615,32 @@ func TestWindowNames(t *testing.T) {
 	r = runCLI(t, "show", "nope", "--agent", url).must(t, 1)
 	if !strings.Contains(r.stderr, `no window has the id or name "nope"`) || !strings.Contains(r.stderr, "nsys-agent windows --agent "+url) {
 		t.Errorf("unknown name:\n%s", r.stderr)
+	}
+}
+
+// TestPullDeprecatedFlags: -o is the output format; the old `pull -o DIR` and --format
+// keep working for one release, with a note on stderr.
+func TestPullDeprecatedFlags(t *testing.T) {
+	s := newScriptedAgent(t)
+	url := s.serve(t)
+	s.AddWindow(t, "w7", map[string]string{"report.nsys-rep": "r"})
+	dir := t.TempDir()
+	r := runCLI(t, "pull", "w7", "--agent", url, "-o", dir).must(t, 0)
+	checkFile(t, filepath.Join(dir, "w7", "report.nsys-rep"), "r")
+	if !strings.Contains(r.stderr, "pull -o DIR is deprecated") || !strings.Contains(r.stderr, "--dir "+dir) {
+		t.Errorf("no deprecation note:\n%s", r.stderr)
+	}
+	r = runCLI(t, "pull", "w7", "--agent", url, "--dir", dir, "--format", "json").must(t, 0)
+	if !json.Valid([]byte(r.stdout)) || !strings.Contains(r.stderr, "--format is deprecated") {
+		t.Errorf("--format json:\n%s\n%s", r.stdout, r.stderr)
+	}
+	r = runCLI(t, "pull", "w7", "--agent", url, "--dir", dir, "-o", "json").must(t, 0)
+	if !json.Valid([]byte(r.stdout)) || r.stderr != "" {
+		t.Errorf("-o json:\n%s\n%s", r.stdout, r.stderr)
+	}
+	// Both a directory in -o and --dir: which one was meant is not clear.
+	r = runCLI(t, "pull", "w7", "--agent", url, "--dir", dir, "-o", dir).must(t, 2)
+	if !strings.Contains(r.stderr, "-o is the output format") {
+		t.Errorf("stderr:\n%s", r.stderr)
 	}
 }
