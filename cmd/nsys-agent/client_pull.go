@@ -26,6 +26,16 @@ func pullCommand() *cli.Command {
 		Name:      "pull",
 		Usage:     "download a window's artifacts into DIR/<window-id>/, verified by sha256 (WINDOW may be latest)",
 		ArgsUsage: "WINDOW",
+		Description: `Downloads a ready window's files into DIR/<window-id>/ with its manifest.json, checks
+each against the sha256 the agent lists, and resumes a download that was cut off. Files
+already there and verified are skipped; a different file of the same name is kept
+unless --force. Files are private (0600): reports embed the server's environment.
+A failed window is an error unless --allow-failed, which pulls its partial files.
+With several agents each one's windows go into DIR/<host_port>/.
+
+   nsys-agent pull latest --dir ./reports
+   nsys-agent pull warmup --rank 0 -o json
+   nsys-agent pull latest --allow-failed --agent gpu1:7477,gpu2:7477`,
 		Flags: clientFlags(
 			&cli.StringFlag{Name: "dir", Value: ".", Usage: "download into `DIR`/<window-id>/"},
 			&cli.IntFlag{Name: "rank", Usage: "only the artifacts of rank `R`"},

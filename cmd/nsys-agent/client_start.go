@@ -15,6 +15,13 @@ func startCommand() *cli.Command {
 		Name:      "start",
 		Usage:     "open a capture window on the agent's target",
 		ArgsUsage: " ",
+		Description: `Opens a window: nsys captures the target from now until the window is stopped, by
+'nsys-agent stop', by its --duration, or after --steps engine steps. --at schedules it
+(at most 24 h ahead); 'nsys-agent stop' before then cancels it.
+
+   nsys-agent start --duration 5s --name warmup
+   nsys-agent start --at 30s --duration 10s
+   nsys-agent start --export --agent gpu1:7477,gpu2:7477     # on two hosts at once`,
 		Flags: clientFlags(
 			&cli.StringFlag{Name: "backend", Usage: "capture `BACKEND` (default: the agent's; 'nsys-agent backends --agent URL' lists them)"},
 			&cli.StringFlag{Name: "duration", Usage: "stop by itself after `D` (5s, 1m; at most 24h)"},

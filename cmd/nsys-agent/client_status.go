@@ -18,7 +18,12 @@ func statusCommand() *cli.Command {
 		Name:      "status",
 		Usage:     "show the agent's target, nsys session and active window",
 		ArgsUsage: " ",
-		Flags:     clientFlags(),
+		Description: `Asks the agent how its target server is doing (running, or exited with its log tail),
+which nsys session holds it, and which window is capturing.
+
+   nsys-agent status
+   nsys-agent status --agent gpu1:7477,gpu2:7477 -o json`,
+		Flags: clientFlags(),
 		Action: func(c *cli.Context) error {
 			return runQuery(c, 0, func(ctx context.Context, ac *apiClient, _ []string) (any, error) {
 				var st agent.Status
@@ -36,7 +41,12 @@ func windowsCommand() *cli.Command {
 		Name:      "windows",
 		Usage:     "list the agent's windows, newest first",
 		ArgsUsage: " ",
-		Flags:     clientFlags(),
+		Description: `Lists every window the agent knows: id, name, state, when, how long it captured, and
+its files.
+
+   nsys-agent windows
+   nsys-agent windows -o json`,
+		Flags: clientFlags(),
 		Action: func(c *cli.Context) error {
 			return runQuery(c, 0, func(ctx context.Context, ac *apiClient, _ []string) (any, error) {
 				var ws []windows.Manifest
@@ -54,7 +64,13 @@ func showCommand() *cli.Command {
 		Name:      "show",
 		Usage:     "show one window: state, who asked, artifacts (WINDOW may be latest or active)",
 		ArgsUsage: "WINDOW",
-		Flags:     clientFlags(),
+		Description: `Shows one window: its state (and why it failed), who opened and stopped it, where the
+GPU time went (windows with --export), and its files with their sizes and sha256.
+WINDOW is an id, a name, latest or active.
+
+   nsys-agent show latest
+   nsys-agent show warmup -o json`,
+		Flags: clientFlags(),
 		Action: func(c *cli.Context) error {
 			return runQuery(c, 1, func(ctx context.Context, ac *apiClient, args []string) (any, error) {
 				m, err := ac.lookup(ctx, args[0])

@@ -23,6 +23,13 @@ func stopCommand() *cli.Command {
 		Name:      "stop",
 		Usage:     "stop a window (default: the active one) and wait until its report is ready",
 		ArgsUsage: "[WINDOW]",
+		Description: `Stops the window (by default the one capturing) and follows its finalizing (nsys stop,
+import, export) with a progress bar on stderr until its report is ready. Exit 1 if the
+window failed.
+
+   nsys-agent stop
+   nsys-agent stop warmup -o json
+   nsys-agent stop --no-wait --agent gpu1:7477,gpu2:7477`,
 		Flags: clientFlags(
 			&cli.BoolFlag{Name: "no-wait", Usage: "return once the agent accepted the stop; finalizing goes on"},
 		),
