@@ -248,3 +248,11 @@ func (s *Service) Change(t testing.TB, id string, step windows.Manifest) {
 		}
 	}
 }
+
+// Subscribers is how many event streams are open: a test waits for a client to listen
+// before it changes a window.
+func (s *Service) Subscribers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.subs)
+}

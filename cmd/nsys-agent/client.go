@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -386,6 +387,21 @@ type clientSetup struct {
 	agents []*apiClient
 	format string
 	tr     *http.Transport
+
+	mu     sync.Mutex // notes come from one goroutine per agent
+	stderr io.Writer
+}
+
+// notef writes a note about one agent's window on stderr: what the command is doing
+// besides what was asked (waiting for a window that was finalizing already).
+func (s *clientSetup) notef(ac *apiClient, format string, a ...any) {
+	msg := fmt.Sprintf(format, a...)
+	if len(s.agents) > 1 {
+		msg = ac.base + ": " + msg
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fmt.Fprintf(s.stderr, "nsys-agent: %s\n", msg)
 }
 
 func (s *clientSetup) close() { s.tr.CloseIdleConnections() }
@@ -428,7 +444,7 @@ func setupClients(c *cli.Context, formatFlag string) (*clientSetup, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &clientSetup{format: format, tr: newTransport()}
+	s := &clientSetup{format: format, tr: newTransport(), stderr: c.App.ErrWriter}
 	s.tr.TLSClientConfig = tlsCfg
 	// Files given as flags go into hints; the environment's apply to a pasted hint anyway.
 	var fileFlags []string

@@ -152,12 +152,14 @@ func pullWindow(ctx context.Context, ac *apiClient, window string, o pullOptions
 		return nil, fmt.Errorf("agent %s sent an unusable window id: %w", ac.base, err)
 	}
 	if !m.State.Terminal() {
-		return nil, &clientError{Agent: ac.base, Message: fmt.Sprintf("window %s is still %s", m.ID, m.State),
-			Hint: "wait for it with `nsys-agent stop " + m.ID + "`, then pull"}
+		hint := "wait for it with " + ac.command("wait", m.ID) + ", then pull"
+		if m.State == windows.StateCapturing || m.State == windows.StateRequested {
+			hint = "stop it with " + ac.command("stop", m.ID) + " (which waits for its report), then pull"
+		}
+		return nil, &clientError{Agent: ac.base, Message: fmt.Sprintf("window %s is still %s", m.ID, m.State), Hint: hint}
 	}
 	if m.State != windows.StateReady && !o.allowFailed {
-		err := windowOutcome(m).(*clientError)
-		err.Agent = ac.base
+		err := windowOutcome(ac, m).(*clientError)
 		words := []string{"pull", m.ID, "--dir", o.dir}
 		if o.rank != nil {
 			words = append(words, "--rank", strconv.Itoa(*o.rank))

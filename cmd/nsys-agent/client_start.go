@@ -20,6 +20,7 @@ func startCommand() *cli.Command {
 (at most 24 h ahead); 'nsys-agent stop' before then cancels it.
 
    nsys-agent start --duration 5s --name warmup
+   nsys-agent start --duration 5s --wait && nsys-agent pull latest --dir ./reports
    nsys-agent start --at 30s --duration 10s
    nsys-agent start --export --agent gpu1:7477,gpu2:7477     # on two hosts at once`,
 		Flags: clientFlags(
@@ -29,6 +30,7 @@ func startCommand() *cli.Command {
 			&cli.StringFlag{Name: "name", Usage: "`LABEL` for the window: letters, digits, '.', '_', '-'"},
 			&cli.StringFlag{Name: "at", Usage: "start at `T`: an RFC 3339 time, or a delay such as 30s"},
 			&cli.BoolFlag{Name: "export", Usage: "also export the report to SQLite"},
+			&cli.BoolFlag{Name: "wait", Usage: "wait until the window has ended (needs --duration or --steps), with stop's progress bar"},
 		),
 		Action: runStart,
 	})
@@ -42,17 +44,28 @@ func runStart(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	wait := c.Bool("wait")
+	if wait && req.Duration == "" && req.Steps == 0 {
+		return usagef("start: --wait needs --duration or --steps: without them only 'nsys-agent stop' ends the window, and stop waits for it itself")
+	}
 	s, err := setupClients(c, "output")
 	if err != nil {
 		return err
 	}
 	defer s.close()
+	var bar *progressBar
+	if wait && len(s.agents) == 1 {
+		bar = newProgressBar(c.App.ErrWriter)
+	}
 	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
 		var m windows.Manifest
 		if err := ac.call(ctx, http.MethodPost, "/v1/windows", req, &m); err != nil {
 			return nil, err
 		}
-		return &m, nil
+		if !wait {
+			return &m, nil
+		}
+		return followWindow(ctx, ac, m.ID, bar, 0)
 	})
 	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printManifest(w, v.(*windows.Manifest)) })
 }

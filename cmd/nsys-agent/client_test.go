@@ -644,3 +644,129 @@ func TestPullDeprecatedFlags(t *testing.T) {
 		t.Errorf("stderr:\n%s", r.stderr)
 	}
 }
+
+// whenSubscribed runs steps on window id once a client listens to the event stream (or
+// at once with NoEvents), as the agent would while the client waits.
+func (s *served) whenSubscribed(t *testing.T, id string, steps ...windows.Manifest) {
+	done := make(chan struct{})
+	t.Cleanup(func() { <-done })
+	go func() {
+		defer close(done)
+		for deadline := time.Now().Add(10 * time.Second); !s.NoEvents && s.Subscribers() == 0; {
+			if time.Now().After(deadline) {
+				t.Errorf("no client subscribed to events within 10s")
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		for _, st := range steps {
+			s.Change(t, id, st)
+		}
+	}()
+}
+
+var (
+	stepFinalizing = windows.Manifest{State: windows.StateFinalizing, Progress: &windows.Progress{Step: "importing report", Fraction: 0.5}}
+	stepReady      = windows.Manifest{State: windows.StateReady}
+)
+
+// TestStartWait: start --wait follows the window to its end, with the progress stop
+// shows, and exits as the window ended.
+func TestStartWait(t *testing.T) {
+	s := newScriptedAgent(t)
+	url := s.serve(t)
+	s.whenSubscribed(t, "w1", stepFinalizing, stepReady)
+	r := runCLI(t, "start", "--agent", url, "--duration", "1s", "--wait").must(t, 0)
+	for _, want := range []string{"w1 capturing", "50% importing report", "100% done"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("progress lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if !strings.Contains(r.stdout, "ready") {
+		t.Errorf("start --wait should print the ready window:\n%s", r.stdout)
+	}
+
+	s.whenSubscribed(t, "w2", windows.Manifest{State: windows.StateFailed, Error: "nsys stop hung"})
+	r = runCLI(t, "start", "--agent", url, "--duration", "1s", "--wait").must(t, 1)
+	if !strings.Contains(r.stderr, "window w2 failed: nsys stop hung") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	// Without --duration or --steps only a stop ends the window: nothing to wait for.
+	r = runCLI(t, "start", "--agent", url, "--wait").must(t, 2)
+	if !strings.Contains(r.stderr, "--wait needs --duration or --steps") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+}
+
+// TestStopWaitsForAFinalizingWindow: a window whose duration ran out is finalizing; stop
+// (of it, or of nothing in particular) waits for it instead of answering 409.
+func TestStopWaitsForAFinalizingWindow(t *testing.T) {
+	for _, args := range [][]string{{"stop", "w1"}, {"stop"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			s := newScriptedAgent(t)
+			url := s.serve(t)
+			runCLI(t, "start", "--agent", url, "--duration", "1s").must(t, 0)
+			s.Change(t, "w1", windows.Manifest{State: windows.StateFinalizing})
+			s.Finalize = []windows.Manifest{stepFinalizing, stepReady}
+			r := runCLI(t, append(args, "--agent", url)...).must(t, 0)
+			if !strings.Contains(r.stderr, "window w1 is already finalizing; waiting for it") || !strings.Contains(r.stderr, "100% done") {
+				t.Errorf("stderr:\n%s", r.stderr)
+			}
+			if !strings.Contains(r.stdout, "ready") {
+				t.Errorf("stdout:\n%s", r.stdout)
+			}
+		})
+	}
+	// A window that ended already: stop of it says so; exit 0 if it is ready.
+	s := newScriptedAgent(t)
+	url := s.serve(t)
+	s.AddWindow(t, "w1", nil)
+	r := runCLI(t, "stop", "w1", "--agent", url).must(t, 0)
+	if !strings.Contains(r.stderr, "window w1 had already ended") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	// Nothing capturing and nothing finalizing: still a conflict.
+	runCLI(t, "stop", "--agent", url).must(t, 1)
+}
+
+// TestWait: wait follows a window (default: the newest) to its end; pull's hint for a
+// window still finalizing names it.
+func TestWait(t *testing.T) {
+	for _, noEvents := range []bool{false, true} {
+		t.Run(map[bool]string{false: "events", true: "polling"}[noEvents], func(t *testing.T) {
+			s := newScriptedAgent(t)
+			s.NoEvents = noEvents
+			url := s.serve(t)
+			runCLI(t, "start", "--agent", url, "--duration", "1s", "--name", "quick").must(t, 0)
+			if noEvents {
+				s.Change(t, "w1", windows.Manifest{State: windows.StateFinalizing})
+				s.Finalize = []windows.Manifest{stepFinalizing, stepReady}
+			} else {
+				s.whenSubscribed(t, "w1", stepFinalizing, stepReady)
+			}
+			r := runCLI(t, "wait", "--agent", url).must(t, 0)
+			if !strings.Contains(r.stderr, "50% importing report") || !strings.Contains(r.stderr, "100% done") || !strings.Contains(r.stdout, "ready") {
+				t.Errorf("wait:\n%s\n%s", r.stdout, r.stderr)
+			}
+			runCLI(t, "wait", "quick", "--agent", url).must(t, 0)
+		})
+	}
+
+	s := newScriptedAgent(t)
+	url := s.serve(t)
+	runCLI(t, "start", "--agent", url, "--duration", "1s").must(t, 0)
+	s.Change(t, "w1", windows.Manifest{State: windows.StateFinalizing})
+	r := runCLI(t, "pull", "latest", "--agent", url, "--dir", t.TempDir()).must(t, 1)
+	if !strings.Contains(r.stderr, "nsys-agent wait w1 --agent "+url) {
+		t.Errorf("pull of a finalizing window should hint at wait:\n%s", r.stderr)
+	}
+	r = runCLI(t, "wait", "w1", "--agent", url, "--timeout", "300ms").must(t, 1)
+	if !strings.Contains(r.stderr, "window w1 is still finalizing after 300ms") {
+		t.Errorf("timeout:\n%s", r.stderr)
+	}
+	s.Change(t, "w1", windows.Manifest{State: windows.StateFailed, Error: "import failed"})
+	r = runCLI(t, "wait", "--agent", url).must(t, 1)
+	if !strings.Contains(r.stderr, "window w1 failed: import failed") {
+		t.Errorf("failed window:\n%s", r.stderr)
+	}
+}

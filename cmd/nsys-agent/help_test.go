@@ -36,47 +36,55 @@ func checkExamples(t *testing.T, where, text string, cmds map[string]*cli.Comman
 		if !strings.HasPrefix(line, "   nsys-agent ") { // examples are indented; prose is not
 			continue
 		}
-		line = strings.TrimSpace(line)
 		line, _, _ = strings.Cut(line, "#")
-		line, _, _ = strings.Cut(line, " > ") // where the output goes is the shell's business
-		p := shellwords.NewParser()
-		words, err := p.Parse(line)
-		if err == nil && p.Position != -1 {
-			err = fmt.Errorf("shell operator at %q: not one command", line[p.Position:])
+		// One example may run two commands (start ... && pull ...); the output may go
+		// to a file: the shell's parts are not checked.
+		for _, part := range strings.Split(line, " && ") {
+			part, _, _ = strings.Cut(part, " > ")
+			checkExample(t, where, strings.TrimSpace(part), cmds)
 		}
-		if err != nil || len(words) < 2 {
-			t.Errorf("%s: example %q: %v", where, line, err)
+	}
+}
+
+func checkExample(t *testing.T, where, line string, cmds map[string]*cli.Command) {
+	t.Helper()
+	p := shellwords.NewParser()
+	words, err := p.Parse(line)
+	if err == nil && p.Position != -1 {
+		err = fmt.Errorf("shell operator at %q: not one command", line[p.Position:])
+	}
+	if err != nil || len(words) < 2 || words[0] != "nsys-agent" {
+		t.Errorf("%s: example %q: %v", where, line, err)
+		return
+	}
+	cmd := cmds[words[1]]
+	if cmd == nil {
+		t.Errorf("%s: example %q: no command %q", where, line, words[1])
+		return
+	}
+	for i := 2; i < len(words); i++ {
+		w := words[i]
+		if w == "--" {
+			break
+		}
+		if len(w) < 2 || w[0] != '-' {
 			continue
 		}
-		cmd := cmds[words[1]]
-		if cmd == nil {
-			t.Errorf("%s: example %q: no command %q", where, line, words[1])
+		name, val, hasVal := strings.Cut(strings.TrimLeft(w, "-"), "=")
+		f := lookupFlag(cmd.Flags, name)
+		if f == nil {
+			t.Errorf("%s: example %q: %s has no flag %s", where, line, cmd.Name, w)
 			continue
 		}
-		for i := 2; i < len(words); i++ {
-			w := words[i]
-			if w == "--" {
-				break
-			}
-			if len(w) < 2 || w[0] != '-' {
-				continue
-			}
-			name, val, hasVal := strings.Cut(strings.TrimLeft(w, "-"), "=")
-			f := lookupFlag(cmd.Flags, name)
-			if f == nil {
-				t.Errorf("%s: example %q: %s has no flag %s", where, line, cmd.Name, w)
-				continue
-			}
-			if _, isBool := f.(*cli.BoolFlag); isBool || hasVal {
-				continue
-			}
-			if i+1 < len(words) {
-				i++
-				val = words[i]
-			}
-			if (name == "o" || name == "output") && val != "table" && val != "json" {
-				t.Errorf("%s: example %q: -o %s is not a format", where, line, val)
-			}
+		if _, isBool := f.(*cli.BoolFlag); isBool || hasVal {
+			continue
+		}
+		if i+1 < len(words) {
+			i++
+			val = words[i]
+		}
+		if (name == "o" || name == "output") && val != "table" && val != "json" {
+			t.Errorf("%s: example %q: -o %s is not a format", where, line, val)
 		}
 	}
 }

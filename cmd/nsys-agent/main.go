@@ -91,6 +91,7 @@ func commands() []*cli.Command {
 		statusCommand(),
 		windowsCommand(),
 		showCommand(),
+		waitCommand(),
 		pullCommand(),
 		demoServerCommand(),
 		demoWorkerCommand(),
