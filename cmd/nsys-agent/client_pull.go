@@ -85,6 +85,9 @@ func runPull(c *cli.Context) error {
 		return err
 	}
 	defer s.close()
+	// One agent's download draws a bar on a terminal; several report in the table.
+	o.progress = len(s.agents) == 1 && isTerminal(c.App.ErrWriter)
+	o.stderr = c.App.ErrWriter
 	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
 		o := o
 		o.dir = dir
@@ -132,6 +135,8 @@ type pullOptions struct {
 	force bool   // replace local files that differ
 	// allowFailed pulls what a failed or cancelled window has; otherwise it is an error.
 	allowFailed bool
+	progress    bool      // draw a transferBar on stderr
+	stderr      io.Writer // where it goes
 }
 
 // agentDirName makes a folder name of an agent URL: http://gpu-1:7477 -> gpu-1_7477.
@@ -215,11 +220,22 @@ func pullWindow(ctx context.Context, ac *apiClient, window string, o pullOptions
 			Hint:    "to replace them, run " + ac.command(append(words, "--force")...) + "; or pull into another --dir"}
 	}
 
+	var bar *transferBar
+	if o.progress {
+		var total int64
+		for i, a := range arts {
+			if local[i] != "up-to-date" {
+				total += a.Bytes
+			}
+		}
+		bar = newTransferBar(o.stderr, m.ID, total)
+		defer bar.finish()
+	}
 	res := &pullResult{Window: m.ID, State: string(m.State), Error: m.Error, Dir: into, Files: []pulledFile{}}
 	for i, a := range arts {
 		status := local[i]
 		if status != "up-to-date" {
-			if status, err = pullArtifact(ctx, ac, m.ID, a, into); err != nil {
+			if status, err = pullArtifact(ctx, ac, m.ID, a, into, bar); err != nil {
 				return res, err
 			}
 			if local[i] == "differs" {
@@ -279,10 +295,10 @@ func checkLocalName(name string) error {
 // kept as <name>.part and resumed with a Range request; the final name appears only
 // once the sha256 matches (a rename, which replaces whatever had the name, never
 // writing through it).
-func pullArtifact(ctx context.Context, ac *apiClient, window string, a windows.Artifact, dir string) (string, error) {
+func pullArtifact(ctx context.Context, ac *apiClient, window string, a windows.Artifact, dir string, bar *transferBar) (string, error) {
 	final := filepath.Join(dir, a.Name)
 	part := final + ".part"
-	status, err := download(ctx, ac, window, a, part)
+	status, err := download(ctx, ac, window, a, part, bar)
 	if err != nil {
 		var me *mismatchError
 		if !errors.As(err, &me) || !me.resumed {
@@ -290,7 +306,7 @@ func pullArtifact(ctx context.Context, ac *apiClient, window string, a windows.A
 		}
 		// The partial file itself may have been bad (download removed it): one fresh
 		// try before giving up.
-		if status, err = download(ctx, ac, window, a, part); err != nil {
+		if status, err = download(ctx, ac, window, a, part, bar); err != nil {
 			return "", err
 		}
 	}
@@ -310,7 +326,7 @@ func (e *mismatchError) Error() string {
 }
 
 // download writes the artifact to part, resuming from what part already holds.
-func download(ctx context.Context, ac *apiClient, window string, a windows.Artifact, part string) (string, error) {
+func download(ctx context.Context, ac *apiClient, window string, a windows.Artifact, part string, bar *transferBar) (string, error) {
 	f, err := openPartial(part)
 	if err != nil {
 		return "", err
@@ -357,7 +373,8 @@ func download(ctx context.Context, ac *apiClient, window string, a windows.Artif
 	if _, err := f.Seek(have, io.SeekStart); err != nil {
 		return "", err
 	}
-	n, err := io.Copy(io.MultiWriter(f, h), resp.Body)
+	bar.already(a.Name, have)
+	n, err := io.Copy(io.MultiWriter(f, h), &countingReader{r: resp.Body, bar: bar, file: a.Name})
 	if err != nil {
 		return "", fmt.Errorf("downloading %s: %w (run pull again to resume)", a.Name, err)
 	}
@@ -367,6 +384,7 @@ func download(ctx context.Context, ac *apiClient, window string, a windows.Artif
 	if got := hex.EncodeToString(h.Sum(nil)); got != a.SHA256 || have+n != a.Bytes {
 		f.Close()
 		os.Remove(part) // a bad file must not be resumed
+		bar.already(a.Name, -(have + n))
 		return "", &mismatchError{name: a.Name, want: a.SHA256, got: got, resumed: status == "resumed"}
 	}
 	return status, nil

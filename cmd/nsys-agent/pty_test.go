@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"io"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"unsafe"
@@ -57,5 +60,37 @@ func TestIsTerminal(t *testing.T) {
 		if isTerminal(f) {
 			t.Errorf("%s is seen as a terminal", name)
 		}
+	}
+}
+
+// TestPullShowsProgressOnATerminal: on a terminal, pull draws bytes, speed and what is
+// left on stderr; in a pipe it stays quiet.
+func TestPullShowsProgressOnATerminal(t *testing.T) {
+	s := newScriptedAgent(t)
+	url := s.serve(t)
+	s.AddWindow(t, "w7", map[string]string{"report.nsys-rep": strings.Repeat("x", 3<<20)})
+	master, tty := openPTY(t)
+	var screen bytes.Buffer
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		io.Copy(&screen, master) // ends with EIO once the terminal side is closed
+	}()
+	var out bytes.Buffer
+	code := run([]string{"nsys-agent", "pull", "w7", "--agent", url, "--dir", t.TempDir()}, &out, tty)
+	tty.Close()
+	<-read
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), screen.String())
+	}
+	for _, want := range []string{"pull w7", "3.0 MiB", "/s"} {
+		if !strings.Contains(screen.String(), want) {
+			t.Errorf("the terminal shows no %q:\n%q", want, screen.String())
+		}
+	}
+
+	r := runCLI(t, "pull", "w7", "--agent", url, "--dir", t.TempDir()).must(t, 0)
+	if r.stderr != "" {
+		t.Errorf("pull drew progress into a pipe:\n%q", r.stderr)
 	}
 }
