@@ -84,6 +84,10 @@ func (s *Service) CreateWindow(ctx context.Context, req windows.CreateRequest, w
 	id := fmt.Sprintf("w%d", len(s.order)+1)
 	m := &windows.Manifest{ID: id, Name: req.Name, Backend: "nsys", State: windows.StateCapturing, Trigger: windows.TriggerAPI,
 		RequestedBy: who, Duration: req.Duration, CreatedAt: now, StartedAt: &now, Artifacts: []windows.Artifact{}}
+	if at, err := time.Parse(time.RFC3339, req.StartAt); err == nil && at.After(now) {
+		// Scheduled: it waits in requested (a test moves it on with Change).
+		m.State, m.StartedAt = windows.StateRequested, nil
+	}
 	s.windows[id], s.active = m, id
 	s.order = append(s.order, id)
 	cp := *m
@@ -97,6 +101,16 @@ func (s *Service) StopWindow(ctx context.Context, id string, who windows.Request
 		id = s.active
 	}
 	m, ok := s.windows[id]
+	if ok && m.State == windows.StateRequested {
+		// A scheduled window is cancelled, as the state machine does.
+		now := time.Now().UTC()
+		m.State, m.StoppedBy, m.FinishedAt = windows.StateCancelled, &who, &now
+		if s.active == id {
+			s.active = ""
+		}
+		cp := *m
+		return &cp, nil
+	}
 	switch {
 	case id == "" || ok && m.State != windows.StateCapturing:
 		return nil, domainErr(windows.ErrNoWindow, "no window is capturing; start one with 'nsys-agent start'")

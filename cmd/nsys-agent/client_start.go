@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -67,7 +68,30 @@ func runStart(c *cli.Context) error {
 		}
 		return followWindow(ctx, ac, m.ID, bar, 0)
 	})
-	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printManifest(w, v.(*windows.Manifest)) })
+	// The manifest does not carry start_at: the request says when a scheduled window
+	// starts.
+	startAt, _ := time.Parse(time.RFC3339, req.StartAt)
+	if !startAt.IsZero() && s.json() {
+		for i, o := range outs {
+			if m, ok := o.value.(*windows.Manifest); ok && m.State == windows.StateRequested {
+				s.notef(s.agents[i], "window %s starts at %s", m.ID, startsAt(startAt, time.Now()))
+			}
+		}
+	}
+	return report(c.App.Writer, s, outs, func(w io.Writer, v any) {
+		m := v.(*windows.Manifest)
+		printManifest(w, m)
+		if m.State == windows.StateRequested && !startAt.IsZero() {
+			tw := newTable(w)
+			fmt.Fprintf(tw, "STARTS\t%s\n", startsAt(startAt, time.Now()))
+			tw.Flush()
+		}
+	})
+}
+
+// startsAt is "2025-01-02 15:04:05 (in 1m30s)".
+func startsAt(at, now time.Time) string {
+	return fmt.Sprintf("%s (in %s)", formatTime(at), humanDuration(at.Sub(now).Round(time.Second)))
 }
 
 // createRequest checks the flags here, with the same rules as the agent, so a typo is
@@ -84,7 +108,8 @@ func createRequest(c *cli.Context, now time.Time) (windows.CreateRequest, error)
 		if t, err := time.Parse(time.RFC3339, at); err == nil {
 			req.StartAt = t.Format(time.RFC3339)
 		} else if d, derr := time.ParseDuration(at); derr == nil && d >= 0 {
-			req.StartAt = now.Add(d).UTC().Format(time.RFC3339)
+			// With its fraction of a second: "--at 30s" is 30 s, not 29.6.
+			req.StartAt = now.Add(d).UTC().Format(time.RFC3339Nano)
 		} else {
 			return req, usagef("--at: want an RFC 3339 time (2025-01-02T15:04:05Z) or a delay (30s), got %q", at)
 		}

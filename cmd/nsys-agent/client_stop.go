@@ -27,7 +27,8 @@ func stopCommand() *cli.Command {
 		ArgsUsage: "[WINDOW]",
 		Description: `Stops the window (by default the one capturing) and follows its finalizing (nsys stop,
 import, export) with a progress bar on stderr until its report is ready. Exit 1 if the
-window failed.
+window failed. A scheduled window (start --at) that has not started is cancelled (exit 0);
+one that is finalizing already (its --duration ran out) is waited for.
 
    nsys-agent stop
    nsys-agent stop warmup -o json
@@ -107,6 +108,11 @@ func stopWindow(ctx context.Context, s *clientSetup, ac *apiClient, word string,
 	}
 	if err != nil {
 		return nil, err
+	}
+	if m.State == windows.StateCancelled {
+		// A scheduled window: the stop cancelled it before it began, as asked.
+		s.notef(ac, "window %s was cancelled before it started: it captured nothing", m.ID)
+		return &m, nil
 	}
 	if noWait {
 		return &m, nil

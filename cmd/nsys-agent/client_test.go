@@ -770,3 +770,42 @@ func TestWait(t *testing.T) {
 		t.Errorf("failed window:\n%s", r.stderr)
 	}
 }
+
+// TestStartAt: --at is bounded as the agent bounds it, before anything is sent; a
+// scheduled window says when it starts, and stopping it before then cancels it (exit 0).
+func TestStartAt(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	for _, at := range []string{"25h", time.Now().Add(48 * time.Hour).UTC().Format(time.RFC3339)} {
+		r := runCLI(t, "start", "--agent", dead.URL, "--at", at).must(t, 2)
+		if !strings.Contains(r.stderr, "--at: at most 24h0m0s ahead") {
+			t.Errorf("--at %s:\n%s", at, r.stderr)
+		}
+	}
+
+	s := newScriptedAgent(t)
+	url := s.serve(t)
+	r := runCLI(t, "start", "--agent", url, "--at", "90s", "--duration", "5s").must(t, 0)
+	for _, want := range []string{"requested", "STARTS", "(in 1m30s)"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("start --at: no %q:\n%s", want, r.stdout)
+		}
+	}
+	r = runCLI(t, "stop", "--agent", url).must(t, 0)
+	if !strings.Contains(r.stderr, "window w1 was cancelled before it started") || !strings.Contains(r.stdout, "cancelled") {
+		t.Errorf("stop of a scheduled window:\n%s\n%s", r.stdout, r.stderr)
+	}
+
+	r = runCLI(t, "start", "--agent", url, "--at", "1h", "-o", "json").must(t, 0)
+	var m windows.Manifest
+	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m.State != windows.StateRequested {
+		t.Errorf("json: %v\n%s", err, r.stdout)
+	}
+	if !strings.Contains(r.stderr, "window w2 starts at ") || !strings.Contains(r.stderr, "(in 1h0m)") {
+		t.Errorf("-o json: the start time goes to stderr:\n%s", r.stderr)
+	}
+	r = runCLI(t, "stop", "w2", "--agent", url, "-o", "json").must(t, 0)
+	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m.State != windows.StateCancelled {
+		t.Errorf("json: %v\n%s", err, r.stdout)
+	}
+}
