@@ -31,7 +31,7 @@ which nsys session holds it, and which window is capturing.
 					return nil, err
 				}
 				return &st, nil
-			}, func(w io.Writer, v any) { printStatus(w, v.(*agent.Status)) })
+			}, func(w io.Writer, _ *apiClient, v any) { printStatus(w, v.(*agent.Status)) })
 		},
 	})
 }
@@ -54,7 +54,7 @@ its files.
 					return nil, err
 				}
 				return newestFirst(ws), nil
-			}, func(w io.Writer, v any) { printWindows(w, v.([]windows.Manifest)) })
+			}, func(w io.Writer, ac *apiClient, v any) { printWindows(w, ac, v.([]windows.Manifest)) })
 		},
 	})
 }
@@ -78,14 +78,14 @@ WINDOW is an id, a name, latest or active.
 					return nil, err // not m: a nil *Manifest in an interface is not nil
 				}
 				return m, nil
-			}, func(w io.Writer, v any) { printManifest(w, v.(*windows.Manifest)) })
+			}, func(w io.Writer, _ *apiClient, v any) { printManifest(w, v.(*windows.Manifest)) })
 		},
 	})
 }
 
 // runQuery is the shape of the read-only commands: nargs positional arguments, one
-// call per agent, one printer.
-func runQuery(c *cli.Context, nargs int, fn func(ctx context.Context, ac *apiClient, args []string) (any, error), printOne func(io.Writer, any)) error {
+// call per agent, one printer (of one agent's answer: several agents' go in a table).
+func runQuery(c *cli.Context, nargs int, fn func(ctx context.Context, ac *apiClient, args []string) (any, error), printOne func(io.Writer, *apiClient, any)) error {
 	what := "no arguments"
 	if nargs == 1 {
 		what = "one WINDOW"
@@ -100,7 +100,7 @@ func runQuery(c *cli.Context, nargs int, fn func(ctx context.Context, ac *apiCli
 	}
 	defer s.close()
 	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) { return fn(ctx, ac, args) })
-	return report(c.App.Writer, s, outs, printOne)
+	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printOne(w, s.agents[0], v) })
 }
 
 func printStatus(w io.Writer, st *agent.Status) {
@@ -140,9 +140,9 @@ func printStatus(w io.Writer, st *agent.Status) {
 	}
 }
 
-func printWindows(w io.Writer, ws []windows.Manifest) {
+func printWindows(w io.Writer, ac *apiClient, ws []windows.Manifest) {
 	if len(ws) == 0 {
-		fmt.Fprintln(w, "no windows yet; open one with `nsys-agent start`")
+		fmt.Fprintln(w, "no windows yet; open one with "+ac.command("start"))
 		return
 	}
 	tw := newTable(w)
