@@ -37,6 +37,8 @@ type Service struct {
 	active  string
 	subs    map[chan windows.Event]bool
 	gets    int
+
+	subscriptions int // ever opened
 }
 
 var _ agent.Service = (*Service)(nil)
@@ -195,6 +197,7 @@ func (s *Service) Subscribe() (<-chan windows.Event, func()) {
 		}
 	}
 	s.subs[ch] = true
+	s.subscriptions++
 	return ch, func() {
 		s.mu.Lock()
 		delete(s.subs, ch)
@@ -263,10 +266,10 @@ func (s *Service) Change(t testing.TB, id string, step windows.Manifest) {
 	}
 }
 
-// Subscribers is how many event streams are open: a test waits for a client to listen
-// before it changes a window.
-func (s *Service) Subscribers() int {
+// Subscriptions is how many event streams were ever opened: a test waits for a client
+// to listen (the count to grow) before it changes a window.
+func (s *Service) Subscriptions() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.subs)
+	return s.subscriptions
 }
