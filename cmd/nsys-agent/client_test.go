@@ -820,3 +820,32 @@ func TestStartAt(t *testing.T) {
 		t.Errorf("json: %v\n%s", err, r.stdout)
 	}
 }
+
+// TestWindowCommandsFailCleanly: every command that names a window fails the way show
+// does when the window is unknown, the agent is down or the token is wrong: exit 1, the
+// reason on stderr, nothing (not "null") on stdout.
+func TestWindowCommandsFailCleanly(t *testing.T) {
+	up := newScriptedAgent(t).serve(t, "sekret")
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	dir := t.TempDir()
+	for _, cmd := range [][]string{{"show", "nope"}, {"stop", "nope"}, {"wait", "nope"}, {"pull", "nope", "--dir", dir}} {
+		for _, tc := range []struct {
+			name   string
+			args   []string
+			stderr string
+		}{
+			{"unknown window", []string{"--agent", up, "--token", "sekret"}, `no window has the id or name "nope"`},
+			{"agent down", []string{"--agent", dead.URL}, "connection refused"},
+			{"wrong token", []string{"--agent", up, "--token", "wrong"}, "401"},
+		} {
+			for _, format := range []string{"table", "json"} {
+				args := append(append(append([]string{}, cmd...), tc.args...), "-o", format)
+				r := runCLI(t, args...).must(t, 1)
+				if !strings.Contains(r.stderr, tc.stderr) || r.stdout != "" {
+					t.Errorf("%q: want %q on stderr and nothing on stdout:\nstdout: %s\nstderr: %s", args, tc.stderr, r.stdout, r.stderr)
+				}
+			}
+		}
+	}
+}
