@@ -24,7 +24,7 @@ import (
 func pullCommand() *cli.Command {
 	return clientCommand(&cli.Command{
 		Name:      "pull",
-		Usage:     "download a window's artifacts into DIR/<window-id>/, verified by sha256 (WINDOW may be latest)",
+		Usage:     "download a window's artifacts into DIR/<window-id>/, verified by sha256",
 		ArgsUsage: "WINDOW",
 		Description: `Downloads a ready window's files into DIR/<window-id>/ with its manifest.json, checks
 each against the sha256 the agent lists, and resumes a download that was cut off. Files
@@ -38,7 +38,7 @@ With several agents each one's windows go into DIR/<host_port>/.
    nsys-agent pull latest --allow-failed --agent gpu1:7477,gpu2:7477`,
 		Flags: clientFlags(
 			&cli.StringFlag{Name: "dir", Value: ".", Usage: "download into `DIR`/<window-id>/"},
-			&cli.IntFlag{Name: "rank", Usage: "only the artifacts of rank `R`"},
+			&cli.IntFlag{Name: "rank", Usage: "only the artifacts of rank `R`", DefaultText: "every rank"},
 			&cli.BoolFlag{Name: "allow-failed", Usage: "pull what a failed or cancelled window has (its partial files) instead of failing"},
 			&cli.BoolFlag{Name: "force", Usage: "replace local files that differ from the window's (kept otherwise)"},
 			// Until the next release: --format was pull's output format, -o its folder.

@@ -62,7 +62,7 @@ its files.
 func showCommand() *cli.Command {
 	return clientCommand(&cli.Command{
 		Name:      "show",
-		Usage:     "show one window: state, who asked, artifacts (WINDOW may be latest or active)",
+		Usage:     "show one window: state, who asked, where the GPU time went, artifacts",
 		ArgsUsage: "WINDOW",
 		Description: `Shows one window: its state (and why it failed), who opened and stopped it, where the
 GPU time went (windows with --export), and its files with their sizes and sha256.
