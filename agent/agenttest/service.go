@@ -37,6 +37,8 @@ type Service struct {
 	active  string
 	subs    map[chan windows.Event]bool
 	gets    int
+
+	subscriptions int // ever opened
 }
 
 var _ agent.Service = (*Service)(nil)
@@ -84,6 +86,10 @@ func (s *Service) CreateWindow(ctx context.Context, req windows.CreateRequest, w
 	id := fmt.Sprintf("w%d", len(s.order)+1)
 	m := &windows.Manifest{ID: id, Name: req.Name, Backend: "nsys", State: windows.StateCapturing, Trigger: windows.TriggerAPI,
 		RequestedBy: who, Duration: req.Duration, CreatedAt: now, StartedAt: &now, Artifacts: []windows.Artifact{}}
+	if at, err := time.Parse(time.RFC3339, req.StartAt); err == nil && at.After(now) {
+		// Scheduled: it waits in requested (a test moves it on with Change).
+		m.State, m.StartedAt = windows.StateRequested, nil
+	}
 	s.windows[id], s.active = m, id
 	s.order = append(s.order, id)
 	cp := *m
@@ -97,6 +103,16 @@ func (s *Service) StopWindow(ctx context.Context, id string, who windows.Request
 		id = s.active
 	}
 	m, ok := s.windows[id]
+	if ok && m.State == windows.StateRequested {
+		// A scheduled window is cancelled, as the state machine does.
+		now := time.Now().UTC()
+		m.State, m.StoppedBy, m.FinishedAt = windows.StateCancelled, &who, &now
+		if s.active == id {
+			s.active = ""
+		}
+		cp := *m
+		return &cp, nil
+	}
 	switch {
 	case id == "" || ok && m.State != windows.StateCapturing:
 		return nil, domainErr(windows.ErrNoWindow, "no window is capturing; start one with 'nsys-agent start'")
@@ -181,6 +197,7 @@ func (s *Service) Subscribe() (<-chan windows.Event, func()) {
 		}
 	}
 	s.subs[ch] = true
+	s.subscriptions++
 	return ch, func() {
 		s.mu.Lock()
 		delete(s.subs, ch)
@@ -214,4 +231,45 @@ func (s *Service) AddWindow(t testing.TB, id string, files map[string]string) *w
 	s.mu.Unlock()
 	cp := *m
 	return &cp
+}
+
+// Change moves window id to step's State, Progress and Error, as the state machine would
+// (a duration running out, a finalize step, a failure), and announces it to subscribers.
+// A window that leaves requested or capturing frees the active place.
+func (s *Service) Change(t testing.TB, id string, step windows.Manifest) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.windows[id]
+	if !ok {
+		t.Fatalf("agenttest: no window %q to change", id)
+	}
+	now := time.Now().UTC()
+	m.State, m.Progress, m.Error = step.State, step.Progress, step.Error
+	switch {
+	case m.State == windows.StateCapturing && m.StartedAt == nil:
+		m.StartedAt = &now
+	case m.State == windows.StateFinalizing && m.StoppedAt == nil:
+		m.StoppedAt = &now
+	case m.State.Terminal():
+		m.FinishedAt = &now
+	}
+	if s.active == id && m.State != windows.StateRequested && m.State != windows.StateCapturing {
+		s.active = ""
+	}
+	cp := *m
+	for ch := range s.subs {
+		select {
+		case ch <- windows.Event{Type: "window", Window: &cp, Time: now}:
+		default:
+		}
+	}
+}
+
+// Subscriptions is how many event streams were ever opened: a test waits for a client
+// to listen (the count to grow) before it changes a window.
+func (s *Service) Subscriptions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.subscriptions
 }

@@ -26,7 +26,7 @@ kernels; across ranks: the slowest rank and why, and per-kernel max/min ratios.
    nsys-agent analyze ./window-3 --html report.html
    nsys-agent analyze -o json report.sqlite`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "print `FORMAT`: text or json"},
+			outputFlag("output", "o"),
 			&cli.StringFlag{Name: "html", Usage: "also write a self-contained HTML report to `FILE`"},
 		},
 		Action: runAnalyze,
@@ -42,8 +42,11 @@ func runAnalyze(c *cli.Context) error {
 		return usagef("analyze: give a window directory, trace files or an nsys .sqlite export")
 	}
 	format := c.String("output")
-	if format != "text" && format != "json" {
-		return usagef("analyze: -o %q: want text or json", format)
+	if format == "text" { // the previous release's name of the table
+		format = "table"
+	}
+	if format != "table" && format != "json" {
+		return usagef("analyze: -o %q: want table or json", format)
 	}
 	s, err := analyzeInputs(c, args)
 	if err != nil {

@@ -62,7 +62,7 @@ func TestAnalyzeCommandErrors(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"analyze"}, exitUsage, "give a window directory"},
-		{[]string{"analyze", "-o", "yaml", kinetoFixture}, exitUsage, "want text or json"},
+		{[]string{"analyze", "-o", "yaml", kinetoFixture}, exitUsage, "want table or json"},
 		{[]string{"analyze", dir}, exitFailed, "no *.trace.json.gz or *.sqlite"},
 		{[]string{"analyze", nsysFixture, filepath.Join(kinetoFixture, "1763900000.123456-TP-0.trace.json.gz")}, exitUsage, "one .sqlite export alone"},
 	} {

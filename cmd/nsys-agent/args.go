@@ -5,17 +5,18 @@ import (
 	"os"
 	"strings"
 
+	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
 )
 
-// isTerminal reports whether w is a terminal (progress bars redraw only there).
+// isTerminal reports whether w is a terminal (progress bars redraw only there). A
+// character device is not enough: /dev/null is one, and a bar drawn into it is wasted.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
 }
 
 // interspersedArgs returns the positional arguments and applies flags written after

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,6 +35,9 @@ type apiClient struct {
 	base  string // scheme://host[:port][/prefix], no trailing slash
 	token string
 	hc    *http.Client
+	// hintFlags are the flags a suggested command needs to reach this agent the same way
+	// (--agent, --token-file, TLS files); see command.
+	hintFlags []string
 }
 
 func newAPIClient(base, token string, tr http.RoundTripper) *apiClient {
@@ -143,16 +147,20 @@ func (c *apiClient) statusError(resp *http.Response) error {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		ce.Hint = "set --token or NSYS_AGENT_TOKEN (or --token-file) to a token the agent accepts"
 	case ce.Code == agent.CodeWindowActive:
-		ce.Hint = "stop it first with `nsys-agent stop`"
+		ce.Hint = "stop it first with " + c.command("stop")
 	case ce.Code == agent.CodeNoWindow:
-		ce.Hint = "open one with `nsys-agent start`"
+		ce.Hint = "open one with " + c.command("start")
 	case ce.Code == agent.CodeTargetDown:
-		ce.Hint = "see the target's state and log tail with `nsys-agent status`"
+		ce.Hint = "see the target's state and log tail with " + c.command("status")
 	case resp.StatusCode == http.StatusNotFound && ce.Code == agent.CodeNotFound:
-		ce.Hint = "list windows with `nsys-agent windows`"
+		ce.Hint = "list windows with " + c.command("windows")
 	}
 	if ce.Code != agent.CodeUnauthorized && strings.Contains(ce.Message, "'nsys-agent ") {
-		ce.Hint = "" // the agent already said what to do
+		// The agent already said what to do; it cannot know how this client reached it.
+		ce.Hint = ""
+		if len(c.hintFlags) > 0 {
+			ce.Hint = "add `" + strings.Trim(strings.TrimPrefix(c.command(), "`nsys-agent"), " `") + "` to that command"
+		}
 	}
 	return ce
 }
@@ -198,36 +206,64 @@ func (c *apiClient) window(ctx context.Context, id string) (*windows.Manifest, e
 	return &m, nil
 }
 
-// resolveWindow turns the names "latest" (newest window) and "active"/"-" (the one
-// capturing) into window ids; any other word is an id already.
-func (c *apiClient) resolveWindow(ctx context.Context, id string) (string, error) {
-	switch id {
+// lookup finds the window a user named: "latest" (the newest window), "active" or "-"
+// (the one requested or capturing), an id, or a name (the newest window of that name;
+// an id wins over a name).
+func (c *apiClient) lookup(ctx context.Context, word string) (*windows.Manifest, error) {
+	switch word {
 	case "latest":
-		var ws []windows.Manifest
-		if err := c.call(ctx, http.MethodGet, "/v1/windows", nil, &ws); err != nil {
-			return "", err
+		ws, err := c.windows(ctx)
+		if err != nil {
+			return nil, err
 		}
-		var newest *windows.Manifest
-		for i := range ws {
-			if newest == nil || ws[i].CreatedAt.After(newest.CreatedAt) {
-				newest = &ws[i]
-			}
+		if len(ws) == 0 {
+			return nil, &clientError{Agent: c.base, Message: "the agent has no windows yet", Hint: "open one with " + c.command("start")}
 		}
-		if newest == nil {
-			return "", &clientError{Agent: c.base, Message: "the agent has no windows yet", Hint: "open one with `nsys-agent start`"}
-		}
-		return newest.ID, nil
+		return &ws[0], nil
 	case "active", "-":
 		var st agent.Status
 		if err := c.call(ctx, http.MethodGet, "/v1/status", nil, &st); err != nil {
-			return "", err
+			return nil, err
 		}
 		if st.Active == nil {
-			return "", &clientError{Agent: c.base, Code: agent.CodeNoWindow, Message: "no window is active", Hint: "open one with `nsys-agent start`"}
+			return nil, &clientError{Agent: c.base, Code: agent.CodeNoWindow, Message: "no window is active", Hint: "open one with " + c.command("start")}
 		}
-		return st.Active.ID, nil
+		return st.Active, nil
 	}
-	return id, nil
+	m, err := c.window(ctx, word)
+	var ce *clientError
+	if err == nil || !errors.As(err, &ce) || ce.Code != agent.CodeNotFound {
+		return m, err
+	}
+	ws, lerr := c.windows(ctx)
+	if lerr != nil {
+		return nil, err
+	}
+	for i := range ws {
+		if ws[i].Name == word {
+			return &ws[i], nil
+		}
+	}
+	return nil, &clientError{Agent: c.base, Status: ce.Status, Code: ce.Code,
+		Message: fmt.Sprintf("no window has the id or name %q", word), Hint: "list them with " + c.command("windows")}
+}
+
+// windows lists the agent's windows, newest first.
+func (c *apiClient) windows(ctx context.Context) ([]windows.Manifest, error) {
+	var ws []windows.Manifest
+	if err := c.call(ctx, http.MethodGet, "/v1/windows", nil, &ws); err != nil {
+		return nil, err
+	}
+	return newestFirst(ws), nil
+}
+
+// resolveWindow turns what the user typed into a window id (see lookup).
+func (c *apiClient) resolveWindow(ctx context.Context, word string) (string, error) {
+	m, err := c.lookup(ctx, word)
+	if err != nil {
+		return "", err
+	}
+	return m.ID, nil
 }
 
 // Flags every client command shares.
@@ -351,6 +387,21 @@ type clientSetup struct {
 	agents []*apiClient
 	format string
 	tr     *http.Transport
+
+	mu     sync.Mutex // notes come from one goroutine per agent
+	stderr io.Writer
+}
+
+// notef writes a note about one agent's window on stderr: what the command is doing
+// besides what was asked (waiting for a window that was finalizing already).
+func (s *clientSetup) notef(ac *apiClient, format string, a ...any) {
+	msg := fmt.Sprintf(format, a...)
+	if len(s.agents) > 1 {
+		msg = ac.base + ": " + msg
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fmt.Fprintf(s.stderr, "nsys-agent: %s\n", msg)
 }
 
 func (s *clientSetup) close() { s.tr.CloseIdleConnections() }
@@ -393,8 +444,17 @@ func setupClients(c *cli.Context, formatFlag string) (*clientSetup, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &clientSetup{format: format, tr: newTransport()}
+	s := &clientSetup{format: format, tr: newTransport(), stderr: c.App.ErrWriter}
 	s.tr.TLSClientConfig = tlsCfg
+	// Files given as flags go into hints; the environment's apply to a pasted hint anyway.
+	var fileFlags []string
+	for _, f := range []struct{ name, env string }{
+		{"token-file", ""}, {"ca-cert", "NSYS_AGENT_CA_CERT"}, {"client-cert", "NSYS_AGENT_CLIENT_CERT"}, {"client-key", "NSYS_AGENT_CLIENT_KEY"},
+	} {
+		if v := c.String(f.name); v != "" && (f.env == "" || os.Getenv(f.env) != v) {
+			fileFlags = append(fileFlags, "--"+f.name, v)
+		}
+	}
 	seen := map[string]bool{}
 	for _, a := range addrs {
 		base, err := normalizeAgentURL(a)
@@ -405,7 +465,12 @@ func setupClients(c *cli.Context, formatFlag string) (*clientSetup, error) {
 			continue // the same agent twice would run the command twice
 		}
 		seen[base] = true
-		s.agents = append(s.agents, newAPIClient(base, token, s.tr))
+		ac := newAPIClient(base, token, s.tr)
+		if base != defaultAgent {
+			ac.hintFlags = append(ac.hintFlags, "--agent", base)
+		}
+		ac.hintFlags = append(ac.hintFlags, fileFlags...)
+		s.agents = append(s.agents, ac)
 	}
 	return s, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -32,6 +33,11 @@ func fanOut(ctx context.Context, s *clientSetup, fn func(ctx context.Context, c 
 		go func() {
 			defer wg.Done()
 			v, err := fn(ctx, c)
+			if rv := reflect.ValueOf(v); v != nil && rv.Kind() == reflect.Pointer && rv.IsNil() {
+				// A nil pointer in an interface is not a nil interface: it would print as
+				// "null" or crash a printer.
+				v = nil
+			}
 			outs[i] = outcome{agent: c.base, value: v, err: err}
 		}()
 	}
@@ -122,7 +128,7 @@ func summarize(v any) (window, state, detail string) {
 		newest := newestFirst(v)[0]
 		return newest.ID, string(newest.State), fmt.Sprintf("%d windows (newest shown)", len(v))
 	case *pullResult:
-		return v.Window, "pulled", fmt.Sprintf("%d files, %s in %s", len(v.Files), humanBytes(v.Bytes), v.Dir)
+		return v.Window, v.State, fmt.Sprintf("pulled %d files, %s in %s", len(v.Files), humanBytes(v.Bytes), v.Dir)
 	}
 	return "", "", ""
 }

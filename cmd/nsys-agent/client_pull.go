@@ -24,14 +24,26 @@ import (
 func pullCommand() *cli.Command {
 	return clientCommand(&cli.Command{
 		Name:      "pull",
-		Usage:     "download a window's artifacts into DIR/<window-id>/, verified by sha256 (WINDOW may be latest)",
+		Usage:     "download a window's artifacts into DIR/<window-id>/, verified by sha256",
 		ArgsUsage: "WINDOW",
-		// -o is the directory here, as in the design; the format flag is --format.
-		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "dir", Aliases: []string{"o"}, Value: ".", Usage: "download into `DIR`/<window-id>/"},
-			&cli.IntFlag{Name: "rank", Usage: "only the artifacts of rank `R`"},
-			outputFlag("format"),
-		}, connectionFlags()...),
+		Description: `Downloads a ready window's files into DIR/<window-id>/ with its manifest.json, checks
+each against the sha256 the agent lists, and resumes a download that was cut off. Files
+already there and verified are skipped; a different file of the same name is kept
+unless --force. Files are private (0600): reports embed the server's environment.
+A failed window is an error unless --allow-failed, which pulls its partial files.
+With several agents each one's windows go into DIR/<host_port>/.
+
+   nsys-agent pull latest --dir ./reports
+   nsys-agent pull warmup --rank 0 -o json
+   nsys-agent pull latest --allow-failed --agent gpu1:7477,gpu2:7477`,
+		Flags: clientFlags(
+			&cli.StringFlag{Name: "dir", Value: ".", Usage: "download into `DIR`/<window-id>/"},
+			&cli.IntFlag{Name: "rank", Usage: "only the artifacts of rank `R`", DefaultText: "every rank"},
+			&cli.BoolFlag{Name: "allow-failed", Usage: "pull what a failed or cancelled window has (its partial files) instead of failing"},
+			&cli.BoolFlag{Name: "force", Usage: "replace local files that differ from the window's (kept otherwise)"},
+			// Until the next release: --format was pull's output format, -o its folder.
+			&cli.StringFlag{Name: "format", Hidden: true},
+		),
 		Action: runPull,
 	})
 }
@@ -39,6 +51,8 @@ func pullCommand() *cli.Command {
 // pullResult is what pull did for one agent.
 type pullResult struct {
 	Window string       `json:"window"`
+	State  string       `json:"state"`           // ready, or with --allow-failed failed or cancelled
+	Error  string       `json:"error,omitempty"` // why the window failed
 	Dir    string       `json:"dir"`
 	Bytes  int64        `json:"bytes"`
 	Files  []pulledFile `json:"files"`
@@ -49,7 +63,7 @@ type pulledFile struct {
 	Rank   *int   `json:"rank,omitempty"`
 	Bytes  int64  `json:"bytes"`
 	SHA256 string `json:"sha256"`
-	Status string `json:"status"` // downloaded, resumed, up-to-date
+	Status string `json:"status"` // downloaded, resumed, replaced, up-to-date
 }
 
 func runPull(c *cli.Context) error {
@@ -57,30 +71,72 @@ func runPull(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var rank *int
+	o := pullOptions{force: c.Bool("force"), allowFailed: c.Bool("allow-failed")}
 	if c.IsSet("rank") {
 		r := c.Int("rank")
-		rank = &r
+		o.rank = &r
 	}
-	s, err := setupClients(c, "format")
+	dir, err := pullDeprecations(c)
+	if err != nil {
+		return err
+	}
+	s, err := setupClients(c, "output")
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	dir := c.String("dir")
+	// One agent's download draws a bar on a terminal; several report in the table.
+	o.progress = len(s.agents) == 1 && isTerminal(c.App.ErrWriter)
+	o.stderr = c.App.ErrWriter
 	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
-		into := dir
+		o := o
+		o.dir = dir
 		if len(s.agents) > 1 {
 			// Window ids are only unique per agent: keep each agent's windows apart.
-			into = filepath.Join(dir, agentDirName(ac.base))
+			o.dir = filepath.Join(dir, agentDirName(ac.base))
 		}
-		res, err := pullWindow(ctx, ac, pos[0], into, rank)
+		res, err := pullWindow(ctx, ac, pos[0], o)
 		if err != nil {
 			return nil, err // a half-done pull is not a result to print
 		}
 		return res, nil
 	})
 	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printPull(w, v.(*pullResult)) })
+}
+
+// pullDeprecations applies the flags of the previous release, `-o DIR` and `--format
+// F`, with a note on stderr, and returns the download folder.
+func pullDeprecations(c *cli.Context) (string, error) {
+	dir, stderr := c.String("dir"), c.App.ErrWriter
+	if f := c.String("format"); f != "" {
+		fmt.Fprintf(stderr, "nsys-agent: pull --format is deprecated and goes away in the next release: use -o %s\n", shellQuote(f))
+		if c.IsSet("output") && c.String("output") != f {
+			return "", usagef("pull: --format and -o: give -o only (it is the output format: table or json)")
+		}
+		if err := c.Set("output", f); err != nil {
+			return "", err
+		}
+	}
+	o := c.String("output")
+	if o == "table" || o == "json" {
+		return dir, nil
+	}
+	if c.IsSet("dir") {
+		return "", usagef("pull: -o is the output format (table or json), got %q; the folder goes in --dir", o)
+	}
+	fmt.Fprintf(stderr, "nsys-agent: pull -o DIR is deprecated and goes away in the next release: use --dir %s (-o is the output format: table or json)\n", shellQuote(o))
+	return o, c.Set("output", "table")
+}
+
+// pullOptions are pull's flags for one agent.
+type pullOptions struct {
+	dir   string // the window goes into dir/<id>/
+	rank  *int   // only this rank's artifacts
+	force bool   // replace local files that differ
+	// allowFailed pulls what a failed or cancelled window has; otherwise it is an error.
+	allowFailed bool
+	progress    bool      // draw a transferBar on stderr
+	stderr      io.Writer // where it goes
 }
 
 // agentDirName makes a folder name of an agent URL: http://gpu-1:7477 -> gpu-1_7477.
@@ -92,12 +148,8 @@ func agentDirName(base string) string {
 	return strings.NewReplacer(":", "_", "[", "", "]", "").Replace(u.Host)
 }
 
-func pullWindow(ctx context.Context, ac *apiClient, window, dir string, rank *int) (*pullResult, error) {
-	id, err := ac.resolveWindow(ctx, window)
-	if err != nil {
-		return nil, err
-	}
-	m, err := ac.window(ctx, id)
+func pullWindow(ctx context.Context, ac *apiClient, window string, o pullOptions) (*pullResult, error) {
+	m, err := ac.lookup(ctx, window)
 	if err != nil {
 		return nil, err
 	}
@@ -105,39 +157,129 @@ func pullWindow(ctx context.Context, ac *apiClient, window, dir string, rank *in
 		return nil, fmt.Errorf("agent %s sent an unusable window id: %w", ac.base, err)
 	}
 	if !m.State.Terminal() {
-		return nil, &clientError{Agent: ac.base, Message: fmt.Sprintf("window %s is still %s", m.ID, m.State),
-			Hint: "wait for it with `nsys-agent stop " + m.ID + "`, then pull"}
+		hint := "wait for it with " + ac.command("wait", m.ID) + ", then pull"
+		if m.State == windows.StateCapturing || m.State == windows.StateRequested {
+			hint = "stop it with " + ac.command("stop", m.ID) + " (which waits for its report), then pull"
+		}
+		return nil, &clientError{Agent: ac.base, Message: fmt.Sprintf("window %s is still %s", m.ID, m.State), Hint: hint}
 	}
-	into := filepath.Join(dir, m.ID)
-	if err := os.MkdirAll(into, 0o700); err != nil { // reports embed the target's environment: keep them private
+	if m.State != windows.StateReady && !o.allowFailed {
+		err := windowOutcome(ac, m).(*clientError)
+		words := []string{"pull", m.ID, "--dir", o.dir}
+		if o.rank != nil {
+			words = append(words, "--rank", strconv.Itoa(*o.rank))
+		}
+		what := "its partial files"
+		if len(m.Artifacts) == 0 {
+			what = "whatever it has (nothing now)"
+		}
+		err.Hint = fmt.Sprintf("%s lists what it left; to pull %s anyway, run %s",
+			ac.command("show", m.ID), what, ac.command(append(words, "--allow-failed")...))
 		return nil, err
 	}
-	res := &pullResult{Window: m.ID, Dir: into, Files: []pulledFile{}}
-	matched := 0
+	var arts []windows.Artifact
 	for _, a := range m.Artifacts {
-		if rank != nil && (a.Rank == nil || *a.Rank != *rank) {
+		if o.rank != nil && (a.Rank == nil || *a.Rank != *o.rank) {
 			continue
 		}
-		matched++
-		status, err := pullArtifact(ctx, ac, m.ID, a, into)
-		if err != nil {
-			return res, err
+		if err := checkLocalName(a.Name); err != nil {
+			return nil, fmt.Errorf("agent %s listed an unusable artifact name: %w", ac.base, err)
+		}
+		arts = append(arts, a)
+	}
+	if o.rank != nil && len(arts) == 0 {
+		return nil, &clientError{Agent: ac.base, Message: fmt.Sprintf("window %s has no artifacts of rank %d", m.ID, *o.rank),
+			Hint: "see its artifacts with " + ac.command("show", m.ID)}
+	}
+	into := filepath.Join(o.dir, m.ID)
+	if err := privateDir(o.dir, into); err != nil { // reports embed the target's environment
+		return nil, err
+	}
+
+	// Settle what is there before downloading anything: a file of the user's that
+	// differs is kept unless --force.
+	local := make([]string, len(arts))
+	var conflicts []string
+	for i, a := range arts {
+		local[i] = localState(filepath.Join(into, a.Name), a)
+		if local[i] == "differs" {
+			conflicts = append(conflicts, filepath.Join(into, a.Name))
+		}
+	}
+	manifestPath := filepath.Join(into, "manifest.json")
+	if !ownManifest(manifestPath, m.ID) {
+		conflicts = append(conflicts, manifestPath)
+	}
+	if len(conflicts) > 0 && !o.force {
+		words := []string{"pull", m.ID, "--dir", o.dir}
+		if o.rank != nil {
+			words = append(words, "--rank", strconv.Itoa(*o.rank))
+		}
+		return nil, &clientError{Agent: ac.base,
+			Message: fmt.Sprintf("%s: not window %s's files, kept; nothing was downloaded", strings.Join(conflicts, ", "), m.ID),
+			Hint:    "to replace them, run " + ac.command(append(words, "--force")...) + "; or pull into another --dir"}
+	}
+
+	var bar *transferBar
+	if o.progress {
+		var total int64
+		for i, a := range arts {
+			if local[i] != "up-to-date" {
+				total += a.Bytes
+			}
+		}
+		bar = newTransferBar(o.stderr, m.ID, total)
+		defer bar.finish()
+	}
+	res := &pullResult{Window: m.ID, State: string(m.State), Error: m.Error, Dir: into, Files: []pulledFile{}}
+	for i, a := range arts {
+		status := local[i]
+		if status != "up-to-date" {
+			if status, err = pullArtifact(ctx, ac, m.ID, a, into, bar); err != nil {
+				return res, err
+			}
+			if local[i] == "differs" {
+				status = "replaced"
+			}
 		}
 		res.Files = append(res.Files, pulledFile{Name: a.Name, Rank: a.Rank, Bytes: a.Bytes, SHA256: a.SHA256, Status: status})
 		res.Bytes += a.Bytes
-	}
-	if rank != nil && matched == 0 {
-		return res, &clientError{Agent: ac.base, Message: fmt.Sprintf("window %s has no artifacts of rank %d", m.ID, *rank),
-			Hint: "see its artifacts with `nsys-agent show " + m.ID + "`"}
 	}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return res, err
 	}
-	if err := atomicfile.Write(filepath.Join(into, "manifest.json"), append(b, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(manifestPath, append(b, '\n'), 0o600); err != nil {
 		return res, err
 	}
 	return res, nil
+}
+
+// localState says what is at path for artifact a: "absent", "up-to-date" (ours, and
+// verified), or "differs" (anything else: another file, a link, a folder).
+func localState(path string, a windows.Artifact) string {
+	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		return "absent"
+	}
+	if sum, n, err := hashFile(path); err == nil && n == a.Bytes && sum == a.SHA256 {
+		return "up-to-date"
+	}
+	return "differs"
+}
+
+// ownManifest reports whether path is absent or a manifest of window id, which pull
+// wrote before and may refresh.
+func ownManifest(path, id string) bool {
+	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	f, err := openExisting(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var m windows.Manifest
+	return json.NewDecoder(io.LimitReader(f, 64<<20)).Decode(&m) == nil && m.ID == id
 }
 
 // checkLocalName refuses names that would leave the download folder: they come from
@@ -151,17 +293,12 @@ func checkLocalName(name string) error {
 
 // pullArtifact brings one artifact to dir/<name>, verified. A download in progress is
 // kept as <name>.part and resumed with a Range request; the final name appears only
-// once the sha256 matches.
-func pullArtifact(ctx context.Context, ac *apiClient, window string, a windows.Artifact, dir string) (string, error) {
-	if err := checkLocalName(a.Name); err != nil {
-		return "", fmt.Errorf("agent %s listed an unusable artifact name: %w", ac.base, err)
-	}
+// once the sha256 matches (a rename, which replaces whatever had the name, never
+// writing through it).
+func pullArtifact(ctx context.Context, ac *apiClient, window string, a windows.Artifact, dir string, bar *transferBar) (string, error) {
 	final := filepath.Join(dir, a.Name)
-	if sum, n, err := hashFile(final); err == nil && n == a.Bytes && sum == a.SHA256 {
-		return "up-to-date", nil
-	}
 	part := final + ".part"
-	status, err := download(ctx, ac, window, a, part)
+	status, err := download(ctx, ac, window, a, part, bar)
 	if err != nil {
 		var me *mismatchError
 		if !errors.As(err, &me) || !me.resumed {
@@ -169,7 +306,7 @@ func pullArtifact(ctx context.Context, ac *apiClient, window string, a windows.A
 		}
 		// The partial file itself may have been bad (download removed it): one fresh
 		// try before giving up.
-		if status, err = download(ctx, ac, window, a, part); err != nil {
+		if status, err = download(ctx, ac, window, a, part, bar); err != nil {
 			return "", err
 		}
 	}
@@ -189,8 +326,8 @@ func (e *mismatchError) Error() string {
 }
 
 // download writes the artifact to part, resuming from what part already holds.
-func download(ctx context.Context, ac *apiClient, window string, a windows.Artifact, part string) (string, error) {
-	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
+func download(ctx context.Context, ac *apiClient, window string, a windows.Artifact, part string, bar *transferBar) (string, error) {
+	f, err := openPartial(part)
 	if err != nil {
 		return "", err
 	}
@@ -236,7 +373,8 @@ func download(ctx context.Context, ac *apiClient, window string, a windows.Artif
 	if _, err := f.Seek(have, io.SeekStart); err != nil {
 		return "", err
 	}
-	n, err := io.Copy(io.MultiWriter(f, h), resp.Body)
+	bar.already(a.Name, have)
+	n, err := io.Copy(io.MultiWriter(f, h), &countingReader{r: resp.Body, bar: bar, file: a.Name})
 	if err != nil {
 		return "", fmt.Errorf("downloading %s: %w (run pull again to resume)", a.Name, err)
 	}
@@ -246,13 +384,14 @@ func download(ctx context.Context, ac *apiClient, window string, a windows.Artif
 	if got := hex.EncodeToString(h.Sum(nil)); got != a.SHA256 || have+n != a.Bytes {
 		f.Close()
 		os.Remove(part) // a bad file must not be resumed
+		bar.already(a.Name, -(have + n))
 		return "", &mismatchError{name: a.Name, want: a.SHA256, got: got, resumed: status == "resumed"}
 	}
 	return status, nil
 }
 
 func hashFile(path string) (string, int64, error) {
-	f, err := os.Open(path)
+	f, err := openExisting(path)
 	if err != nil {
 		return "", 0, err
 	}
@@ -272,5 +411,16 @@ func printPull(w io.Writer, r *pullResult) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, rankString(f.Rank), humanBytes(f.Bytes), f.Status)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "window %s: %d files, %s, verified, in %s\n", r.Window, len(r.Files), humanBytes(r.Bytes), r.Dir)
+	what := "window " + r.Window
+	if r.State != "" && r.State != string(windows.StateReady) {
+		what += " " + r.State
+		if r.Error != "" {
+			what += " (" + r.Error + ")"
+		}
+	}
+	files := "files"
+	if len(r.Files) == 1 {
+		files = "file"
+	}
+	fmt.Fprintf(w, "%s: %d %s, %s, verified, in %s\n", what, len(r.Files), files, humanBytes(r.Bytes), r.Dir)
 }

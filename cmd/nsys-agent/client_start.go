@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -15,6 +16,14 @@ func startCommand() *cli.Command {
 		Name:      "start",
 		Usage:     "open a capture window on the agent's target",
 		ArgsUsage: " ",
+		Description: `Opens a window: nsys captures the target from now until the window is stopped, by
+'nsys-agent stop', by its --duration, or after --steps engine steps. --at schedules it
+(at most 24 h ahead); 'nsys-agent stop' before then cancels it.
+
+   nsys-agent start --duration 5s --name warmup
+   nsys-agent start --duration 5s --wait && nsys-agent pull latest --dir ./reports
+   nsys-agent start --at 30s --duration 10s
+   nsys-agent start --export --agent gpu1:7477,gpu2:7477     # on two hosts at once`,
 		Flags: clientFlags(
 			&cli.StringFlag{Name: "backend", Usage: "capture `BACKEND` (default: the agent's; 'nsys-agent backends --agent URL' lists them)"},
 			&cli.StringFlag{Name: "duration", Usage: "stop by itself after `D` (5s, 1m; at most 24h)"},
@@ -22,6 +31,7 @@ func startCommand() *cli.Command {
 			&cli.StringFlag{Name: "name", Usage: "`LABEL` for the window: letters, digits, '.', '_', '-'"},
 			&cli.StringFlag{Name: "at", Usage: "start at `T`: an RFC 3339 time, or a delay such as 30s"},
 			&cli.BoolFlag{Name: "export", Usage: "also export the report to SQLite"},
+			&cli.BoolFlag{Name: "wait", Usage: "wait until the window has ended (needs --duration or --steps), with stop's progress bar"},
 		),
 		Action: runStart,
 	})
@@ -35,19 +45,53 @@ func runStart(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	wait := c.Bool("wait")
+	if wait && req.Duration == "" && req.Steps == 0 {
+		return usagef("start: --wait needs --duration or --steps: without them only 'nsys-agent stop' ends the window, and stop waits for it itself")
+	}
 	s, err := setupClients(c, "output")
 	if err != nil {
 		return err
 	}
 	defer s.close()
+	var bar *progressBar
+	if wait && len(s.agents) == 1 {
+		bar = newProgressBar(c.App.ErrWriter)
+	}
 	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
 		var m windows.Manifest
 		if err := ac.call(ctx, http.MethodPost, "/v1/windows", req, &m); err != nil {
 			return nil, err
 		}
-		return &m, nil
+		if !wait {
+			return &m, nil
+		}
+		return followWindow(ctx, ac, m.ID, bar, 0)
 	})
-	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printManifest(w, v.(*windows.Manifest)) })
+	// The manifest does not carry start_at: the request says when a scheduled window
+	// starts.
+	startAt, _ := time.Parse(time.RFC3339, req.StartAt)
+	if !startAt.IsZero() && s.json() {
+		for i, o := range outs {
+			if m, ok := o.value.(*windows.Manifest); ok && m.State == windows.StateRequested {
+				s.notef(s.agents[i], "window %s starts at %s", m.ID, startsAt(startAt, time.Now()))
+			}
+		}
+	}
+	return report(c.App.Writer, s, outs, func(w io.Writer, v any) {
+		m := v.(*windows.Manifest)
+		printManifest(w, m)
+		if m.State == windows.StateRequested && !startAt.IsZero() {
+			tw := newTable(w)
+			fmt.Fprintf(tw, "STARTS\t%s\n", startsAt(startAt, time.Now()))
+			tw.Flush()
+		}
+	})
+}
+
+// startsAt is "2025-01-02 15:04:05 (in 1m30s)".
+func startsAt(at, now time.Time) string {
+	return fmt.Sprintf("%s (in %s)", formatTime(at), humanDuration(at.Sub(now).Round(time.Second)))
 }
 
 // createRequest checks the flags here, with the same rules as the agent, so a typo is
@@ -64,7 +108,8 @@ func createRequest(c *cli.Context, now time.Time) (windows.CreateRequest, error)
 		if t, err := time.Parse(time.RFC3339, at); err == nil {
 			req.StartAt = t.Format(time.RFC3339)
 		} else if d, derr := time.ParseDuration(at); derr == nil && d >= 0 {
-			req.StartAt = now.Add(d).UTC().Format(time.RFC3339)
+			// With its fraction of a second: "--at 30s" is 30 s, not 29.6.
+			req.StartAt = now.Add(d).UTC().Format(time.RFC3339Nano)
 		} else {
 			return req, usagef("--at: want an RFC 3339 time (2025-01-02T15:04:05Z) or a delay (30s), got %q", at)
 		}

@@ -18,7 +18,12 @@ func statusCommand() *cli.Command {
 		Name:      "status",
 		Usage:     "show the agent's target, nsys session and active window",
 		ArgsUsage: " ",
-		Flags:     clientFlags(),
+		Description: `Asks the agent how its target server is doing (running, or exited with its log tail),
+which nsys session holds it, and which window is capturing.
+
+   nsys-agent status
+   nsys-agent status --agent gpu1:7477,gpu2:7477 -o json`,
+		Flags: clientFlags(),
 		Action: func(c *cli.Context) error {
 			return runQuery(c, 0, func(ctx context.Context, ac *apiClient, _ []string) (any, error) {
 				var st agent.Status
@@ -26,7 +31,7 @@ func statusCommand() *cli.Command {
 					return nil, err
 				}
 				return &st, nil
-			}, func(w io.Writer, v any) { printStatus(w, v.(*agent.Status)) })
+			}, func(w io.Writer, _ *apiClient, v any) { printStatus(w, v.(*agent.Status)) })
 		},
 	})
 }
@@ -36,7 +41,12 @@ func windowsCommand() *cli.Command {
 		Name:      "windows",
 		Usage:     "list the agent's windows, newest first",
 		ArgsUsage: " ",
-		Flags:     clientFlags(),
+		Description: `Lists every window the agent knows: id, name, state, when, how long it captured, and
+its files.
+
+   nsys-agent windows
+   nsys-agent windows -o json`,
+		Flags: clientFlags(),
 		Action: func(c *cli.Context) error {
 			return runQuery(c, 0, func(ctx context.Context, ac *apiClient, _ []string) (any, error) {
 				var ws []windows.Manifest
@@ -44,7 +54,7 @@ func windowsCommand() *cli.Command {
 					return nil, err
 				}
 				return newestFirst(ws), nil
-			}, func(w io.Writer, v any) { printWindows(w, v.([]windows.Manifest)) })
+			}, func(w io.Writer, ac *apiClient, v any) { printWindows(w, ac, v.([]windows.Manifest)) })
 		},
 	})
 }
@@ -52,24 +62,30 @@ func windowsCommand() *cli.Command {
 func showCommand() *cli.Command {
 	return clientCommand(&cli.Command{
 		Name:      "show",
-		Usage:     "show one window: state, who asked, artifacts (WINDOW may be latest or active)",
+		Usage:     "show one window: state, who asked, where the GPU time went, artifacts",
 		ArgsUsage: "WINDOW",
-		Flags:     clientFlags(),
+		Description: `Shows one window: its state (and why it failed), who opened and stopped it, where the
+GPU time went (windows with --export), and its files with their sizes and sha256.
+WINDOW is an id, a name, latest or active.
+
+   nsys-agent show latest
+   nsys-agent show warmup -o json`,
+		Flags: clientFlags(),
 		Action: func(c *cli.Context) error {
 			return runQuery(c, 1, func(ctx context.Context, ac *apiClient, args []string) (any, error) {
-				id, err := ac.resolveWindow(ctx, args[0])
+				m, err := ac.lookup(ctx, args[0])
 				if err != nil {
-					return nil, err
+					return nil, err // not m: a nil *Manifest in an interface is not nil
 				}
-				return ac.window(ctx, id)
-			}, func(w io.Writer, v any) { printManifest(w, v.(*windows.Manifest)) })
+				return m, nil
+			}, func(w io.Writer, _ *apiClient, v any) { printManifest(w, v.(*windows.Manifest)) })
 		},
 	})
 }
 
 // runQuery is the shape of the read-only commands: nargs positional arguments, one
-// call per agent, one printer.
-func runQuery(c *cli.Context, nargs int, fn func(ctx context.Context, ac *apiClient, args []string) (any, error), printOne func(io.Writer, any)) error {
+// call per agent, one printer (of one agent's answer: several agents' go in a table).
+func runQuery(c *cli.Context, nargs int, fn func(ctx context.Context, ac *apiClient, args []string) (any, error), printOne func(io.Writer, *apiClient, any)) error {
 	what := "no arguments"
 	if nargs == 1 {
 		what = "one WINDOW"
@@ -84,7 +100,7 @@ func runQuery(c *cli.Context, nargs int, fn func(ctx context.Context, ac *apiCli
 	}
 	defer s.close()
 	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) { return fn(ctx, ac, args) })
-	return report(c.App.Writer, s, outs, printOne)
+	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printOne(w, s.agents[0], v) })
 }
 
 func printStatus(w io.Writer, st *agent.Status) {
@@ -124,9 +140,9 @@ func printStatus(w io.Writer, st *agent.Status) {
 	}
 }
 
-func printWindows(w io.Writer, ws []windows.Manifest) {
+func printWindows(w io.Writer, ac *apiClient, ws []windows.Manifest) {
 	if len(ws) == 0 {
-		fmt.Fprintln(w, "no windows yet; open one with `nsys-agent start`")
+		fmt.Fprintln(w, "no windows yet; open one with "+ac.command("start"))
 		return
 	}
 	tw := newTable(w)

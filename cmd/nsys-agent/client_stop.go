@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nsys-agent/nsys-agent/agent"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
 	"github.com/urfave/cli/v2"
 )
@@ -23,6 +25,14 @@ func stopCommand() *cli.Command {
 		Name:      "stop",
 		Usage:     "stop a window (default: the active one) and wait until its report is ready",
 		ArgsUsage: "[WINDOW]",
+		Description: `Stops the window (by default the one capturing) and follows its finalizing (nsys stop,
+import, export) with a progress bar on stderr until its report is ready. Exit 1 if the
+window failed. A scheduled window (start --at) that has not started is cancelled (exit 0);
+one that is finalizing already (its --duration ran out) is waited for.
+
+   nsys-agent stop
+   nsys-agent stop warmup -o json
+   nsys-agent stop --no-wait --agent gpu1:7477,gpu2:7477`,
 		Flags: clientFlags(
 			&cli.BoolFlag{Name: "no-wait", Usage: "return once the agent accepted the stop; finalizing goes on"},
 		),
@@ -35,9 +45,9 @@ func runStop(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	id := "active"
+	word := "active"
 	if len(pos) == 1 {
-		id = pos[0]
+		word = pos[0]
 	}
 	s, err := setupClients(c, "output")
 	if err != nil {
@@ -51,35 +61,96 @@ func runStop(c *cli.Context) error {
 		bar = newProgressBar(c.App.ErrWriter)
 	}
 	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
-		var m windows.Manifest
-		if err := ac.call(ctx, http.MethodPost, "/v1/windows/"+url.PathEscape(id)+"/stop", nil, &m); err != nil {
-			return nil, err
-		}
-		if noWait {
-			return &m, nil
-		}
-		final, err := waitWindow(ctx, ac, m.ID, bar.update)
-		bar.done()
-		if err != nil {
-			return &m, err
-		}
-		return final, windowOutcome(final)
+		return stopWindow(ctx, s, ac, word, noWait, bar)
 	})
 	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printManifest(w, v.(*windows.Manifest)) })
 }
 
+// stopWindow stops the window the user named on one agent and, unless noWait, follows
+// it to its end. A window that is finalizing already (its duration ran out, someone
+// else stopped it) is waited for; one that ended is reported as it ended.
+func stopWindow(ctx context.Context, s *clientSetup, ac *apiClient, word string, noWait bool, bar *progressBar) (any, error) {
+	target, named := word, word != "active" && word != "-"
+	if named {
+		// The agent knows "active" itself; a name or "latest" becomes an id here.
+		id, err := ac.resolveWindow(ctx, word)
+		if err != nil {
+			return nil, err
+		}
+		target = id
+	}
+	var m windows.Manifest
+	err := ac.call(ctx, http.MethodPost, "/v1/windows/"+url.PathEscape(target)+"/stop", nil, &m)
+	var ce *clientError
+	if errors.As(err, &ce) && ce.Code == agent.CodeNoWindow {
+		// Not capturing: which window did the user mean, and where is it now?
+		var past *windows.Manifest
+		if !named { // "active": the newest window, if it is finalizing
+			if ws, lerr := ac.windows(ctx); lerr == nil && len(ws) > 0 && ws[0].State == windows.StateFinalizing {
+				past = &ws[0]
+			}
+		} else if w, gerr := ac.window(ctx, target); gerr == nil {
+			past = w
+		}
+		switch {
+		case past == nil || past.State == windows.StateRequested || past.State == windows.StateCapturing:
+			return nil, err
+		case past.State == windows.StateFinalizing:
+			s.notef(ac, "window %s is already finalizing%s; waiting for it", past.ID, whyStopped(past))
+			if noWait {
+				return past, nil
+			}
+			return followWindow(ctx, ac, past.ID, bar, 0)
+		default:
+			s.notef(ac, "window %s had already ended: %s", past.ID, past.State)
+			return past, windowOutcome(ac, past)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if m.State == windows.StateCancelled {
+		// A scheduled window: the stop cancelled it before it began, as asked.
+		s.notef(ac, "window %s was cancelled before it started: it captured nothing", m.ID)
+		return &m, nil
+	}
+	if noWait {
+		return &m, nil
+	}
+	return followWindow(ctx, ac, m.ID, bar, 0)
+}
+
+// whyStopped says what stopped a window, for a note: " (its duration ran out)".
+func whyStopped(m *windows.Manifest) string {
+	if m.StoppedBy == nil {
+		return ""
+	}
+	switch m.StoppedBy.Trigger {
+	case windows.TriggerDuration:
+		return " (its duration ran out)"
+	case windows.TriggerSteps:
+		return " (its steps ran out)"
+	case windows.TriggerShutdown:
+		return " (the agent is shutting down)"
+	}
+	if who := requesterString(m.StoppedBy); who != "" {
+		return " (stopped by " + who + ")"
+	}
+	return ""
+}
+
 // windowOutcome is the error for a window that ended without a report.
-func windowOutcome(m *windows.Manifest) error {
+func windowOutcome(ac *apiClient, m *windows.Manifest) error {
 	switch m.State {
 	case windows.StateFailed:
 		msg := m.Error
 		if msg == "" {
 			msg = "no error recorded"
 		}
-		return &clientError{Message: fmt.Sprintf("window %s failed: %s", m.ID, msg),
-			Hint: "see `nsys-agent show " + m.ID + "` for its warnings and any partial artifacts"}
+		return &clientError{Agent: ac.base, Message: fmt.Sprintf("window %s failed: %s", m.ID, msg),
+			Hint: "see " + ac.command("show", m.ID) + " for its warnings and any partial artifacts"}
 	case windows.StateCancelled:
-		return &clientError{Message: fmt.Sprintf("window %s was cancelled: it has no report", m.ID)}
+		return &clientError{Agent: ac.base, Message: fmt.Sprintf("window %s was cancelled: it has no report", m.ID)}
 	}
 	return nil
 }
@@ -241,6 +312,12 @@ func progressLine(m *windows.Manifest) string {
 		step = m.Error
 	case m.Progress != nil:
 		frac, step = m.Progress.Fraction, m.Progress.Step
+	case m.State == windows.StateCapturing && m.Duration != "":
+		step = "for " + m.Duration
+	case m.State == windows.StateCapturing && m.Steps > 0:
+		step = fmt.Sprintf("for %d steps", m.Steps)
+	case m.State == windows.StateRequested:
+		step = "not started yet"
 	}
 	frac = min(max(frac, 0), 1)
 	n := int(frac*barWidth + 0.5)

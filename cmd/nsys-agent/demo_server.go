@@ -20,7 +20,9 @@ func demoServerCommand() *cli.Command {
 		Description: `demo-server speaks SGLang's HTTP API (/health, /get_server_info, /v1/completions,
 /start_profile, /stop_profile) and runs --ranks worker processes that do steady CPU work
 in lockstep. Profiling windows write Kineto traces per rank, as SGLang does.
-'nsys-agent run' with no server command runs it for you.`,
+'nsys-agent run' with no server command runs it for you.
+
+   nsys-agent demo-server --port 30000 --ranks 2`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address to listen on"},
 			&cli.IntFlag{Name: "port", Value: 30000, Usage: "port to listen on; 0 picks a free one"},

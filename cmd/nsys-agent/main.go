@@ -54,15 +54,17 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Description: `nsys-agent launches your server (SGLang, vLLM, any CUDA program) once under nsys
 and then lets you capture as many windows as you like without restarting it.
 
-   nsys-agent run -- python -m sglang.launch_server ...   # the agent (on the GPU host)
-   nsys-agent start --duration 5s                          # open a window
-   nsys-agent stop                                         # close it, wait for the report
-   nsys-agent pull <window> -o ./reports                   # fetch the reports
+   nsys-agent run -- python -m sglang.launch_server --model-path M   # the agent (GPU host)
+   nsys-agent start --duration 5s --name warmup                      # open a window
+   nsys-agent stop                                                   # or close it yourself
+   nsys-agent pull warmup --dir ./reports                            # fetch its reports
 
-Run 'nsys-agent COMMAND --help' for the flags of a command.`,
+WINDOW, wherever a command takes one, is a window's id, its name (the newest window of
+that name), latest (the newest window) or active (the one capturing).
+Run 'nsys-agent COMMAND --help' for the flags of a command and examples.`,
 		Writer:               stdout,
 		ErrWriter:            stderr,
-		HideVersion:          true,
+		Version:              version,
 		EnableBashCompletion: true,
 		OnUsageError: func(c *cli.Context, err error, isSubcommand bool) error {
 			return usageError{err}
@@ -89,10 +91,13 @@ func commands() []*cli.Command {
 		statusCommand(),
 		windowsCommand(),
 		showCommand(),
+		waitCommand(),
 		pullCommand(),
 		demoServerCommand(),
 		demoWorkerCommand(),
 		mergeCommand(),
 		analyzeCommand(),
+		versionCommand(),
+		completionCommand(),
 	}
 }

@@ -23,13 +23,16 @@ per-rank Chrome traces into one gzipped trace, as SGLang's merge_profiles does, 
 streaming: memory stays flat however large the traces are. Each process is renamed
 "[TP00-DP01] <pid>"; ranks whose clocks differ are aligned. A DIR must hold one capture.
 
-   nsys-agent merge ./profiles -o merged.trace.json.gz`,
+   nsys-agent merge ./profiles --out merged.trace.json.gz
+   nsys-agent merge rank0.trace.json.gz rank1.trace.json.gz --out merged.trace.json.gz -o json`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the merged trace to `FILE` (.trace.json.gz); required"},
+			&cli.StringFlag{Name: "out", Usage: "write the merged trace to `FILE` (.trace.json.gz); required"},
+			outputFlag("output", "o"),
 			&cli.IntFlag{Name: "level", Value: 1, Usage: "gzip `LEVEL` of the output, 1 (fastest) to 9"},
 			&cli.BoolFlag{Name: "no-clock-align", Usage: "keep each rank's timestamps even when their baseTimeNanoseconds differ"},
-			&cli.BoolFlag{Name: "json", Usage: "print the merge statistics as JSON"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
+			// Until the next release: --json was the format, -o the output file.
+			&cli.BoolFlag{Name: "json", Hidden: true},
 		},
 		Action: runMerge,
 	}
@@ -43,8 +46,9 @@ func runMerge(c *cli.Context) error {
 	if len(args) == 0 {
 		return usagef("merge: give the per-rank trace files or their directory")
 	}
-	if c.String("output") == "" {
-		return usagef("merge: -o FILE is required")
+	out, format, err := mergeDeprecations(c)
+	if err != nil {
+		return err
 	}
 	if l := c.Int("level"); l < 1 || l > 9 {
 		return usagef("merge: --level %d: want 1 to 9", l)
@@ -58,16 +62,16 @@ func runMerge(c *cli.Context) error {
 	if !c.Bool("quiet") && isTerminal(stderr) {
 		opts.Progress = mergeProgress(stderr)
 	}
-	st, err := torchprof.Merge(c.Context, files, c.String("output"), opts)
+	st, err := torchprof.Merge(c.Context, files, out, opts)
 	if opts.Progress != nil {
 		fmt.Fprintln(stderr)
 	}
 	if err != nil {
 		return err
 	}
-	out := c.App.Writer
-	if c.Bool("json") {
-		enc := json.NewEncoder(out)
+	w := c.App.Writer
+	if format == "json" {
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
 	}
@@ -76,12 +80,33 @@ func runMerge(c *cli.Context) error {
 		if r.ShiftNs != 0 {
 			shift = fmt.Sprintf(" (clock shifted %v)", time.Duration(r.ShiftNs))
 		}
-		fmt.Fprintf(out, "%-16s %9d events  %s%s\n", r.Label, r.Events, r.Path, shift)
+		fmt.Fprintf(w, "%-16s %9d events  %s%s\n", r.Label, r.Events, r.Path, shift)
 	}
 	d := time.Duration(st.Duration)
-	fmt.Fprintf(out, "merged %d events from %d ranks into %s in %.2fs (%.0f k events/s)\n",
+	fmt.Fprintf(w, "merged %d events from %d ranks into %s in %.2fs (%.0f k events/s)\n",
 		st.Events, len(st.Ranks), st.Output, d.Seconds(), float64(st.Events)/d.Seconds()/1e3)
 	return nil
+}
+
+// mergeDeprecations applies the flags of the previous release, `-o FILE` and --json,
+// with a note on stderr, and returns the output file and format.
+func mergeDeprecations(c *cli.Context) (out, format string, err error) {
+	out, format, stderr := c.String("out"), c.String("output"), c.App.ErrWriter
+	if format != "table" && format != "json" {
+		if out != "" {
+			return "", "", usagef("merge: -o %q: want table or json (the merged trace goes in --out FILE)", format)
+		}
+		fmt.Fprintf(stderr, "nsys-agent: merge -o FILE is deprecated and goes away in the next release: use --out %s (-o is the output format: table or json)\n", shellQuote(format))
+		out, format = format, "table"
+	}
+	if c.Bool("json") {
+		fmt.Fprintln(stderr, "nsys-agent: merge --json is deprecated and goes away in the next release: use -o json")
+		format = "json"
+	}
+	if out == "" {
+		return "", "", usagef("merge: --out FILE is required (where the merged trace goes)")
+	}
+	return out, format, nil
 }
 
 // rankFilesFromArgs takes one directory (a capture to discover) or trace files.

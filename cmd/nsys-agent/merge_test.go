@@ -14,7 +14,7 @@ func TestMergeCommand(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "merged.trace.json.gz")
 	// Flags after the directory, as people type them.
-	r := runCLI(t, "merge", kinetoFixture, "-o", out, "--json")
+	r := runCLI(t, "merge", kinetoFixture, "--out", out, "-o", "json")
 	code, stdout, stderr := r.code, r.stdout, r.stderr
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -35,10 +35,17 @@ func TestMergeCommand(t *testing.T) {
 		t.Errorf("no merged trace: %v", err)
 	}
 
-	r = runCLI(t, "merge", "-o", out, filepath.Join(kinetoFixture, "1763900000.123456-TP-1.trace.json.gz"))
+	r = runCLI(t, "merge", "--out", out, filepath.Join(kinetoFixture, "1763900000.123456-TP-1.trace.json.gz"))
 	code, stdout, _ = r.code, r.stdout, r.stderr
 	if code != exitOK || !strings.Contains(stdout, "merged 4599 events from 1 ranks") {
 		t.Errorf("exit %d, stdout %q", code, stdout)
+	}
+
+	// The old spellings work for one release, with a note: -o FILE, --json.
+	r = runCLI(t, "merge", kinetoFixture, "-o", out, "--json")
+	if r.code != exitOK || !json.Valid([]byte(r.stdout)) || !strings.Contains(r.stderr, "merge -o FILE is deprecated") ||
+		!strings.Contains(r.stderr, "--json is deprecated") {
+		t.Errorf("old flags: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 }
 
@@ -50,11 +57,12 @@ func TestMergeCommandErrors(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"merge"}, exitUsage, "give the per-rank trace files"},
-		{[]string{"merge", kinetoFixture}, exitUsage, "-o FILE is required"},
-		{[]string{"merge", kinetoFixture, "-o", filepath.Join(dir, "x.gz"), "--level", "12"}, exitUsage, "want 1 to 9"},
+		{[]string{"merge", kinetoFixture}, exitUsage, "--out FILE is required"},
+		{[]string{"merge", kinetoFixture, "--out", filepath.Join(dir, "x.gz"), "--level", "12"}, exitUsage, "want 1 to 9"},
+		{[]string{"merge", kinetoFixture, "--out", filepath.Join(dir, "x.gz"), "-o", "yaml"}, exitUsage, "want table or json"},
 		{[]string{"merge", kinetoFixture, "--bogus"}, exitUsage, "not defined"},
-		{[]string{"merge", dir, "-o", filepath.Join(dir, "x.gz")}, exitFailed, "no SGLang or vLLM"},
-		{[]string{"merge", filepath.Join(dir, "missing.trace.json.gz"), "-o", filepath.Join(dir, "x.gz")}, exitFailed, "no such file"},
+		{[]string{"merge", dir, "--out", filepath.Join(dir, "x.gz")}, exitFailed, "no SGLang or vLLM"},
+		{[]string{"merge", filepath.Join(dir, "missing.trace.json.gz"), "--out", filepath.Join(dir, "x.gz")}, exitFailed, "no such file"},
 	} {
 		r := runCLI(t, tc.args...)
 		code, _, stderr := r.code, r.stdout, r.stderr

@@ -34,6 +34,7 @@ closes capture windows on it. With no server command it runs the built-in demo t
 machine with nsys.
 
    nsys-agent run -- python -m sglang.launch_server --model-path M --tp 2
+   nsys-agent run --cmd "CUDA_VISIBLE_DEVICES=0,1 python -m sglang.launch_server --tp 2"
    nsys-agent run --cmd "vllm serve M --profiler-config ..." --arm launch
    nsys-agent run --listen 0.0.0.0:7477 --token-file /etc/nsys-agent/token -- ...
    nsys-agent run                       # the demo target
@@ -64,7 +65,7 @@ nsys reports embed the server's whole environment: treat them as secrets.`,
 			&cli.StringSliceFlag{Name: "nsys-arg", Usage: "extra nsys option for the launch, repeatable (e.g. --nsys-arg=--cuda-memory-usage=true)"},
 			&cli.BoolFlag{Name: "sample-cpu", Usage: "turn CPU sampling and context switches on (large reports)"},
 			&cli.StringFlag{Name: "server-url", Usage: "the server's own HTTP address, for server-driven backends"},
-			&cli.StringFlag{Name: "cmd", Usage: "the server command as one string (parsed like a shell, without operators)"},
+			&cli.StringFlag{Name: "cmd", Usage: "the server command as one string (parsed like a shell, without operators; leading NAME=value words are its environment)"},
 			&cli.StringFlag{Name: "session", Usage: "nsys session name (default nsys-agent-<random>)"},
 			&cli.IntFlag{Name: "demo-ranks", Value: 2, Usage: "rank workers of the built-in demo target"},
 			&cli.StringFlag{Name: "min-free", Value: "100MiB", Usage: "free space the data dir needs for a window to start (0 = no floor)"},
@@ -76,32 +77,58 @@ nsys reports embed the server's whole environment: treat them as secrets.`,
 	}
 }
 
-// parseCommand returns the server argv from `--` args or --cmd. --cmd is split like a
-// shell would, but shell operators and backticks are refused: nothing here runs a shell.
-func parseCommand(args []string, cmdString string) ([]string, error) {
+// parseCommand returns the server argv and environment from `--` args or --cmd. --cmd is
+// split like a shell would, but shell operators and backticks are refused: nothing here
+// runs a shell. Leading NAME=value words (CUDA_VISIBLE_DEVICES=0 python ...) are the
+// server's environment, as a shell takes them; nsys would run "NAME=value" as a program.
+func parseCommand(args []string, cmdString string) (argv, env []string, err error) {
 	if cmdString != "" && len(args) > 0 {
-		return nil, usagef("give the server command either after -- or with --cmd, not both")
+		return nil, nil, usagef("give the server command either after -- or with --cmd, not both")
 	}
-	if cmdString == "" {
-		return args, nil
+	words := args
+	if cmdString != "" {
+		if strings.ContainsAny(cmdString, "`") || strings.Contains(cmdString, "$(") {
+			return nil, nil, usagef("--cmd: backticks and $(...) are not allowed; nsys-agent runs no shell (put a script in a file and run that)")
+		}
+		p := shellwords.NewParser()
+		p.ParseBacktick = false
+		p.ParseEnv = false
+		words, err = p.Parse(cmdString)
+		if err != nil {
+			return nil, nil, usagef("--cmd: %v", err)
+		}
+		if p.Position != -1 {
+			return nil, nil, usagef("--cmd: shell operators (;, &&, ||, |, >, <) are not allowed at %q; nsys-agent runs no shell (put a script in a file and run that)", cmdString[p.Position:])
+		}
+		if len(words) == 0 {
+			return nil, nil, usagef("--cmd is empty")
+		}
 	}
-	if strings.ContainsAny(cmdString, "`") || strings.Contains(cmdString, "$(") {
-		return nil, usagef("--cmd: backticks and $(...) are not allowed; nsys-agent runs no shell (put a script in a file and run that)")
+	n := 0
+	for n < len(words) && isAssignment(words[n]) {
+		n++
 	}
-	p := shellwords.NewParser()
-	p.ParseBacktick = false
-	p.ParseEnv = false
-	words, err := p.Parse(cmdString)
-	if err != nil {
-		return nil, usagef("--cmd: %v", err)
+	if n > 0 && n == len(words) {
+		return nil, nil, usagef("the server command has only environment assignments (%s) and no program; write them before the program: NAME=value python -m ...", strings.Join(words, " "))
 	}
-	if p.Position != -1 {
-		return nil, usagef("--cmd: shell operators (;, &&, ||, |, >, <) are not allowed at %q; nsys-agent runs no shell (put a script in a file and run that)", cmdString[p.Position:])
+	if n == 0 {
+		return words, nil, nil
 	}
-	if len(words) == 0 {
-		return nil, usagef("--cmd is empty")
+	return words[n:], words[:n], nil
+}
+
+// isAssignment reports whether w is NAME=value with NAME a valid environment name.
+func isAssignment(w string) bool {
+	name, _, ok := strings.Cut(w, "=")
+	if !ok || name == "" {
+		return false
 	}
-	return words, nil
+	for i, c := range name {
+		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 func readToken(c *cli.Context) (string, error) {
@@ -127,7 +154,7 @@ func runAgent(c *cli.Context) error {
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return usagef("--log-level: %v", err)
 	}
-	command, err := parseCommand(c.Args().Slice(), c.String("cmd"))
+	command, env, err := parseCommand(c.Args().Slice(), c.String("cmd"))
 	if err != nil {
 		return err
 	}
@@ -140,7 +167,7 @@ func runAgent(c *cli.Context) error {
 		TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), TLSClientCA: c.String("tls-client-ca"),
 		DataDir: c.String("data-dir"), Nsys: c.String("nsys"), Arm: c.String("arm"),
 		NsysArgs: c.StringSlice("nsys-arg"), SampleCPU: c.Bool("sample-cpu"), Session: c.String("session"),
-		Command: command, ServerURL: c.String("server-url"),
+		Command: command, Env: env, ServerURL: c.String("server-url"),
 		StopTimeout: c.Duration("stop-timeout"), ReadyFile: c.String("ready-file"), Version: version,
 		Log:    slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 		Banner: c.App.ErrWriter,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ func TestParseCommand(t *testing.T) {
 		args    []string
 		cmd     string
 		want    string
+		env     string
 		wantErr string
 	}{
 		{args: []string{"python3", "-m", "sglang.launch_server"}, want: "python3|-m|sglang.launch_server"},
@@ -28,12 +30,26 @@ func TestParseCommand(t *testing.T) {
 		{cmd: "   ", wantErr: "empty"},
 		{args: []string{"x"}, cmd: "y", wantErr: "not both"},
 		{want: ""}, // no command: the demo target
+
+		// Leading NAME=value words are the server's environment, in both forms.
+		{cmd: "CUDA_VISIBLE_DEVICES=0 python -m sglang.launch_server --port 30000",
+			want: "python|-m|sglang.launch_server|--port|30000", env: "CUDA_VISIBLE_DEVICES=0"},
+		{args: []string{"CUDA_VISIBLE_DEVICES=0,1", "NCCL_DEBUG=INFO", "python", "x.py", "A=1"},
+			want: "python|x.py|A=1", env: "CUDA_VISIBLE_DEVICES=0,1|NCCL_DEBUG=INFO"},
+		{cmd: `_X1="a b" EMPTY= vllm serve`, want: "vllm|serve", env: "_X1=a b|EMPTY="},
+		{cmd: "1X=2 python", want: "1X=2|python"},         // not a name: the program
+		{cmd: "--flag=1 python", want: "--flag=1|python"}, // nor is a flag
+		{cmd: "=1 python", want: "=1|python"},
+		{cmd: "A=1 B=2", wantErr: "only environment assignments"},
+		{args: []string{"A=1"}, wantErr: "only environment assignments"},
 	}
 	for _, c := range cases {
-		got, err := parseCommand(c.args, c.cmd)
+		got, env, err := parseCommand(c.args, c.cmd)
 		if c.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 				t.Errorf("%q %v: want error %q, got %v %q", c.cmd, c.args, c.wantErr, err, got)
+			} else if !errors.As(err, new(usageError)) {
+				t.Errorf("%q %v: %v is not a usage error", c.cmd, c.args, err)
 			}
 			continue
 		}
@@ -41,8 +57,8 @@ func TestParseCommand(t *testing.T) {
 			t.Errorf("%q %v: %v", c.cmd, c.args, err)
 			continue
 		}
-		if strings.Join(got, "|") != c.want {
-			t.Errorf("%q %v: got %q want %q", c.cmd, c.args, strings.Join(got, "|"), c.want)
+		if strings.Join(got, "|") != c.want || strings.Join(env, "|") != c.env {
+			t.Errorf("%q %v: got %q env %q, want %q env %q", c.cmd, c.args, strings.Join(got, "|"), strings.Join(env, "|"), c.want, c.env)
 		}
 	}
 }
