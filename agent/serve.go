@@ -160,6 +160,6 @@ func printBanner(w io.Writer, url string, hasToken bool, dataDir, session string
 	}
 	fmt.Fprintf(w, "  open a window:  nsys-agent start%s --duration 5s\n", agentFlag)
 	fmt.Fprintf(w, "  close it:       nsys-agent stop%s\n", agentFlag)
-	fmt.Fprintf(w, "  fetch reports:  nsys-agent pull%s latest -o ./reports\n", agentFlag)
+	fmt.Fprintf(w, "  fetch reports:  nsys-agent pull%s latest --dir ./reports\n", agentFlag)
 	fmt.Fprintf(w, "  Ctrl-C finishes the open window, stops the server and exits.\n\n")
 }

@@ -55,7 +55,7 @@ step "all windows"
 
 step "pulling the reports (sha256-verified)"
 for w in $("$bin" windows -o json | sed -n 's/^    "id": "\(.*\)",$/\1/p'); do
-  "$bin" pull "$w" -o "$work/reports"
+  "$bin" pull "$w" --dir "$work/reports"
 done
 
 step "stopping the agent (Ctrl-C does the same: open windows are finished first)"

@@ -40,7 +40,7 @@ for arm in start-later launch; do
     /usr/bin/time -f "stop (CLI, waits for ready): %e s" "$A" stop
   done
   "$A" windows
-  for w in $("$A" windows -o json | sed -n 's/^    "id": "\(.*\)",$/\1/p'); do "$A" pull "$w" -o "$D/reports"; done
+  for w in $("$A" windows -o json | sed -n 's/^    "id": "\(.*\)",$/\1/p'); do "$A" pull "$w" --dir "$D/reports"; done
   ls -la "$D"/reports/*/
   "$A" show latest   # window 3: the GPU TIME line comes from its summary
   sq=$(ls "$D"/reports/*/w3.sqlite 2>/dev/null | head -n 1)
