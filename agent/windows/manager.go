@@ -177,7 +177,9 @@ func (m *Manager) CreateWindow(ctx context.Context, req CreateRequest, who Reque
 
 	if delay := time.Until(startAt); !startAt.IsZero() && delay > 0 {
 		// Scheduled: the window holds the active place, in state requested, until its time.
+		at := startAt.UTC()
 		m.mu.Lock()
+		w.StartAt = &at
 		r.timer = time.AfterFunc(delay, func() { _ = m.begin(m.ctx, id) })
 		m.mu.Unlock()
 		return m.copyOf(id), nil

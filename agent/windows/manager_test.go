@@ -134,8 +134,8 @@ func TestScheduledWindowCancelledByStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.State != StateRequested {
-		t.Fatalf("scheduled window is %s", w.State)
+	if w.State != StateRequested || w.StartAt == nil || time.Until(*w.StartAt) < 59*time.Minute {
+		t.Fatalf("scheduled window: %s, starts at %v", w.State, w.StartAt)
 	}
 	if _, err := m.CreateWindow(context.Background(), CreateRequest{}, who); !kindIs(err, ErrWindowActive) {
 		t.Fatalf("a scheduled window holds the place: want ErrWindowActive, got %v", err)

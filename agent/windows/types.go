@@ -81,6 +81,7 @@ type Manifest struct {
 	Steps       int               `json:"steps,omitempty"`
 	Export      bool              `json:"export,omitempty"` // also export the report to SQLite
 	CreatedAt   time.Time         `json:"created_at"`
+	StartAt     *time.Time        `json:"start_at,omitempty"` // a scheduled window's start, as requested
 	StartedAt   *time.Time        `json:"started_at,omitempty"`
 	StoppedAt   *time.Time        `json:"stopped_at,omitempty"`
 	FinishedAt  *time.Time        `json:"finished_at,omitempty"`
