@@ -238,6 +238,18 @@ func (s *Service) AddWindow(t testing.TB, id string, files map[string]string) *w
 // A window that leaves requested or capturing frees the active place.
 func (s *Service) Change(t testing.TB, id string, step windows.Manifest) {
 	t.Helper()
+	s.change(t, id, step, true)
+}
+
+// ChangeQuietly moves a window like Change but announces nothing: the agent's bus drops
+// events for a subscriber that falls behind, and clients must not hang on a lost one.
+func (s *Service) ChangeQuietly(t testing.TB, id string, step windows.Manifest) {
+	t.Helper()
+	s.change(t, id, step, false)
+}
+
+func (s *Service) change(t testing.TB, id string, step windows.Manifest, announce bool) {
+	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m, ok := s.windows[id]
@@ -256,6 +268,9 @@ func (s *Service) Change(t testing.TB, id string, step windows.Manifest) {
 	}
 	if s.active == id && m.State != windows.StateRequested && m.State != windows.StateCapturing {
 		s.active = ""
+	}
+	if !announce {
+		return
 	}
 	cp := *m
 	for ch := range s.subs {

@@ -156,12 +156,36 @@ func windowOutcome(ac *apiClient, m *windows.Manifest) error {
 }
 
 // waitWindow follows the window until it reaches a terminal state, through the event
-// stream when the agent has one, polling otherwise. update sees every new manifest.
+// stream when the agent has one, and by asking for the window every recheckEvery as well:
+// the agent drops events for a subscriber that falls behind, and a lost final event must
+// not leave the wait hanging while heartbeats keep the stream open. update sees every new
+// manifest.
 func waitWindow(ctx context.Context, ac *apiClient, id string, update func(*windows.Manifest)) (*windows.Manifest, error) {
 	// Subscribe before reading the state, so nothing between the two is missed.
 	stream, _ := ac.events(ctx) // no stream: poll
+	events := make(chan *windows.Manifest)
+	streamDone := make(chan struct{})
 	if stream != nil {
 		defer stream.Close()
+		go func() {
+			defer close(streamDone)
+			for {
+				ev, err := stream.next()
+				if err != nil {
+					return // stream ended: polling carries on
+				}
+				if ev.Window == nil || ev.Window.ID != id {
+					continue
+				}
+				select {
+				case events <- ev.Window:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	} else {
+		close(streamDone)
 	}
 	m, err := ac.window(ctx, id)
 	if err != nil {
@@ -171,27 +195,26 @@ func waitWindow(ctx context.Context, ac *apiClient, id string, update func(*wind
 	if m.State.Terminal() {
 		return m, nil
 	}
-	if stream != nil {
-		for {
-			ev, err := stream.next()
-			if err != nil {
-				break // stream ended early: polling picks up where it stopped
-			}
-			if ev.Window == nil || ev.Window.ID != id {
-				continue
-			}
-			update(ev.Window)
-			if ev.Window.State.Terminal() {
-				return ev.Window, nil
-			}
-		}
+	every := recheckEvery
+	if stream == nil {
+		every = pollEvery
 	}
-	tick := time.NewTicker(pollEvery)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return m, ctx.Err()
+		case w := <-events:
+			update(w)
+			if w.State.Terminal() {
+				return w, nil
+			}
+			continue
+		case <-streamDone:
+			streamDone = nil // closed: stop selecting it, poll from now on
+			tick.Reset(pollEvery)
+			continue
 		case <-tick.C:
 		}
 		if m, err = ac.window(ctx, id); err != nil {
@@ -204,11 +227,16 @@ func waitWindow(ctx context.Context, ac *apiClient, id string, update func(*wind
 	}
 }
 
+// recheckEvery is how often a wait that follows the event stream also asks for the window
+// (a variable for tests).
+var recheckEvery = 5 * time.Second
+
 // eventStream reads server-sent events from GET /v1/events.
 type eventStream struct {
-	body   io.ReadCloser
-	sc     *bufio.Scanner
-	cancel context.CancelFunc
+	body    io.ReadCloser
+	sc      *bufio.Scanner
+	cancel  context.CancelFunc
+	started bool // the first line was read (a byte-order mark is dropped from it)
 }
 
 func (ac *apiClient) events(ctx context.Context) (*eventStream, error) {
@@ -231,7 +259,35 @@ func (ac *apiClient) events(ctx context.Context) (*eventStream, error) {
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 16<<20) // a manifest with a summary can be large
+	sc.Split(scanSSELines)
 	return &eventStream{body: resp.Body, sc: sc, cancel: cancel}, nil
+}
+
+// scanSSELines splits an event stream into lines as the text/event-stream format has
+// them: ended by CRLF, LF or a lone CR (the fuzzer found a CR-only stream read as one
+// endless line). A CR at the end of the buffer waits for more data: it may be a CRLF.
+func scanSSELines(data []byte, atEOF bool) (advance int, token []byte, err error) {
+	for i, b := range data {
+		switch b {
+		case '\n':
+			return i + 1, data[:i], nil
+		case '\r':
+			if i+1 < len(data) {
+				if data[i+1] == '\n' {
+					return i + 2, data[:i], nil
+				}
+				return i + 1, data[:i], nil
+			}
+			if atEOF {
+				return i + 1, data[:i], nil
+			}
+			return 0, nil, nil // need the next byte
+		}
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }
 
 // next returns the next event with a JSON payload, skipping comments (heartbeats).
@@ -239,6 +295,10 @@ func (s *eventStream) next() (windows.Event, error) {
 	var data strings.Builder
 	for s.sc.Scan() {
 		line := s.sc.Text()
+		if !s.started {
+			// The stream may begin with a byte-order mark, which is not part of the line.
+			line, s.started = strings.TrimPrefix(line, "\ufeff"), true
+		}
 		switch {
 		case line == "":
 			if data.Len() == 0 {

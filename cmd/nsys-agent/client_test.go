@@ -849,3 +849,33 @@ func TestWindowCommandsFailCleanly(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitSurvivesALostEvent: the window's final event never arrives (the agent's bus
+// dropped it) while the stream stays open; the wait still ends, from its periodic check
+// (before, it waited for ever).
+func TestWaitSurvivesALostEvent(t *testing.T) {
+	saved := recheckEvery
+	recheckEvery = 100 * time.Millisecond
+	defer func() { recheckEvery = saved }()
+	s := newScriptedAgent(t)
+	url := s.serve(t)
+	runCLI(t, "start", "--agent", url, "--duration", "1s").must(t, 0)
+	s.Change(t, "w1", windows.Manifest{State: windows.StateFinalizing})
+	go func() {
+		for s.Subscriptions() == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond)
+		s.ChangeQuietly(t, "w1", windows.Manifest{State: windows.StateReady})
+	}()
+	done := make(chan result, 1)
+	go func() { done <- runCLI(t, "wait", "w1", "--agent", url) }()
+	select {
+	case r := <-done:
+		if r.code != 0 || !strings.Contains(r.stdout, "ready") {
+			t.Fatalf("wait: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("wait hung on a lost event")
+	}
+}
