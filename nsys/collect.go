@@ -152,7 +152,6 @@ func dedupe(s []string) []string {
 	return out
 }
 
-
 // moveFile renames, falling back to copy+fsync+remove across file systems.
 func moveFile(src, dst string) error {
 	if err := os.Rename(src, dst); err == nil {
