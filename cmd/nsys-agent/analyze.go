@@ -2,14 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/nsys-agent/nsys-agent/nsys"
 	"github.com/nsys-agent/nsys-agent/torchprof"
 )
 
@@ -18,15 +21,18 @@ func analyzeCommand() *cli.Command {
 		Name:      "analyze",
 		Usage:     "say where each rank's GPU time went and which rank is slow",
 		ArgsUsage: "WINDOW | FILES...",
-		Description: `Reads per-rank torch-profiler traces (*.trace.json.gz) or an nsys SQLite export
-(*.sqlite), given as files or as a window directory holding them, and prints per rank:
-GPU busy time, kernel, communication (NCCL, custom all-reduce) and compute time, the top
-kernels; across ranks: the slowest rank and why, and per-kernel max/min ratios.
+		Description: `Reads per-rank torch-profiler traces (*.trace.json.gz), an nsys SQLite export
+(*.sqlite) or an nsys report (*.nsys-rep, exported to SQLite beside it with nsys first),
+given as files or as a window directory holding them (what 'pull' wrote), and prints per
+rank: GPU busy time, kernel, communication (NCCL, custom all-reduce) and compute time, the
+top kernels; across ranks: the slowest rank and why, and per-kernel max/min ratios.
 
-   nsys-agent analyze ./window-3 --html report.html
+   nsys-agent analyze ./reports/w20261130-101500-a1b2c3 --html report.html
+   nsys-agent analyze report.nsys-rep
    nsys-agent analyze -o json report.sqlite`,
 		Flags: []cli.Flag{
 			outputFlag("output", "o"),
+			nsysFlag(),
 			&cli.StringFlag{Name: "html", Usage: "also write a self-contained HTML report to `FILE`"},
 		},
 		Action: runAnalyze,
@@ -76,7 +82,12 @@ func analyzeInputs(c *cli.Context, args []string) (*torchprof.Summary, error) {
 		if fi.IsDir() {
 			sqlites, _ := filepath.Glob(filepath.Join(args[0], "*.sqlite"))
 			traces, _ := filepath.Glob(filepath.Join(args[0], "*.trace.json*"))
+			reports, _ := filepath.Glob(filepath.Join(args[0], "*.nsys-rep"))
 			switch {
+			case len(traces) == 0 && len(sqlites) == 0 && len(reports) == 1:
+				return analyzeReport(c, reports[0])
+			case len(traces) == 0 && len(sqlites) == 0 && len(reports) > 1:
+				return nil, usagef("analyze: %s holds %d .nsys-rep reports; name one", args[0], len(reports))
 			case len(traces) > 0:
 				files, err := torchprof.Discover(args[0])
 				if err != nil {
@@ -84,20 +95,23 @@ func analyzeInputs(c *cli.Context, args []string) (*torchprof.Summary, error) {
 				}
 				return torchprof.AnalyzeKineto(c.Context, files)
 			case len(sqlites) == 1:
-				return torchprof.AnalyzeNsysSQLite(c.Context, sqlites[0])
+				return analyzeSQLite(c, sqlites[0])
 			case len(sqlites) > 1:
 				return nil, usagef("analyze: %s holds %d .sqlite exports; name one", args[0], len(sqlites))
 			default:
-				return nil, fmt.Errorf("analyze: %s holds no *.trace.json.gz or *.sqlite", args[0])
+				return nil, fmt.Errorf("analyze: %s holds no *.trace.json.gz, *.sqlite or *.nsys-rep", args[0])
 			}
 		}
 		if strings.HasSuffix(args[0], ".sqlite") {
-			return torchprof.AnalyzeNsysSQLite(c.Context, args[0])
+			return analyzeSQLite(c, args[0])
+		}
+		if strings.HasSuffix(args[0], ".nsys-rep") {
+			return analyzeReport(c, args[0])
 		}
 	}
 	for _, a := range args {
-		if strings.HasSuffix(a, ".sqlite") {
-			return nil, usagef("analyze: give one .sqlite export alone, not with other files")
+		if strings.HasSuffix(a, ".sqlite") || strings.HasSuffix(a, ".nsys-rep") {
+			return nil, usagef("analyze: give one nsys report or .sqlite export alone, not with other files")
 		}
 	}
 	files, err := rankFilesFromArgs(args)
@@ -105,6 +119,38 @@ func analyzeInputs(c *cli.Context, args []string) (*torchprof.Summary, error) {
 		return nil, err
 	}
 	return torchprof.AnalyzeKineto(c.Context, files)
+}
+
+// analyzeReport exports an nsys report to SQLite beside it (once: an export newer than
+// the report is reused) with the nsys `run` would use, then analyzes the export.
+func analyzeReport(c *cli.Context, report string) (*torchprof.Summary, error) {
+	sqlite := strings.TrimSuffix(report, ".nsys-rep") + ".sqlite"
+	rs, err := os.Stat(report)
+	if err != nil {
+		return nil, fmt.Errorf("analyze: %w", err)
+	}
+	if es, err := os.Stat(sqlite); err == nil && es.ModTime().After(rs.ModTime()) {
+		return analyzeSQLite(c, sqlite)
+	}
+	path, err := nsys.Locate(c.String("nsys"))
+	if err != nil {
+		return nil, fmt.Errorf("analyze: %s needs nsys to be exported to SQLite: %w", report, err)
+	}
+	fmt.Fprintf(c.App.ErrWriter, "exporting %s to SQLite with %s (kept beside it as %s)\n", report, path, filepath.Base(sqlite))
+	out, err := nsys.ExportSQLite(c.Context, nsys.NewExecRunner(path), report, 30*time.Minute)
+	if err != nil {
+		return nil, fmt.Errorf("analyze: exporting %s: %w", report, err)
+	}
+	return analyzeSQLite(c, out)
+}
+
+// analyzeSQLite analyzes an nsys export; a capture without GPU work says so plainly.
+func analyzeSQLite(c *cli.Context, sqlite string) (*torchprof.Summary, error) {
+	s, err := torchprof.AnalyzeNsysSQLite(c.Context, sqlite)
+	if errors.Is(err, torchprof.ErrNoKernels) {
+		return nil, fmt.Errorf("analyze: %s holds no GPU work: no CUDA kernel ran during this capture (a CPU-only program, or a window in which the server computed nothing); nothing to attribute", sqlite)
+	}
+	return s, err
 }
 
 func writeHTMLReport(s *torchprof.Summary, path string) error {

@@ -63,8 +63,8 @@ func TestAnalyzeCommandErrors(t *testing.T) {
 	}{
 		{[]string{"analyze"}, exitUsage, "give a window directory"},
 		{[]string{"analyze", "-o", "yaml", kinetoFixture}, exitUsage, "want table or json"},
-		{[]string{"analyze", dir}, exitFailed, "no *.trace.json.gz or *.sqlite"},
-		{[]string{"analyze", nsysFixture, filepath.Join(kinetoFixture, "1763900000.123456-TP-0.trace.json.gz")}, exitUsage, "one .sqlite export alone"},
+		{[]string{"analyze", dir}, exitFailed, "no *.trace.json.gz, *.sqlite or *.nsys-rep"},
+		{[]string{"analyze", nsysFixture, filepath.Join(kinetoFixture, "1763900000.123456-TP-0.trace.json.gz")}, exitUsage, "one nsys report or .sqlite export alone"},
 	} {
 		r := runCLI(t, tc.args...)
 		code, _, stderr := r.code, r.stdout, r.stderr
