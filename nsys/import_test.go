@@ -3,32 +3,14 @@ package nsys_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nsys-agent/nsys-agent/internal/diskspace/diskspacetest"
 	"github.com/nsys-agent/nsys-agent/nsys"
-	"github.com/nsys-agent/nsys-agent/nsys/nsystest"
 )
-
-// smallDisk mounts a tmpfs of size bytes (disk-full tests need a real full disk). It
-// needs root; CI runs as root, so there a failing mount is a failure.
-func smallDisk(t *testing.T, size int64) string {
-	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.FormatInt(size, 10), "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		if nsystest.InCI() {
-			t.Fatalf("mounting a tmpfs (root needed): %v %s", err, out)
-		}
-		t.Skipf("mounting a tmpfs needs root: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
-	return dir
-}
 
 // TestImportOnFullDiskKeepsRawStream reproduces a window marked ready with a truncated
 // report (4/4 in a review): with room for the .qdstrm but not for the report, the
@@ -59,7 +41,7 @@ func TestImportOnFullDiskKeepsRawStream(t *testing.T) {
 	}
 
 	// Room for the stream and a few kB: the report (about as large) cannot be written.
-	disk := smallDisk(t, int64(len(raw))+64<<10)
+	disk := diskspacetest.Small(t, int64(len(raw))+64<<10)
 	qd := filepath.Join(disk, "w.qdstrm")
 	if err := os.WriteFile(qd, raw, 0o600); err != nil {
 		t.Fatal(err)

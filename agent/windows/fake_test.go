@@ -132,11 +132,16 @@ func newManager(t *testing.T, target Target, backends ...shared.Backend) (*Manag
 	return newManagerWith(t, Options{Target: target}, backends...)
 }
 
+// newManagerWith wires a Manager over o (a new store unless o.Store is set: a restart
+// over what a previous agent left) and closes it when the test ends.
 func newManagerWith(t *testing.T, o Options, backends ...shared.Backend) (*Manager, *Store) {
 	t.Helper()
-	store, err := NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
+	store := o.Store
+	if store == nil {
+		var err error
+		if store, err = NewStore(t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var entries []Entry
 	for _, b := range backends {

@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nsys-agent/nsys-agent/internal/diskspace/diskspacetest"
 	"github.com/nsys-agent/nsys-agent/plugins/shared"
 )
 
@@ -369,13 +369,7 @@ func TestRestartMarksInFlightWindowsFailed(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "report.qdstrm"), []byte("raw"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e, _ := EntryOf(context.Background(), newFake("nsys"), "")
-	reg, _ := NewRegistry(e)
-	m, err := New(Options{Store: store, Backends: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close(context.Background())
+	m, _ := newManagerWith(t, Options{Store: store}, newFake("nsys"))
 	got, err := m.Window(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
@@ -397,13 +391,7 @@ func TestAdoptedCaptureHoldsSlotAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := newFake("nsys")
-	e, _ := EntryOf(context.Background(), b, "")
-	reg, _ := NewRegistry(e)
-	m, err := New(Options{Store: store, Backends: reg, Adopt: true, AdoptBackend: "nsys"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close(context.Background())
+	m, _ := newManagerWith(t, Options{Store: store, Adopt: true, AdoptBackend: "nsys"}, b)
 	if a := m.Active(); a == nil || a.ID != id || a.State != StateCapturing {
 		t.Fatalf("active after adoption: %+v", a)
 	}
@@ -528,13 +516,7 @@ func TestLeftoverFilesLandingAfterRestartAreFound(t *testing.T) {
 	if err := store.Save(&Manifest{ID: id, Backend: "nsys", State: StateFinalizing, CreatedAt: time.Now(), Artifacts: []Artifact{}}); err != nil {
 		t.Fatal(err)
 	}
-	e, _ := EntryOf(context.Background(), newFake("nsys"), "")
-	reg, _ := NewRegistry(e)
-	m, err := New(Options{Store: store, Backends: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close(context.Background())
+	m, _ := newManagerWith(t, Options{Store: store}, newFake("nsys"))
 	if w, _ := m.Window(context.Background(), id); w.State != StateFailed || len(w.Artifacts) != 0 {
 		t.Fatalf("at load: %+v", w)
 	}
@@ -588,14 +570,7 @@ func TestWindowsJSONFollowsEveryChange(t *testing.T) {
 // TestUnsavableManifestRefusesStart: on a full disk (a tmpfs filled to the brim) a window
 // whose manifest cannot be written is refused, not started to vanish at the next restart.
 func TestUnsavableManifestRefusesStart(t *testing.T) {
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mounting a tmpfs (root needed): %v %s", err, out)
-		}
-		t.Skipf("mounting a tmpfs needs root: %v %s", err, out)
-	}
-	defer exec.Command("umount", "-l", dir).Run()
+	dir := diskspacetest.Small(t, 64<<10)
 	store, err := NewStore(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -604,13 +579,7 @@ func TestUnsavableManifestRefusesStart(t *testing.T) {
 	_, _ = fill.Write(make([]byte, 1<<20)) // fails once the tmpfs is full: that is the point
 	fill.Close()
 	b := newFake("nsys")
-	e, _ := EntryOf(context.Background(), b, "")
-	reg, _ := NewRegistry(e)
-	m, err := New(Options{Store: store, Backends: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close(context.Background())
+	m, _ := newManagerWith(t, Options{Store: store}, b)
 	_, err = m.CreateWindow(context.Background(), CreateRequest{}, who)
 	if !kindIs(err, ErrNoSpace) || !strings.Contains(err.Error(), "cannot write the window's manifest") {
 		t.Fatalf("got %v", err)
