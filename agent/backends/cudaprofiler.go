@@ -59,8 +59,8 @@ type CudaProfiler struct {
 	Poll time.Duration
 
 	// Hooks for tests; nil: the controller's.
-	state      func(ctx context.Context) (nsys.State, error)
-	importRep  func(ctx context.Context, qdstrm string) (string, error)
+	state       func(ctx context.Context) (nsys.State, error)
+	importRep   func(ctx context.Context, qdstrm string) (string, error)
 	firstOutput string
 
 	mu     sync.Mutex
