@@ -82,13 +82,14 @@ type fileStamp struct {
 }
 
 var (
-	_ shared.Backend = (*CudaProfiler)(nil)
-	_ shared.Waiter  = (*CudaProfiler)(nil)
+	_ shared.Backend   = (*CudaProfiler)(nil)
+	_ shared.Waiter    = (*CudaProfiler)(nil)
+	_ shared.Finalizer = (*CudaProfiler)(nil)
 )
 
 func (b *CudaProfiler) Info(ctx context.Context) (shared.Info, error) {
 	return shared.Info{Name: CudaProfilerName, Version: b.Version, APIVersion: shared.APIVersion,
-		Capabilities: []shared.Capability{shared.CapSteps, shared.CapNsysSession},
+		Capabilities: []shared.Capability{shared.CapSteps, shared.CapExport, shared.CapSummary, shared.CapNsysSession},
 		Description:  "the server's /start_profile with CUDA_PROFILER opens an nsys capture range at a step boundary (--arm cuda-profiler); one report per window, bounded by steps or stop"}, nil
 }
 
@@ -275,6 +276,16 @@ func (b *CudaProfiler) Wait(ctx context.Context, w shared.Window) (shared.Result
 	}
 	b.forget(w)
 	return res, err
+}
+
+// Finalize exports the range's report to SQLite when the window asked for it (--export)
+// and answers "where did the GPU time go", exactly as the nsys backend does: the report is
+// named the same way (the window's name, or "report").
+func (b *CudaProfiler) Finalize(ctx context.Context, w shared.Window, p shared.Progress) (shared.Result, error) {
+	if !w.Export {
+		return shared.Result{}, nil
+	}
+	return (&Nsys{Ctl: b.Ctl, Version: b.Version}).Finalize(ctx, w, p)
 }
 
 // awaitRange waits for the new range report(s) next to the first output, then moves them

@@ -341,8 +341,11 @@ func TestBuiltinDefaultFollowsArming(t *testing.T) {
 		t.Errorf("cuda-profiler arming: default %q", r.Default())
 	}
 	e, _ := r.Lookup(CudaProfilerName)
-	if !e.Info.Has(shared.CapSteps) {
-		t.Error("cuda-profiler must declare steps")
+	if !e.Info.Has(shared.CapSteps) || !e.Info.Has(shared.CapExport) {
+		t.Error("cuda-profiler must declare steps and export")
+	}
+	if res, err := e.Backend.(shared.Finalizer).Finalize(ctx, shared.Window{ID: "w", Dir: t.TempDir()}, shared.Discard); err != nil || len(res.Artifacts)+len(res.Warnings) != 0 {
+		t.Errorf("a window without --export has nothing to finalize: %+v %v", res, err)
 	}
 	r = reg(&nsys.Controller{Mode: nsys.ModeCudaProfiler, FirstOutput: "/x/first"}, "")
 	e, _ = r.Lookup(CudaProfilerName)
