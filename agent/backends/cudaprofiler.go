@@ -57,6 +57,10 @@ type CudaProfiler struct {
 	RangeWait time.Duration
 	// Poll is the interval between two looks at the session and the files (default 500 ms).
 	Poll time.Duration
+	// Settle is how long the new range reports must keep their sizes, with the session
+	// out of RangeGeneration, before they are taken (default 3 s): nsys may still be
+	// importing the range's .qdstrm into its .nsys-rep.
+	Settle time.Duration
 
 	// Hooks for tests; nil: the controller's.
 	state       func(ctx context.Context) (nsys.State, error)
@@ -132,12 +136,21 @@ func (b *CudaProfiler) poll() time.Duration {
 	return 500 * time.Millisecond
 }
 
-func (b *CudaProfiler) sessionState(ctx context.Context) (nsys.State, error) {
+func (b *CudaProfiler) settle() time.Duration {
+	if b.Settle > 0 {
+		return b.Settle
+	}
+	return 3 * time.Second
+}
+
+// sessionState is the session's state; fresh: list now rather than trust the watcher's
+// row of up to 2.5 s ago (before taking files nsys may still be writing).
+func (b *CudaProfiler) sessionState(ctx context.Context, fresh bool) (nsys.State, error) {
 	if b.state != nil {
 		return b.state(ctx)
 	}
 	// The agent's watcher lists sessions every 2 s: a fresh row saves an nsys run per poll.
-	if st, at, ok := b.Ctl.WatchedState(); ok && st != nsys.StateShutdown && time.Since(at) < 2500*time.Millisecond {
+	if st, at, ok := b.Ctl.WatchedState(); !fresh && ok && st != nsys.StateShutdown && time.Since(at) < 2500*time.Millisecond {
 		return st, nil
 	}
 	return b.Ctl.State(ctx)
@@ -237,6 +250,11 @@ func (b *CudaProfiler) Stop(ctx context.Context, w shared.Window, p shared.Progr
 	if err != nil {
 		return shared.Result{}, mapServerError(err)
 	}
+	// A range open now is the window's: then a missing report is a different failure
+	// from "no range fired".
+	if st, err := b.sessionState(ctx, true); err == nil && (st == nsys.StateRangeCollection || st == nsys.StateRangeGeneration) {
+		cw.sawRange.Store(true)
+	}
 	res, err := c.Stop(ctx, cw.sw)
 	switch {
 	case errors.Is(err, serverprof.ErrNotRunning), errors.Is(err, serverprof.ErrTimeout):
@@ -299,8 +317,9 @@ func (b *CudaProfiler) awaitRange(ctx context.Context, w shared.Window, cw *cuda
 	wait := b.rangeWait()
 	deadline := time.Now().Add(wait)
 	var (
-		last      map[string]fileStamp
-		lastState nsys.State
+		last       map[string]fileStamp
+		lastChange = time.Now()
+		lastState  nsys.State
 	)
 	tick := time.NewTicker(b.poll())
 	defer tick.Stop()
@@ -309,7 +328,7 @@ func (b *CudaProfiler) awaitRange(ctx context.Context, w shared.Window, cw *cuda
 		if err != nil {
 			return shared.Result{}, err
 		}
-		st, err := b.sessionState(ctx)
+		st, err := b.sessionState(ctx, len(files) > 0)
 		if errors.Is(err, nsys.ErrSessionNotFound) {
 			return shared.Result{}, shared.Wrap(shared.ErrTargetGone, err)
 		}
@@ -322,10 +341,11 @@ func (b *CudaProfiler) awaitRange(ctx context.Context, w shared.Window, cw *cuda
 			cw.sawRange.Store(true)
 			deadline = now.Add(wait)
 		}
-		settled := len(files) > 0 && sameFiles(last, files)
-		if !settled && len(files) > 0 {
+		if len(files) > 0 && !sameFiles(last, files) {
+			lastChange = now
 			deadline = now.Add(wait) // a report being written
 		}
+		settled := len(files) > 0 && len(nonEmpty(files)) == len(files) && now.Sub(lastChange) >= b.settle()
 		if settled && !inRange {
 			if p != nil {
 				p.Send(shared.ProgressEvent{Step: "moving the range report into the window folder", Fraction: 0.7})
@@ -334,8 +354,8 @@ func (b *CudaProfiler) awaitRange(ctx context.Context, w shared.Window, cw *cuda
 		}
 		last = files
 		if now.After(deadline) && !inRange {
-			if len(files) > 0 {
-				return b.take(ctx, w, files)
+			if full := nonEmpty(files); len(full) > 0 {
+				return b.take(ctx, w, full)
 			}
 			return shared.Result{}, b.noRange(cw, lastState, wait)
 		}
@@ -410,11 +430,22 @@ func sameFiles(a, b map[string]fileStamp) bool {
 		return false
 	}
 	for p, s := range b {
-		if a[p] != s || s.size == 0 {
+		if old, ok := a[p]; !ok || old != s {
 			return false
 		}
 	}
 	return true
+}
+
+// nonEmpty drops the files nsys has not written anything into.
+func nonEmpty(files map[string]fileStamp) map[string]fileStamp {
+	out := map[string]fileStamp{}
+	for p, s := range files {
+		if s.size > 0 {
+			out[p] = s
+		}
+	}
+	return out
 }
 
 // take moves the new range reports into the window folder: the first range as NAME.*

@@ -118,7 +118,7 @@ func newCudaTest(t *testing.T, srv http.Handler) (*CudaProfiler, *fakeSession) {
 	}
 	sess := &fakeSession{first: filepath.Join(dir, "first"), state: nsys.StateStartRange}
 	b := &CudaProfiler{Ctl: &nsys.Controller{Mode: nsys.ModeCudaProfiler, Session: "s"}, Version: "test",
-		ServerURL: hs.URL, RangeWait: 2 * time.Second, Poll: 20 * time.Millisecond,
+		ServerURL: hs.URL, RangeWait: 2 * time.Second, Poll: 20 * time.Millisecond, Settle: 60 * time.Millisecond,
 		state: sess.get, firstOutput: sess.first}
 	return b, sess
 }
@@ -352,4 +352,59 @@ func TestBuiltinDefaultFollowsArming(t *testing.T) {
 	if !strings.Contains(e.Unavailable, "--server-url") || r.Default() != "" {
 		t.Errorf("no server URL: %q, default %q", e.Unavailable, r.Default())
 	}
+}
+
+// TestCudaProfilerTwoRangesAndEdges: two ranges in one window are both kept (NAME,
+// NAME.2, with a warning); a range that ran but left no report, and a session that is
+// gone, fail with their own reasons.
+func TestCudaProfilerTwoRangesAndEdges(t *testing.T) {
+	t.Run("two ranges", func(t *testing.T) {
+		srv := &fakeSGLang{}
+		b, sess := newCudaTest(t, srv)
+		srv.onStop = func() {
+			sess.drop(t, ".3.nsys-rep", "second")
+			sess.drop(t, ".2.nsys-rep", "first")
+		}
+		w := newWindow(t, "w9", "pair", 0)
+		if err := b.Start(context.Background(), w); err != nil {
+			t.Fatal(err)
+		}
+		res, err := b.Stop(context.Background(), w, shared.Discard)
+		if err != nil || strings.Join(res.Artifacts, ",") != "pair.nsys-rep,pair.2.nsys-rep" || len(res.Warnings) != 1 {
+			t.Fatalf("%+v %v", res, err)
+		}
+		if got, _ := os.ReadFile(filepath.Join(w.Dir, "pair.nsys-rep")); string(got) != "first" {
+			t.Errorf("ranges out of order: %q", got)
+		}
+	})
+	t.Run("range without report", func(t *testing.T) {
+		srv := &fakeSGLang{}
+		b, sess := newCudaTest(t, srv)
+		b.RangeWait = 200 * time.Millisecond
+		srv.onStart = func(map[string]any) { sess.set(nsys.StateRangeCollection) }
+		srv.onStop = func() {
+			sess.set(nsys.StateStartRange)
+			sess.drop(t, ".1.qdstrm", "") // nsys never wrote into it
+		}
+		w := newWindow(t, "w10", "", 0)
+		if err := b.Start(context.Background(), w); err != nil {
+			t.Fatal(err)
+		}
+		_, err := b.Stop(context.Background(), w, shared.Discard)
+		if err == nil || !strings.Contains(err.Error(), "a capture range ran") {
+			t.Fatalf("want the ran-but-no-report reason, got %v", err)
+		}
+	})
+	t.Run("session gone", func(t *testing.T) {
+		srv := &fakeSGLang{}
+		b, _ := newCudaTest(t, srv)
+		b.state = func(context.Context) (nsys.State, error) { return "", &nsys.SessionNotFoundError{Name: "s"} }
+		w := newWindow(t, "w11", "", 3)
+		if err := b.Start(context.Background(), w); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Wait(context.Background(), w); !errors.Is(err, shared.ErrTargetGone) {
+			t.Fatalf("want target gone, got %v", err)
+		}
+	})
 }
