@@ -71,7 +71,15 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	// From here on the agent owns a running server: every return path ends it.
-	builtin, err := backends.Builtin(ctx, ctl, cfg.Version, nil)
+	// The server's address comes first: the cuda-profiler backend opens windows there.
+	serverURL := cfg.ServerURL
+	if t.adopted != nil {
+		serverURL = t.adopted.ServerURL
+	} else if serverURL == "" && cfg.ServerURLFile != "" {
+		serverURL = waitURLFile(ctx, cfg.ServerURLFile, t.sup)
+	}
+	builtin, err := backends.Builtin(ctx, ctl, cfg.Version, nil,
+		backends.BuiltinOptions{ServerURL: serverURL, RangeWait: backends.RangeWaitFromEnv()})
 	if err != nil {
 		_ = t.sup.Stop(30 * time.Second)
 		return err
@@ -99,18 +107,12 @@ func Run(ctx context.Context, cfg Config) error {
 	// A fresh cached session row lets a start skip one `nsys sessions list` (~10 ms of the
 	// ~110 ms a start takes); the check after the start always runs.
 	go ctl.Watch(ctx, 2*time.Second)
-	serverURL := cfg.ServerURL
-	if t.adopted != nil {
-		serverURL = t.adopted.ServerURL
-	} else if serverURL == "" && cfg.ServerURLFile != "" {
-		serverURL = waitURLFile(ctx, cfg.ServerURLFile, t.sup)
-	}
 	if err := SaveTarget(store.Root, &TargetRecord{Session: ctl.Session, Mode: string(ctl.Mode), First: ctl.FirstOutput, Command: t.sup.Command,
 		Nsys: nsysPath, PID: t.sup.PID(), Group: t.sup.ServerGroup(), ServerURL: serverURL, StartedAt: time.Now().UTC()}); err != nil {
 		log.Warn("recording the target for a restarted agent", "err", err)
 	}
 
-	svc := &daemon{Manager: mgr, version: cfg.Version, target: t.sup, builtin: map[string]bool{backends.NsysName: true},
+	svc := &daemon{Manager: mgr, version: cfg.Version, target: t.sup, builtin: map[string]bool{backends.NsysName: true, backends.CudaProfilerName: true},
 		session: SessionStatus{Name: ctl.Session, Mode: string(ctl.Mode), Nsys: nsysPath, Version: info.Version},
 		sessionState: func(ctx context.Context) (string, error) {
 			// The watcher lists sessions every 2 s; status answers from that.

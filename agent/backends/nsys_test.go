@@ -78,7 +78,7 @@ func TestCudaProfilerArmingMakesNsysUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 || entries[0].Info.Name != NsysName || !strings.Contains(entries[0].Unavailable, "cuda-profiler") {
+	if len(entries) != 2 || entries[0].Info.Name != NsysName || !strings.Contains(entries[0].Unavailable, "cuda-profiler") {
 		t.Fatalf("entries: %+v", entries)
 	}
 	entries, _ = Builtin(context.Background(), &nsys.Controller{Mode: nsys.ModeLaunch}, "test", nil)

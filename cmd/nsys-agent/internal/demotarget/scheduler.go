@@ -199,7 +199,8 @@ func (s *scheduler) activate(ctx context.Context, req startReq) error {
 		s.log.rankf(r.rank, "Profiling starts. Traces will be saved to: %s (with profile id: %s)", req.outputDir, a.id)
 	}
 	if slices.Contains(req.activities, "CUDA_PROFILER") {
-		s.log.rankf(0, "CUDA_PROFILER: cudaProfilerStart is unavailable without CUDA (nsys-agent demo target); no capture range opened")
+		// One line a test (or a person) can count: the request as the server took it.
+		s.log.rankf(0, "CUDA_PROFILER: cudaProfilerStart is unavailable without CUDA (nsys-agent demo target); no capture range opened (output_dir %s, num_steps %d)", req.outputDir, req.numSteps)
 	}
 	if slices.Contains(req.activities, "MEM") {
 		s.log.rankf(0, "MEM: CUDA memory history is unavailable without CUDA (nsys-agent demo target); no memory snapshot will be written")
@@ -255,6 +256,10 @@ func (s *scheduler) stopProfile(ctx context.Context, stage string) (ctlResult, e
 	for _, r := range s.ranks {
 		s.log.rankf(r.rank, "Profiling done. Traces are saved to: %s", a.req.outputDir)
 	}
+	if slices.Contains(a.req.activities, "CUDA_PROFILER") {
+		// SGLang calls cudaProfilerStop here (by stop or after num_steps): the range ends.
+		s.log.rankf(0, "CUDA_PROFILER: cudaProfilerStop skipped after %d profiled steps (no CUDA); no capture range closed", a.profiledSteps())
+	}
 	if a.req.merge && a.torch && !a.req.byStage {
 		out := a.req.outputDir + "/merged-" + a.id + ".trace.json.gz"
 		if err := mergeTraces(out, a.files); err != nil {
@@ -264,6 +269,15 @@ func (s *scheduler) stopProfile(ctx context.Context, stage string) (ctlResult, e
 		}
 	}
 	return ctlResult{200, "Stop profiling. This will take some time.\n"}, nil
+}
+
+// profiledSteps is how many steps the profile recorded, over all stages.
+func (a *activeProfile) profiledSteps() int64 {
+	var n int64
+	for _, c := range a.steps {
+		n += c
+	}
+	return n
 }
 
 func (s *scheduler) broadcast(ctx context.Context, c command) error {
@@ -321,7 +335,7 @@ func (s *scheduler) step(ctx context.Context) error {
 
 func (s *scheduler) countProfiledStep(ctx context.Context, prefill bool) error {
 	a := s.active
-	if a == nil || a.req.numSteps == 0 {
+	if a == nil {
 		return nil
 	}
 	stage := stageOf(a.req.byStage, prefill)
@@ -329,7 +343,7 @@ func (s *scheduler) countProfiledStep(ctx context.Context, prefill bool) error {
 		return nil
 	}
 	a.steps[stage]++
-	if a.steps[stage] < a.req.numSteps {
+	if a.req.numSteps == 0 || a.steps[stage] < a.req.numSteps {
 		return nil
 	}
 	// num_steps reached: the server stops by itself, no /stop_profile needed.

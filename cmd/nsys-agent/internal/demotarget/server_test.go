@@ -324,8 +324,11 @@ func TestServerAPI(t *testing.T) {
 		if got := traces(t, dir); len(got) != 0 {
 			t.Fatalf("CUDA_PROFILER alone wrote torch traces: %v", got)
 		}
-		if !strings.Contains(s.out.String(), "cudaProfilerStart is unavailable without CUDA") {
+		if !strings.Contains(s.out.String(), "cudaProfilerStart is unavailable without CUDA") || !strings.Contains(s.out.String(), "num_steps 0)") {
 			t.Fatalf("no CUDA_PROFILER log line:\n%s", s.out)
+		}
+		if !strings.Contains(s.out.String(), "cudaProfilerStop skipped after") {
+			t.Fatalf("no CUDA_PROFILER stop line:\n%s", s.out)
 		}
 	})
 	t.Run("start stop cycle writes Kineto traces per rank", func(t *testing.T) {
@@ -401,6 +404,21 @@ func TestServerAPI(t *testing.T) {
 			if tr.count("kernel", "") == 0 { // default activities are CPU and GPU
 				t.Fatalf("%s: no kernels with default activities", n)
 			}
+		}
+	})
+	t.Run("CUDA_PROFILER num_steps stops by itself", func(t *testing.T) {
+		s.t = t
+		dir := t.TempDir()
+		s.expect("POST", "/start_profile", `{"output_dir":"`+dir+`","num_steps":4,"activities":["CUDA_PROFILER"]}`, 200, startOK)
+		poll(t, "the range's end", func() bool {
+			return strings.Contains(s.out.String(), "cudaProfilerStop skipped after 4 profiled steps")
+		})
+		if !strings.Contains(s.out.String(), "output_dir "+dir+", num_steps 4)") {
+			t.Fatalf("no start line with num_steps:\n%s", s.out)
+		}
+		s.expect("POST", "/stop_profile", "", 500, notRunning) // as SGLang after num_steps
+		if got := traces(t, dir); len(got) != 0 {
+			t.Fatalf("CUDA_PROFILER alone wrote torch traces: %v", got)
 		}
 	})
 	t.Run("start_step is absolute", func(t *testing.T) {
