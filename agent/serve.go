@@ -158,7 +158,12 @@ func printBanner(w io.Writer, url string, hasToken bool, dataDir, session string
 	if hasToken {
 		fmt.Fprintf(w, "  clients need the token: export NSYS_AGENT_TOKEN=...\n")
 	}
-	fmt.Fprintf(w, "  open a window:  nsys-agent start%s --duration 5s\n", agentFlag)
+	if mode == nsys.ModeCudaProfiler {
+		// The server opens its capture ranges at step boundaries: bound windows by steps.
+		fmt.Fprintf(w, "  open a window:  nsys-agent start%s --steps 20\n", agentFlag)
+	} else {
+		fmt.Fprintf(w, "  open a window:  nsys-agent start%s --duration 5s\n", agentFlag)
+	}
 	fmt.Fprintf(w, "  close it:       nsys-agent stop%s\n", agentFlag)
 	fmt.Fprintf(w, "  fetch reports:  nsys-agent pull%s latest --dir ./reports\n", agentFlag)
 	fmt.Fprintf(w, "  Ctrl-C finishes the open window, stops the server and exits.\n\n")
