@@ -141,6 +141,12 @@ var ErrNoKernels = errors.New("no GPU kernels in the capture")
 // kernel, memcpy/memset, NVTX, string and process tables, whose layout has been stable
 // across nsys versions, and never the export metadata tables, which have not.
 func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
+	// SQLite would block opening a FIFO.
+	f, err := openRegular(path)
+	if err != nil {
+		return nil, fmt.Errorf("analyze: %w", err)
+	}
+	f.Close()
 	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&immutable=1")
 	if err != nil {
 		return nil, fmt.Errorf("analyze: %s: %w", path, err)

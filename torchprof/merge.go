@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -79,7 +78,7 @@ func Merge(ctx context.Context, files []RankFile, out string, opts MergeOptions)
 	}
 	var total int64
 	for _, f := range files {
-		fi, err := os.Stat(f.Path)
+		fi, err := checkRegular(f.Path)
 		if err != nil {
 			return st, fmt.Errorf("merge: %w", err)
 		}
@@ -208,7 +207,7 @@ var chunkPool = sync.Pool{New: func() any { return make([]byte, 0, chunkSize+409
 
 // openTrace opens a trace file, gzipped or not, counting compressed bytes into read.
 func openTrace(path string, read *atomic.Int64) (io.Reader, func() error, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return nil, nil, err
 	}
