@@ -15,25 +15,23 @@ import (
 
 // AnalyzeKineto reads per-rank Kineto traces (streaming, ranks in parallel) and says
 // where each rank's GPU time went. Kernels are events of category "kernel"; busy time
-// also counts gpu_memcpy and gpu_memset. Ranks keep the order of files.
+// also counts gpu_memcpy and gpu_memset. Ranks keep the order of files. Memory does not
+// grow with the number of kernels (see intervalSorter); very large ranks use about 7
+// bytes a kernel of temporary disk in $TMPDIR.
 func AnalyzeKineto(ctx context.Context, files []RankFile) (*Summary, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("analyze: no trace files")
 	}
 	ranks := make([]*rankData, len(files))
+	defer func() {
+		for _, d := range ranks {
+			if d != nil {
+				d.ivs.close()
+			}
+		}
+	}()
 	errs := make([]error, len(files))
-	sem := make(chan struct{}, max(runtime.GOMAXPROCS(0), 2))
-	var wg sync.WaitGroup
-	for i, rf := range files {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			ranks[i], errs[i] = analyzeKinetoFile(ctx, rf)
-		}()
-	}
-	wg.Wait()
+	parallel(len(files), func(i int) { ranks[i], errs[i] = analyzeKinetoFile(ctx, files[i]) })
 	inputs := make([]string, len(files))
 	for i, rf := range files {
 		if errs[i] != nil {
@@ -41,7 +39,45 @@ func AnalyzeKineto(ctx context.Context, files []RankFile) (*Summary, error) {
 		}
 		inputs[i] = rf.Path
 	}
-	return summarize("kineto", inputs, ranks), nil
+	return summarize("kineto", inputs, ranks, func(start, end int64) error {
+		parallel(len(ranks), func(i int) {
+			d := ranks[i]
+			errs[i] = d.ivs.each(ctx, func(iv interval) {
+				iv.start += d.shift
+				iv.end += d.shift
+				d.busy.add(iv.start, iv.end)
+				if iv.comm {
+					d.comm.add(iv.start, iv.end)
+				}
+			})
+			d.ivs.close()
+		})
+		for i, err := range errs {
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("analyze: %s: %w", files[i].Path, err)
+			}
+		}
+		return nil
+	})
+}
+
+// parallel runs f(0), ..., f(n-1), at most GOMAXPROCS (at least 2) at once.
+func parallel(n int, f func(i int)) {
+	sem := make(chan struct{}, max(runtime.GOMAXPROCS(0), 2))
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			f(i)
+		}()
+	}
+	wg.Wait()
 }
 
 type kinetoHandler struct {
@@ -58,16 +94,22 @@ func analyzeKinetoFile(ctx context.Context, rf RankFile) (*rankData, error) {
 	}
 	defer closeFn()
 	h := &kinetoHandler{ctx: ctx, d: newRankData(strings.Trim(rf.Label(), "[]"), rf.Path)}
-	if err := scanTrace(r, nil, h); err != nil {
+	err = scanTrace(r, nil, h)
+	if err == nil {
+		err = h.d.ivs.finish()
+	}
+	if err != nil {
+		h.d.ivs.close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, fmt.Errorf("analyze: %s: %w", rf.Path, err)
 	}
 	// Timestamps are relative to baseTimeNanoseconds, wherever the key was.
-	for i := range h.d.busy {
-		h.d.busy[i].start += h.base
-		h.d.busy[i].end += h.base
+	h.d.shift = h.base
+	if h.d.active() {
+		h.d.first += h.base
+		h.d.last += h.base
 	}
 	for _, st := range [][]Step{h.d.steps, h.d.stepsCPU} {
 		for i := range st {
@@ -122,9 +164,12 @@ func (h *kinetoHandler) event(ev []byte, f *eventFields) error {
 		if strings.IndexByte(string(name), '\\') >= 0 {
 			name = []byte(unquote(f.name.of(ev)))
 		}
-		h.d.kernel(name, ts, dur)
+		k := h.d.kernel(name, 1, dur)
+		h.d.activity(ts, ts+dur)
+		return h.d.ivs.add(interval{ts, ts + dur, k.comm})
 	case 'm':
-		h.d.busy = append(h.d.busy, interval{ts, ts + dur, false})
+		h.d.activity(ts, ts+dur)
+		return h.d.ivs.add(interval{ts, ts + dur, false})
 	case 'g':
 		addStep(&h.d.steps, &h.d.nSteps, Step{unquote(f.name.of(ev)), ts, ts + dur})
 	case 'u':
@@ -182,36 +227,49 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 		}
 		return d
 	}
-	name := "COALESCE(d.value, s.value, '?')"
-	q := `SELECT (k.globalPid >> 24) & 16777215, k.start, k.end, ` + name + `
+	// SQLite aggregates the kernels per process and name: nothing here grows with their
+	// number. comm tells, per (demangledName, shortName) id pair, whether the kernel
+	// communicates, for the ordered pass below.
+	type nameIDs struct{ demangled, short int64 }
+	comm := map[nameIDs]bool{}
+	q := `SELECT (k.globalPid >> 24) & 16777215, IFNULL(k.demangledName, -1), IFNULL(k.shortName, -1),
+			COALESCE(d.value, s.value, '?'), COUNT(*), SUM(k.end - k.start), MIN(k.start), MAX(k.end)
 		FROM CUPTI_ACTIVITY_KIND_KERNEL k
 		LEFT JOIN StringIds d ON d.id = k.demangledName
-		LEFT JOIN StringIds s ON s.id = k.shortName`
+		LEFT JOIN StringIds s ON s.id = k.shortName
+		GROUP BY 1, 2, 3`
 	err = queryRows(ctx, db, q, func(r *sql.Rows) error {
 		var pid int
-		var start, end int64
+		var ids nameIDs
 		var kname string
-		if err := r.Scan(&pid, &start, &end, &kname); err != nil {
+		var n, total, first, last int64
+		if err := r.Scan(&pid, &ids.demangled, &ids.short, &kname, &n, &total, &first, &last); err != nil {
 			return err
 		}
-		rank(pid).kernel([]byte(kname), start, end-start)
+		d := rank(pid)
+		comm[ids] = d.kernel([]byte(kname), n, total).comm
+		d.activity(first, last)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("analyze: %s: %w", path, err)
 	}
+	// Memory copies and sets count towards busy time of processes that ran kernels.
+	gpu := []string{`SELECT (globalPid >> 24) & 16777215 AS pid, start, end, IFNULL(demangledName, -1) AS dn,
+		IFNULL(shortName, -1) AS sn FROM CUPTI_ACTIVITY_KIND_KERNEL`}
 	for _, t := range []string{"CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET"} {
 		if !tables[t] {
 			continue
 		}
-		err := queryRows(ctx, db, `SELECT (globalPid >> 24) & 16777215, start, end FROM `+t, func(r *sql.Rows) error {
+		gpu = append(gpu, `SELECT (globalPid >> 24) & 16777215, start, end, -2, -2 FROM `+t)
+		err := queryRows(ctx, db, `SELECT (globalPid >> 24) & 16777215, MIN(start), MAX(end) FROM `+t+` GROUP BY 1`, func(r *sql.Rows) error {
 			var pid int
-			var start, end int64
-			if err := r.Scan(&pid, &start, &end); err != nil {
+			var first, last int64
+			if err := r.Scan(&pid, &first, &last); err != nil {
 				return err
 			}
 			if d := byPid[pid]; d != nil {
-				d.busy = append(d.busy, interval{start, end, false})
+				d.activity(first, last)
 			}
 			return nil
 		})
@@ -258,7 +316,30 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 	for i, pid := range order {
 		ranks[i] = byPid[pid]
 	}
-	return summarize("nsys-sqlite", []string{path}, ranks), nil
+	return summarize("nsys-sqlite", []string{path}, ranks, func(start, end int64) error {
+		// All GPU intervals in order of start (SQLite sorts them with its own bounded,
+		// disk-backed sorter), each process's union computed as they pass.
+		q := `SELECT * FROM (` + strings.Join(gpu, " UNION ALL ") + `) ORDER BY start`
+		err := queryRows(ctx, db, q, func(r *sql.Rows) error {
+			var pid int
+			var start, end int64
+			var ids nameIDs
+			if err := r.Scan(&pid, &start, &end, &ids.demangled, &ids.short); err != nil {
+				return err
+			}
+			if d := byPid[pid]; d != nil {
+				d.busy.add(start, end)
+				if comm[ids] {
+					d.comm.add(start, end)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("analyze: %s: %w", path, err)
+		}
+		return nil
+	})
 }
 
 func queryRows(ctx context.Context, db *sql.DB, q string, each func(*sql.Rows) error) error {
