@@ -87,7 +87,7 @@ func genRanks(ranks, n int, seed uint64) []genRank {
 				name = "" // memcpy
 			}
 			start := 1_790_000_000_000_000 + int64(r)*777 + at[s]
-			g.ivs = append(g.ivs, interval{start, start + dur, name != "" && IsCommKernel(name)})
+			g.ivs = append(g.ivs, interval{start, start + dur, name != "" && IsCommKernel(name), 0})
 			g.names = append(g.names, name)
 			at[s] += dur / 2 // streams overlap themselves too
 		}
@@ -221,8 +221,9 @@ func TestAnalyzeKinetoStreamsExactly(t *testing.T) {
 	}
 }
 
-// TestAnalyzeNsysStreamsExactly: kernels, memcpy and memset rows in random order in an
-// nsys-shaped export give exactly the in-memory figures.
+// TestAnalyzeNsysStreamsExactly: kernels, memcpy and memset rows of two processes in
+// random order in an nsys-shaped export give exactly the in-memory figures, also when
+// their one sorter spills every few intervals.
 func TestAnalyzeNsysStreamsExactly(t *testing.T) {
 	ranks := genRanks(2, 20000, 2)
 	path := filepath.Join(t.TempDir(), "gen.sqlite")
@@ -274,18 +275,25 @@ func TestAnalyzeNsysStreamsExactly(t *testing.T) {
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := AnalyzeNsysSQLite(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(s.Ranks) != 2 {
-		t.Fatalf("%d ranks, want 2", len(s.Ranks))
-	}
 	for i := range ranks {
 		// The generated names unescaped, as SQLite holds them.
 		for j, n := range ranks[i].names {
 			ranks[i].names[j] = strings.ReplaceAll(n, `\"`, `"`)
 		}
 	}
-	checkAgainstReference(t, s, ranks)
+	for _, small := range []bool{false, true} {
+		t.Run(fmt.Sprintf("small runs %v", small), func(t *testing.T) {
+			if small {
+				smallRuns(t)
+			}
+			s, err := AnalyzeNsysSQLite(context.Background(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(s.Ranks) != 2 {
+				t.Fatalf("%d ranks, want 2", len(s.Ranks))
+			}
+			checkAgainstReference(t, s, ranks)
+		})
+	}
 }
