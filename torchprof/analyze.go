@@ -39,7 +39,7 @@ func AnalyzeKineto(ctx context.Context, files []RankFile) (*Summary, error) {
 		}
 		inputs[i] = rf.Path
 	}
-	return summarize("kineto", inputs, ranks, func(start, end int64) error {
+	s, err := summarize("kineto", inputs, ranks, func(start, end int64) error {
 		errs := make([]error, len(ranks))
 		parallel(len(ranks), func(i int) { errs[i] = mergeUnions(ctx, &ranks[i].ivs, ranks[i:i+1]) })
 		for i, err := range errs {
@@ -52,6 +52,13 @@ func AnalyzeKineto(ctx context.Context, files []RankFile) (*Summary, error) {
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range ranks {
+		s.Warnings = append(s.Warnings, d.problems.warnings(files[i].Path, "skipped")...)
+	}
+	return s, nil
 }
 
 // mergeUnions feeds the sorted intervals of s, shifted onto the common clock, to the
@@ -138,7 +145,11 @@ func (h *kinetoHandler) event(ev []byte, f *eventFields) error {
 	if h.n++; h.n&0xffff == 0 && h.ctx.Err() != nil {
 		return h.ctx.Err()
 	}
-	if string(f.ph.of(ev)) != `"X"` || !f.cat.ok() || !f.ts.ok() || !f.dur.ok() {
+	if p := checkEvent(ev, f); p != probNone {
+		h.d.problems.add(p, f.offset)
+		return nil
+	}
+	if string(f.ph.of(ev)) != `"X"` || !f.cat.ok() {
 		return nil
 	}
 	cat := f.cat.of(ev)
@@ -155,9 +166,18 @@ func (h *kinetoHandler) event(ev []byte, f *eventFields) error {
 	default:
 		return nil
 	}
-	ts, ok1 := tsNanos(f.ts.of(ev))
-	dur, ok2 := tsNanos(f.dur.of(ev))
-	if !ok1 || !ok2 || dur < 0 {
+	if !f.ts.ok() || !f.dur.ok() {
+		h.d.problems.add(probNoTsDur, f.offset)
+		return nil
+	}
+	ts, ok := tsNanos(f.ts.of(ev))
+	if !ok {
+		h.d.problems.add(probTsRange, f.offset)
+		return nil
+	}
+	dur, ok := tsNanos(f.dur.of(ev))
+	if !ok || dur < 0 {
+		h.d.problems.add(probDurRange, f.offset)
 		return nil
 	}
 	name := f.name.of(ev)
@@ -169,7 +189,10 @@ func (h *kinetoHandler) event(ev []byte, f *eventFields) error {
 		if strings.IndexByte(string(name), '\\') >= 0 {
 			name = []byte(unquote(f.name.of(ev)))
 		}
-		k := h.d.kernel(name, 1, dur)
+		k, folded := h.d.kernel(name, 1, dur)
+		if folded {
+			h.d.problems.add(probManyNames, f.offset)
+		}
 		h.d.activity(ts, ts+dur)
 		return h.d.ivs.add(interval{ts, ts + dur, k.comm, 0})
 	case 'm':
@@ -253,7 +276,9 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 		if err := r.Scan(&ids.demangled, &ids.short, &n); err != nil {
 			return err
 		}
-		names[ids] = n
+		if len(names) < maxKernelNames {
+			names[ids] = n // a rank keeps no more anyway
+		}
 		return nil
 	})
 	if err != nil {
@@ -266,11 +291,13 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 		ids nameIDs
 	}
 	type kernelOf struct {
-		d   *rankData
-		idx int32
-		k   *kernelAcc
+		d      *rankData
+		idx    int32
+		k      *kernelAcc
+		folded bool // into otherKernels or otherCommKernels
 	}
 	kernels := map[kernelKey]kernelOf{}
+	badRows := map[string]int64{} // per table, rows that end before they start
 	err = queryRows(ctx, db, `SELECT (globalPid >> 24) & 16777215, start, end, IFNULL(demangledName, -1), IFNULL(shortName, -1)
 		FROM CUPTI_ACTIVITY_KIND_KERNEL`, func(r *sql.Rows) error {
 		var key kernelKey
@@ -278,11 +305,25 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 		if err := r.Scan(&key.pid, &start, &end, &key.ids.demangled, &key.ids.short); err != nil {
 			return err
 		}
+		if end < start {
+			badRows["CUPTI_ACTIVITY_KIND_KERNEL"]++
+			return nil
+		}
 		a, ok := kernels[key]
 		if !ok {
 			d := rank(key.pid)
-			a = kernelOf{d, idx[key.pid], d.kernel([]byte(names[key.ids]), 0, 0)}
-			kernels[key] = a
+			name, known := names[key.ids]
+			if !known {
+				name = otherKernels // past the names read below
+			}
+			k, folded := d.kernel([]byte(name), 0, 0)
+			a = kernelOf{d, idx[key.pid], k, folded || !known}
+			if len(kernels) < maxKernelNames {
+				kernels[key] = a
+			}
+		}
+		if a.folded {
+			a.d.problems.add(probManyNames, 0)
 		}
 		a.k.count++
 		a.k.total += end - start
@@ -304,6 +345,10 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 				return err
 			}
 			if d := byPid[pid]; d != nil {
+				if end < start {
+					badRows[t]++
+					return nil
+				}
 				d.activity(start, end)
 				return ivs.add(interval{start, end, false, idx[pid]})
 			}
@@ -355,7 +400,7 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 	for i, pid := range order {
 		ranks[i] = byPid[pid]
 	}
-	return summarize("nsys-sqlite", []string{path}, ranks, func(start, end int64) error {
+	s, err := summarize("nsys-sqlite", []string{path}, ranks, func(start, end int64) error {
 		if err := mergeUnions(ctx, &ivs, byIdx); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -364,6 +409,18 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range []string{"CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET"} {
+		if n := badRows[t]; n > 0 {
+			s.Warnings = append(s.Warnings, Warning{Input: path, Problem: "end before start in " + t, Action: "skipped", Events: n})
+		}
+	}
+	for _, d := range ranks {
+		s.Warnings = append(s.Warnings, d.problems.warnings(path+" ("+d.label+")", "skipped")...)
+	}
+	return s, nil
 }
 
 func queryRows(ctx context.Context, db *sql.DB, q string, each func(*sql.Rows) error) error {

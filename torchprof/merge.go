@@ -38,6 +38,9 @@ type MergeStats struct {
 	InputBytes int64       `json:"input_bytes"`  // compressed
 	OutputRaw  int64       `json:"output_bytes"` // uncompressed JSON written
 	Duration   Duration    `json:"duration"`
+	// Warnings count malformed events (a ts or dur that is no number, a negative dur, no
+	// pid) per input and kind; they were kept unchanged.
+	Warnings []Warning `json:"warnings,omitempty"`
 }
 
 // RankStats is one input file's share of a merge.
@@ -172,6 +175,7 @@ func Merge(ctx context.Context, files []RankFile, out string, opts MergeOptions)
 	for i, r := range results {
 		st.Events += r.events
 		st.Ranks = append(st.Ranks, RankStats{Path: files[i].Path, Label: files[i].Label(), Events: r.events, ShiftNs: shifts[i]})
+		st.Warnings = append(st.Warnings, r.problems.warnings(files[i].Path, "kept unchanged")...)
 	}
 	st.OutputRaw = raw.n
 	st.Duration = Duration(time.Since(start))
@@ -191,9 +195,10 @@ func (c *countWriter) Write(p []byte) (int, error) {
 
 // rankResult is what a rank's decoder leaves for the writer besides events.
 type rankResult struct {
-	keys   []topKey // in file order, traceEvents and deviceProperties excluded
-	props  []byte   // deviceProperties raw, nil when absent
-	events int64
+	keys     []topKey // in file order, traceEvents and deviceProperties excluded
+	props    []byte   // deviceProperties raw, nil when absent
+	events   int64
+	problems problems // malformed events, kept as they are
 }
 
 type topKey struct {
@@ -317,6 +322,9 @@ func (h *mergeHandler) topLevel(key string, raw []byte) error {
 }
 
 func (h *mergeHandler) event(ev []byte, f *eventFields) error {
+	if p := checkEvent(ev, f); p != probNone {
+		h.res.problems.add(p, f.offset)
+	}
 	if len(h.chunk) > 0 {
 		h.chunk = append(h.chunk, ',')
 	}

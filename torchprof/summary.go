@@ -29,6 +29,8 @@ type Summary struct {
 	// timeline bins of every rank split this range evenly.
 	StartNs int64 `json:"start_ns"`
 	EndNs   int64 `json:"end_ns"`
+	// Warnings count the malformed events the readers skipped, per input and kind.
+	Warnings []Warning `json:"warnings,omitempty"`
 }
 
 // RankSummary is one rank's GPU time.
@@ -119,6 +121,8 @@ type rankData struct {
 	ivs         intervalSorter // Kineto: every kernel, memcpy and memset
 	shift       int64          // added to ivs' timestamps when read back
 	busy, comm  *unionBins     // set by summarize's fill
+	problems    problems       // malformed events skipped
+	nameBytes   int            // of the keys of kernels
 }
 
 // step keeps the first maxSteps annotations and counts them all.
@@ -138,18 +142,41 @@ func newRankData(label, input string) *rankData {
 	return &rankData{label: label, input: input, kernels: map[string]*kernelAcc{}, first: math.MaxInt64, last: math.MinInt64}
 }
 
+// A rank keeps per-name figures for at most maxKernelNames names of maxKernelNameBytes
+// in all; kernels with further names (only a hostile trace has so many: real ones have
+// hundreds to a few thousand) count as otherKernels or otherCommKernels.
+const (
+	maxKernelNames     = 1 << 16
+	maxKernelNameBytes = 64 << 20
+	otherKernels       = "(other kernels)"
+	otherCommKernels   = "(other communication kernels)"
+)
+
 // kernel counts n launches of name taking total ns; name is only copied the first time
-// it is seen.
-func (d *rankData) kernel(name []byte, n, total int64) *kernelAcc {
-	k := d.kernels[string(name)]
+// it is seen. folded says the name was one too many and went to a catch-all.
+func (d *rankData) kernel(name []byte, n, total int64) (k *kernelAcc, folded bool) {
+	k = d.kernels[string(name)]
 	if k == nil {
 		s := string(name)
-		k = &kernelAcc{comm: IsCommKernel(s)}
+		comm := IsCommKernel(s)
+		if len(d.kernels) >= maxKernelNames || d.nameBytes+len(s) > maxKernelNameBytes {
+			s, folded = otherKernels, true
+			if comm {
+				s = otherCommKernels
+			}
+			if k = d.kernels[s]; k != nil {
+				k.count += n
+				k.total += total
+				return k, true
+			}
+		}
+		k = &kernelAcc{comm: comm}
 		d.kernels[s] = k
+		d.nameBytes += len(s)
 	}
 	k.count += n
 	k.total += total
-	return k
+	return k, folded
 }
 
 // activity widens the rank's range of GPU activity.
@@ -253,7 +280,7 @@ func (s *Summary) compare(ranks []*rankData) {
 		return cmp.Or(cmp.Compare(totals[b], totals[a]), strings.Compare(a, b)) // most time first
 	})
 	for _, name := range names[:min(len(names), kernelsAcross)] {
-		k := KernelAcrossRanks{Name: name, Comm: IsCommKernel(name)}
+		k := KernelAcrossRanks{Name: name}
 		mx, mn := -1, -1
 		for i, d := range ranks {
 			var t, c int64
@@ -265,6 +292,7 @@ func (s *Summary) compare(ranks []*rankData) {
 			if c == 0 {
 				continue
 			}
+			k.Comm = d.kernels[name].comm // IsCommKernel(name), or a catch-all's
 			k.Ranks++
 			if mx < 0 || t > k.TotalNs[mx] {
 				mx = i
