@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -176,7 +177,7 @@ func (h *kinetoHandler) event(ev []byte, f *eventFields) error {
 		return nil
 	}
 	dur, ok := tsNanos(f.dur.of(ev))
-	if !ok || dur < 0 {
+	if !ok || dur < 0 || ts > math.MaxInt64-dur {
 		h.d.problems.add(probDurRange, f.offset)
 		return nil
 	}
