@@ -179,3 +179,19 @@ func TestHugeStringNamesFileAndLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeBoundsTopLevelKeys: merge keeps the top-level keys other than traceEvents
+// (first file wins), so a trace of many big ones, each within the value limit, would
+// hold them all in memory; past maxTopLevelBytes in all it is refused.
+func TestMergeBoundsTopLevelKeys(t *testing.T) {
+	dir := t.TempDir()
+	unit := `"k": "` + strings.Repeat("x", 1<<20-10) + `", `
+	p := filepath.Join(dir, "top-TP-0.trace.json.gz")
+	if err := os.WriteFile(p, bombGz(t, `{"traceEvents": [], `, unit, 2*maxTopLevelBytes), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Merge(context.Background(), RankFilesFromPaths([]string{p}), filepath.Join(dir, "m.trace.json.gz"), MergeOptions{NoClockAlign: true})
+	if !errors.Is(err, ErrTraceLimit) || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "64 MiB") {
+		t.Errorf("error %v, want ErrTraceLimit naming %s and the 64 MiB limit", err, p)
+	}
+}

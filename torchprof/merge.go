@@ -108,7 +108,7 @@ func Merge(ctx context.Context, files []RankFile, out string, opts MergeOptions)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	chunks := make(chan []byte, 2*len(files))
-	var read atomic.Int64
+	var read, topBytes atomic.Int64
 	results := make([]rankResult, len(files))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(runtime.GOMAXPROCS(0), 2))
@@ -122,7 +122,7 @@ func Merge(ctx context.Context, files []RankFile, out string, opts MergeOptions)
 				return
 			}
 			defer func() { <-sem }()
-			res, err := mergeRank(ctx, files[i], shifts[i], chunks, &read)
+			res, err := mergeRank(ctx, files[i], shifts[i], chunks, &read, &topBytes)
 			results[i] = res
 			if err != nil {
 				cancel(err)
@@ -272,22 +272,23 @@ func (p *peekReader) Read(b []byte) (int, error) {
 
 // mergeHandler rewrites one rank's events into chunks for the writer.
 type mergeHandler struct {
-	ctx     context.Context
-	rf      RankFile
-	label   string
-	shiftNs int64
-	out     chan<- []byte
-	chunk   []byte
-	res     rankResult
+	ctx      context.Context
+	rf       RankFile
+	label    string
+	shiftNs  int64
+	out      chan<- []byte
+	chunk    []byte
+	res      rankResult
+	topBytes *atomic.Int64 // kept top-level bytes of all ranks
 }
 
-func mergeRank(ctx context.Context, rf RankFile, shiftNs int64, out chan<- []byte, read *atomic.Int64) (rankResult, error) {
+func mergeRank(ctx context.Context, rf RankFile, shiftNs int64, out chan<- []byte, read, topBytes *atomic.Int64) (rankResult, error) {
 	r, closeFn, err := openTrace(rf.Path, read)
 	if err != nil {
 		return rankResult{}, fmt.Errorf("merge: %w", err)
 	}
 	defer closeFn()
-	h := &mergeHandler{ctx: ctx, rf: rf, label: rf.Label(), shiftNs: shiftNs, out: out, chunk: chunkPool.Get().([]byte)}
+	h := &mergeHandler{ctx: ctx, rf: rf, label: rf.Label(), shiftNs: shiftNs, out: out, chunk: chunkPool.Get().([]byte), topBytes: topBytes}
 	if err := scanTrace(r, nil, h); err != nil {
 		if ctx.Err() != nil {
 			return h.res, context.Cause(ctx)
@@ -312,7 +313,16 @@ func (h *mergeHandler) send() error {
 	}
 }
 
+// maxTopLevelBytes bounds the top-level values (but traceEvents) merge keeps until the
+// end, over all inputs: each is within maxValueSize, but a trace of many of them would
+// otherwise be held whole. Kineto writes a few kB.
+const maxTopLevelBytes = 64 << 20
+
 func (h *mergeHandler) topLevel(key string, raw []byte) error {
+	if h.topBytes.Add(int64(len(raw))) > maxTopLevelBytes {
+		return fmt.Errorf("top-level key %q: the keys other than traceEvents hold more than %d MiB, the limit over all inputs: %w",
+			key, maxTopLevelBytes>>20, ErrTraceLimit)
+	}
 	if key == "deviceProperties" {
 		h.res.props = bytes.Clone(raw)
 		return nil
