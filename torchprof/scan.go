@@ -106,11 +106,12 @@ func newScanner(r io.Reader, buf []byte) *scanner {
 	return &scanner{r: r, buf: buf[:cap(buf)]}
 }
 
-// fill moves the unread bytes to the front and reads until the buffer is full or the
-// input ends, doubling the buffer when one value already fills it. Filling up (not one
-// Read at a time) keeps a value that spans many reads linear: its parse restarts only
-// after the buffer has doubled, so all restarts together cost at most twice the value.
-func (s *scanner) fill() error {
+// fill moves the unread bytes to the front and reads until at least want of them are
+// buffered or the input ends, growing the buffer (doubling) when want exceeds it. A
+// value that runs past the buffer asks for twice what it has seen, so its parse restarts
+// only after what is buffered has doubled: all restarts together cost at most twice the
+// value, however small the reads, and a small event crossing a read asks only a little.
+func (s *scanner) fill(want int) error {
 	if s.eof {
 		return io.ErrUnexpectedEOF
 	}
@@ -120,16 +121,21 @@ func (s *scanner) fill() error {
 		s.base += int64(s.pos)
 		s.pos = 0
 	}
-	if s.end == len(s.buf) {
-		if len(s.buf) >= maxValueSize {
-			return &SyntaxError{Offset: s.base, Err: ErrTraceLimit,
-				Msg: fmt.Sprintf("an event or top-level value larger than %d MiB, the limit for one value", maxValueSize>>20)}
+	switch {
+	case want <= len(s.buf):
+	case len(s.buf) >= maxValueSize && s.end == len(s.buf):
+		return &SyntaxError{Offset: s.base, Err: ErrTraceLimit,
+			Msg: fmt.Sprintf("an event or top-level value larger than %d MiB, the limit for one value", maxValueSize>>20)}
+	case len(s.buf) < maxValueSize:
+		n := len(s.buf)
+		for n < want {
+			n *= 2
 		}
-		nb := make([]byte, min(2*len(s.buf), maxValueSize))
+		nb := make([]byte, min(n, maxValueSize))
 		copy(nb, s.buf[:s.end])
 		s.buf = nb
 	}
-	for empty := 0; s.end < len(s.buf); {
+	for empty := 0; s.end < min(want, len(s.buf)); {
 		n, err := s.r.Read(s.buf[s.end:])
 		s.end += n
 		if err == io.EOF {
@@ -166,7 +172,7 @@ func (s *scanner) next() (byte, error) {
 		if s.eof {
 			return 0, s.errAt(s.pos, "unexpected end of input")
 		}
-		if err := s.fill(); err != nil {
+		if err := s.fill(1); err != nil {
 			return 0, err
 		}
 	}
@@ -196,7 +202,7 @@ func (s *scanner) value(parse func(b []byte, i int) (int, error)) (int, int, err
 			if s.eof {
 				return 0, 0, s.errAt(s.end, "unexpected end of input")
 			}
-			if err := s.fill(); err != nil {
+			if err := s.fill(max(2*(s.end-s.pos), 4096)); err != nil {
 				return 0, 0, err
 			}
 			continue
@@ -312,7 +318,7 @@ func (s *scanner) scanTrace(h traceHandler) error {
 		if s.eof {
 			return nil
 		}
-		if err := s.fill(); err != nil {
+		if err := s.fill(1); err != nil {
 			return err
 		}
 	}
