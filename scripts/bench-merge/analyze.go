@@ -84,7 +84,7 @@ func (k *kernelStream) next(i int64) benchKernel {
 }
 
 // generateKernels writes ranks gzipped Kineto traces holding only GPU events (the
-// kernels with Kineto's args and pretty-printing, ≈ 430 bytes each), n in total, or
+// kernels with Kineto's args and pretty-printing, ≈ 600 bytes each), n in total, or
 // reuses them. It returns the gzipped and JSON sizes.
 func generateKernels(dir string, ranks, n int) (gz, raw int64) {
 	done := filepath.Join(dir, ".complete")
