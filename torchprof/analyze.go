@@ -17,8 +17,8 @@ import (
 // AnalyzeKineto reads per-rank Kineto traces (streaming, ranks in parallel) and says
 // where each rank's GPU time went. Kernels are events of category "kernel"; busy time
 // also counts gpu_memcpy and gpu_memset. Ranks keep the order of files. Memory does not
-// grow with the number of kernels (see intervalSorter); very large ranks use about 7
-// bytes a kernel of temporary disk in $TMPDIR.
+// grow with the number of kernels (see intervalSorter); large ranks use about 6 bytes a
+// kernel of temporary disk in $TMPDIR.
 func AnalyzeKineto(ctx context.Context, files []RankFile) (*Summary, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("analyze: no trace files")
@@ -315,7 +315,7 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 			d := rank(key.pid)
 			name, known := names[key.ids]
 			if !known {
-				name = otherKernels // past the names read below
+				name = otherKernels // beyond the names kept above
 			}
 			k, folded := d.kernel([]byte(name), 0, 0)
 			a = kernelOf{d, idx[key.pid], k, folded || !known}

@@ -105,9 +105,9 @@ var commNameParts = []string{"cross_device_reduce", "all_reduce", "allreduce", "
 	"reduce_scatter", "reducescatter", "all_to_all", "alltoall"}
 
 // rankData collects one rank's GPU activity while a trace is read. Nothing in it grows
-// with the number of kernels: per kernel name a count and a total, the first maxSteps
-// steps, and the intervals for the busy union in an intervalSorter (Kineto) or nowhere
-// (nsys, whose reader feeds busy and comm itself).
+// with the number of kernels: per kernel name (at most maxKernelNames) a count and a
+// total, the first maxSteps steps, and the intervals for the busy union in an
+// intervalSorter (its own for a Kineto rank; the nsys reader shares one among ranks).
 type rankData struct {
 	label, input string
 	pid          int
@@ -118,7 +118,7 @@ type rankData struct {
 	nStepsCPU    int
 	// first and last bound the rank's GPU activity (first > last when there is none).
 	first, last int64
-	ivs         intervalSorter // Kineto: every kernel, memcpy and memset
+	ivs         intervalSorter // Kineto: every kernel, memcpy and memset of the rank
 	shift       int64          // added to ivs' timestamps when read back
 	busy, comm  *unionBins     // set by summarize's fill
 	problems    problems       // malformed events skipped
