@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -15,25 +16,23 @@ import (
 
 // AnalyzeKineto reads per-rank Kineto traces (streaming, ranks in parallel) and says
 // where each rank's GPU time went. Kernels are events of category "kernel"; busy time
-// also counts gpu_memcpy and gpu_memset. Ranks keep the order of files.
+// also counts gpu_memcpy and gpu_memset. Ranks keep the order of files. Memory does not
+// grow with the number of kernels (see intervalSorter); large ranks use about 6 bytes a
+// kernel of temporary disk in $TMPDIR.
 func AnalyzeKineto(ctx context.Context, files []RankFile) (*Summary, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("analyze: no trace files")
 	}
 	ranks := make([]*rankData, len(files))
+	defer func() {
+		for _, d := range ranks {
+			if d != nil {
+				d.ivs.close()
+			}
+		}
+	}()
 	errs := make([]error, len(files))
-	sem := make(chan struct{}, max(runtime.GOMAXPROCS(0), 2))
-	var wg sync.WaitGroup
-	for i, rf := range files {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			ranks[i], errs[i] = analyzeKinetoFile(ctx, rf)
-		}()
-	}
-	wg.Wait()
+	parallel(len(files), func(i int) { ranks[i], errs[i] = analyzeKinetoFile(ctx, files[i]) })
 	inputs := make([]string, len(files))
 	for i, rf := range files {
 		if errs[i] != nil {
@@ -41,7 +40,57 @@ func AnalyzeKineto(ctx context.Context, files []RankFile) (*Summary, error) {
 		}
 		inputs[i] = rf.Path
 	}
-	return summarize("kineto", inputs, ranks), nil
+	s, err := summarize("kineto", inputs, ranks, func(start, end int64) error {
+		errs := make([]error, len(ranks))
+		parallel(len(ranks), func(i int) { errs[i] = mergeUnions(ctx, &ranks[i].ivs, ranks[i:i+1]) })
+		for i, err := range errs {
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("analyze: %s: %w", files[i].Path, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range ranks {
+		s.Warnings = append(s.Warnings, d.problems.warnings(files[i].Path, "skipped")...)
+	}
+	return s, nil
+}
+
+// mergeUnions feeds the sorted intervals of s, shifted onto the common clock, to the
+// busy and comm unions of their ranks (interval.rank indexes ranks), and frees s.
+func mergeUnions(ctx context.Context, s *intervalSorter, ranks []*rankData) error {
+	defer s.close()
+	return s.each(ctx, func(iv interval) {
+		d := ranks[iv.rank]
+		iv.start += d.shift
+		iv.end += d.shift
+		d.busy.add(iv.start, iv.end)
+		if iv.comm {
+			d.comm.add(iv.start, iv.end)
+		}
+	})
+}
+
+// parallel runs f(0), ..., f(n-1), at most GOMAXPROCS (at least 2) at once.
+func parallel(n int, f func(i int)) {
+	sem := make(chan struct{}, max(runtime.GOMAXPROCS(0), 2))
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			f(i)
+		}()
+	}
+	wg.Wait()
 }
 
 type kinetoHandler struct {
@@ -58,16 +107,22 @@ func analyzeKinetoFile(ctx context.Context, rf RankFile) (*rankData, error) {
 	}
 	defer closeFn()
 	h := &kinetoHandler{ctx: ctx, d: newRankData(strings.Trim(rf.Label(), "[]"), rf.Path)}
-	if err := scanTrace(r, nil, h); err != nil {
+	err = scanTrace(r, nil, h)
+	if err == nil {
+		err = h.d.ivs.finish()
+	}
+	if err != nil {
+		h.d.ivs.close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, fmt.Errorf("analyze: %s: %w", rf.Path, err)
 	}
 	// Timestamps are relative to baseTimeNanoseconds, wherever the key was.
-	for i := range h.d.busy {
-		h.d.busy[i].start += h.base
-		h.d.busy[i].end += h.base
+	h.d.shift = h.base
+	if h.d.active() {
+		h.d.first += h.base
+		h.d.last += h.base
 	}
 	for _, st := range [][]Step{h.d.steps, h.d.stepsCPU} {
 		for i := range st {
@@ -91,7 +146,11 @@ func (h *kinetoHandler) event(ev []byte, f *eventFields) error {
 	if h.n++; h.n&0xffff == 0 && h.ctx.Err() != nil {
 		return h.ctx.Err()
 	}
-	if string(f.ph.of(ev)) != `"X"` || !f.cat.ok() || !f.ts.ok() || !f.dur.ok() {
+	if p := checkEvent(ev, f); p != probNone {
+		h.d.problems.add(p, f.offset)
+		return nil
+	}
+	if string(f.ph.of(ev)) != `"X"` || !f.cat.ok() {
 		return nil
 	}
 	cat := f.cat.of(ev)
@@ -108,9 +167,18 @@ func (h *kinetoHandler) event(ev []byte, f *eventFields) error {
 	default:
 		return nil
 	}
-	ts, ok1 := tsNanos(f.ts.of(ev))
-	dur, ok2 := tsNanos(f.dur.of(ev))
-	if !ok1 || !ok2 || dur < 0 {
+	if !f.ts.ok() || !f.dur.ok() {
+		h.d.problems.add(probNoTsDur, f.offset)
+		return nil
+	}
+	ts, ok := tsNanos(f.ts.of(ev))
+	if !ok {
+		h.d.problems.add(probTsRange, f.offset)
+		return nil
+	}
+	dur, ok := tsNanos(f.dur.of(ev))
+	if !ok || dur < 0 || ts > math.MaxInt64-dur {
+		h.d.problems.add(probDurRange, f.offset)
 		return nil
 	}
 	name := f.name.of(ev)
@@ -122,9 +190,15 @@ func (h *kinetoHandler) event(ev []byte, f *eventFields) error {
 		if strings.IndexByte(string(name), '\\') >= 0 {
 			name = []byte(unquote(f.name.of(ev)))
 		}
-		h.d.kernel(name, ts, dur)
+		k, folded := h.d.kernel(name, 1, dur)
+		if folded {
+			h.d.problems.add(probManyNames, f.offset)
+		}
+		h.d.activity(ts, ts+dur)
+		return h.d.ivs.add(interval{ts, ts + dur, k.comm, 0})
 	case 'm':
-		h.d.busy = append(h.d.busy, interval{ts, ts + dur, false})
+		h.d.activity(ts, ts+dur)
+		return h.d.ivs.add(interval{ts, ts + dur, false, 0})
 	case 'g':
 		addStep(&h.d.steps, &h.d.nSteps, Step{unquote(f.name.of(ev)), ts, ts + dur})
 	case 'u':
@@ -141,6 +215,12 @@ var ErrNoKernels = errors.New("no GPU kernels in the capture")
 // kernel, memcpy/memset, NVTX, string and process tables, whose layout has been stable
 // across nsys versions, and never the export metadata tables, which have not.
 func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
+	// SQLite would block opening a FIFO.
+	f, err := openRegular(path)
+	if err != nil {
+		return nil, fmt.Errorf("analyze: %w", err)
+	}
+	f.Close()
 	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&immutable=1")
 	if err != nil {
 		return nil, fmt.Errorf("analyze: %s: %w", path, err)
@@ -164,7 +244,13 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 		return nil, fmt.Errorf("analyze: %s has no CUDA kernels (CUPTI_ACTIVITY_KIND_KERNEL): was the capture made with --trace=cuda? %w", path, ErrNoKernels)
 	}
 
+	// One interval sorter for the whole export, whatever the number of processes;
+	// interval.rank is the process's index in byIdx.
+	var ivs intervalSorter
+	defer ivs.close()
 	byPid := map[int]*rankData{}
+	var byIdx []*rankData
+	idx := map[int]int32{}
 	var order []int
 	rank := func(pid int) *rankData {
 		d := byPid[pid]
@@ -172,28 +258,83 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 			d = newRankData(fmt.Sprintf("pid %d", pid), "")
 			d.pid = pid
 			byPid[pid] = d
+			idx[pid] = int32(len(byIdx))
+			byIdx = append(byIdx, d)
 			order = append(order, pid)
 		}
 		return d
 	}
-	name := "COALESCE(d.value, s.value, '?')"
-	q := `SELECT (k.globalPid >> 24) & 16777215, k.start, k.end, ` + name + `
-		FROM CUPTI_ACTIVITY_KIND_KERNEL k
-		LEFT JOIN StringIds d ON d.id = k.demangledName
-		LEFT JOIN StringIds s ON s.id = k.shortName`
-	err = queryRows(ctx, db, q, func(r *sql.Rows) error {
-		var pid int
-		var start, end int64
-		var kname string
-		if err := r.Scan(&pid, &start, &end, &kname); err != nil {
+	// Kernel names, resolved once per (demangledName, shortName) pair, so that the pass
+	// over the kernels reads integers only.
+	type nameIDs struct{ demangled, short int64 }
+	names := map[nameIDs]string{}
+	err = queryRows(ctx, db, `SELECT k.dn, k.sn, COALESCE(d.value, s.value, '?')
+		FROM (SELECT DISTINCT IFNULL(demangledName, -1) AS dn, IFNULL(shortName, -1) AS sn FROM CUPTI_ACTIVITY_KIND_KERNEL) k
+		LEFT JOIN StringIds d ON d.id = k.dn
+		LEFT JOIN StringIds s ON s.id = k.sn`, func(r *sql.Rows) error {
+		var ids nameIDs
+		var n string
+		if err := r.Scan(&ids.demangled, &ids.short, &n); err != nil {
 			return err
 		}
-		rank(pid).kernel([]byte(kname), start, end-start)
+		if len(names) < maxKernelNames {
+			names[ids] = n // a rank keeps no more anyway
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("analyze: %s: %w", path, err)
 	}
+	// Every kernel, in table order, into its process's counts and interval sorter (as for
+	// Kineto: SQLite's own ORDER BY start measured 2-3 times slower).
+	type kernelKey struct {
+		pid int
+		ids nameIDs
+	}
+	type kernelOf struct {
+		d      *rankData
+		idx    int32
+		k      *kernelAcc
+		folded bool // into otherKernels or otherCommKernels
+	}
+	kernels := map[kernelKey]kernelOf{}
+	badRows := map[string]int64{} // per table, rows that end before they start
+	err = queryRows(ctx, db, `SELECT (globalPid >> 24) & 16777215, start, end, IFNULL(demangledName, -1), IFNULL(shortName, -1)
+		FROM CUPTI_ACTIVITY_KIND_KERNEL`, func(r *sql.Rows) error {
+		var key kernelKey
+		var start, end int64
+		if err := r.Scan(&key.pid, &start, &end, &key.ids.demangled, &key.ids.short); err != nil {
+			return err
+		}
+		if end < start {
+			badRows["CUPTI_ACTIVITY_KIND_KERNEL"]++
+			return nil
+		}
+		a, ok := kernels[key]
+		if !ok {
+			d := rank(key.pid)
+			name, known := names[key.ids]
+			if !known {
+				name = otherKernels // beyond the names kept above
+			}
+			k, folded := d.kernel([]byte(name), 0, 0)
+			a = kernelOf{d, idx[key.pid], k, folded || !known}
+			if len(kernels) < maxKernelNames {
+				kernels[key] = a
+			}
+		}
+		if a.folded {
+			a.d.problems.add(probManyNames, 0)
+		}
+		a.k.count++
+		a.k.total += end - start
+		a.d.activity(start, end)
+		return ivs.add(interval{start, end, a.k.comm, a.idx})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("analyze: %s: %w", path, err)
+	}
+	// Memory copies and sets count towards busy time of processes that ran kernels.
 	for _, t := range []string{"CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET"} {
 		if !tables[t] {
 			continue
@@ -205,13 +346,21 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 				return err
 			}
 			if d := byPid[pid]; d != nil {
-				d.busy = append(d.busy, interval{start, end, false})
+				if end < start {
+					badRows[t]++
+					return nil
+				}
+				d.activity(start, end)
+				return ivs.add(interval{start, end, false, idx[pid]})
 			}
 			return nil
 		})
 		if err != nil {
 			return nil, fmt.Errorf("analyze: %s: %w", path, err)
 		}
+	}
+	if err := ivs.finish(); err != nil {
+		return nil, fmt.Errorf("analyze: %s: %w", path, err)
 	}
 	if tables["NVTX_EVENTS"] {
 		text := "n.text"
@@ -252,7 +401,27 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 	for i, pid := range order {
 		ranks[i] = byPid[pid]
 	}
-	return summarize("nsys-sqlite", []string{path}, ranks), nil
+	s, err := summarize("nsys-sqlite", []string{path}, ranks, func(start, end int64) error {
+		if err := mergeUnions(ctx, &ivs, byIdx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("analyze: %s: %w", path, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range []string{"CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET"} {
+		if n := badRows[t]; n > 0 {
+			s.Warnings = append(s.Warnings, Warning{Input: path, Problem: "end before start in " + t, Action: "skipped", Events: n})
+		}
+	}
+	for _, d := range ranks {
+		s.Warnings = append(s.Warnings, d.problems.warnings(path+" ("+d.label+")", "skipped")...)
+	}
+	return s, nil
 }
 
 func queryRows(ctx context.Context, db *sql.DB, q string, each func(*sql.Rows) error) error {

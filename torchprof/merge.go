@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -39,6 +38,9 @@ type MergeStats struct {
 	InputBytes int64       `json:"input_bytes"`  // compressed
 	OutputRaw  int64       `json:"output_bytes"` // uncompressed JSON written
 	Duration   Duration    `json:"duration"`
+	// Warnings count malformed events (a ts or dur that is no number, a negative dur, no
+	// pid) per input and kind; they were kept unchanged.
+	Warnings []Warning `json:"warnings,omitempty"`
 }
 
 // RankStats is one input file's share of a merge.
@@ -79,7 +81,7 @@ func Merge(ctx context.Context, files []RankFile, out string, opts MergeOptions)
 	}
 	var total int64
 	for _, f := range files {
-		fi, err := os.Stat(f.Path)
+		fi, err := checkRegular(f.Path)
 		if err != nil {
 			return st, fmt.Errorf("merge: %w", err)
 		}
@@ -106,7 +108,7 @@ func Merge(ctx context.Context, files []RankFile, out string, opts MergeOptions)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	chunks := make(chan []byte, 2*len(files))
-	var read atomic.Int64
+	var read, topBytes atomic.Int64
 	results := make([]rankResult, len(files))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(runtime.GOMAXPROCS(0), 2))
@@ -120,7 +122,7 @@ func Merge(ctx context.Context, files []RankFile, out string, opts MergeOptions)
 				return
 			}
 			defer func() { <-sem }()
-			res, err := mergeRank(ctx, files[i], shifts[i], chunks, &read)
+			res, err := mergeRank(ctx, files[i], shifts[i], chunks, &read, &topBytes)
 			results[i] = res
 			if err != nil {
 				cancel(err)
@@ -173,6 +175,7 @@ func Merge(ctx context.Context, files []RankFile, out string, opts MergeOptions)
 	for i, r := range results {
 		st.Events += r.events
 		st.Ranks = append(st.Ranks, RankStats{Path: files[i].Path, Label: files[i].Label(), Events: r.events, ShiftNs: shifts[i]})
+		st.Warnings = append(st.Warnings, r.problems.warnings(files[i].Path, "kept unchanged")...)
 	}
 	st.OutputRaw = raw.n
 	st.Duration = Duration(time.Since(start))
@@ -192,9 +195,10 @@ func (c *countWriter) Write(p []byte) (int, error) {
 
 // rankResult is what a rank's decoder leaves for the writer besides events.
 type rankResult struct {
-	keys   []topKey // in file order, traceEvents and deviceProperties excluded
-	props  []byte   // deviceProperties raw, nil when absent
-	events int64
+	keys     []topKey // in file order, traceEvents and deviceProperties excluded
+	props    []byte   // deviceProperties raw, nil when absent
+	events   int64
+	problems problems // malformed events, kept as they are
 }
 
 type topKey struct {
@@ -208,7 +212,7 @@ var chunkPool = sync.Pool{New: func() any { return make([]byte, 0, chunkSize+409
 
 // openTrace opens a trace file, gzipped or not, counting compressed bytes into read.
 func openTrace(path string, read *atomic.Int64) (io.Reader, func() error, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -268,22 +272,23 @@ func (p *peekReader) Read(b []byte) (int, error) {
 
 // mergeHandler rewrites one rank's events into chunks for the writer.
 type mergeHandler struct {
-	ctx     context.Context
-	rf      RankFile
-	label   string
-	shiftNs int64
-	out     chan<- []byte
-	chunk   []byte
-	res     rankResult
+	ctx      context.Context
+	rf       RankFile
+	label    string
+	shiftNs  int64
+	out      chan<- []byte
+	chunk    []byte
+	res      rankResult
+	topBytes *atomic.Int64 // kept top-level bytes of all ranks
 }
 
-func mergeRank(ctx context.Context, rf RankFile, shiftNs int64, out chan<- []byte, read *atomic.Int64) (rankResult, error) {
+func mergeRank(ctx context.Context, rf RankFile, shiftNs int64, out chan<- []byte, read, topBytes *atomic.Int64) (rankResult, error) {
 	r, closeFn, err := openTrace(rf.Path, read)
 	if err != nil {
 		return rankResult{}, fmt.Errorf("merge: %w", err)
 	}
 	defer closeFn()
-	h := &mergeHandler{ctx: ctx, rf: rf, label: rf.Label(), shiftNs: shiftNs, out: out, chunk: chunkPool.Get().([]byte)}
+	h := &mergeHandler{ctx: ctx, rf: rf, label: rf.Label(), shiftNs: shiftNs, out: out, chunk: chunkPool.Get().([]byte), topBytes: topBytes}
 	if err := scanTrace(r, nil, h); err != nil {
 		if ctx.Err() != nil {
 			return h.res, context.Cause(ctx)
@@ -308,7 +313,16 @@ func (h *mergeHandler) send() error {
 	}
 }
 
+// maxTopLevelBytes bounds the top-level values (but traceEvents) merge keeps until the
+// end, over all inputs: each is within maxValueSize, but a trace of many of them would
+// otherwise be held whole. Kineto writes a few kB.
+const maxTopLevelBytes = 64 << 20
+
 func (h *mergeHandler) topLevel(key string, raw []byte) error {
+	if h.topBytes.Add(int64(len(raw))) > maxTopLevelBytes {
+		return fmt.Errorf("top-level key %q: the keys other than traceEvents hold more than %d MiB, the limit over all inputs: %w",
+			key, maxTopLevelBytes>>20, ErrTraceLimit)
+	}
 	if key == "deviceProperties" {
 		h.res.props = bytes.Clone(raw)
 		return nil
@@ -318,6 +332,9 @@ func (h *mergeHandler) topLevel(key string, raw []byte) error {
 }
 
 func (h *mergeHandler) event(ev []byte, f *eventFields) error {
+	if p := checkEvent(ev, f); p != probNone {
+		h.res.problems.add(p, f.offset)
+	}
 	if len(h.chunk) > 0 {
 		h.chunk = append(h.chunk, ',')
 	}

@@ -172,12 +172,16 @@ func Discover(dir string) ([]RankFile, error) {
 	groups := map[string][]RankFile{}
 	var order []string
 	for _, e := range entries {
-		if e.IsDir() {
-			continue
-		}
 		rf, ok := ParseName(filepath.Join(dir, e.Name()))
 		if !ok {
 			continue
+		}
+		// Named like a trace but a FIFO, device or directory: refuse it now rather than
+		// block on it later or silently lose a rank.
+		if !e.Type().IsRegular() {
+			if _, err := checkRegular(rf.Path); err != nil {
+				return nil, fmt.Errorf("discover traces: %w", err)
+			}
 		}
 		g := rf.group()
 		if _, seen := groups[g]; !seen {

@@ -11,7 +11,8 @@ import (
 // The trace scanner reads a Chrome trace ({"traceEvents": [...], other keys}) from a
 // stream without decoding it: each event is validated and handed over as its raw bytes
 // together with the spans of the few fields callers look at. Memory is one buffer that
-// holds the largest single event or top-level value, never the trace.
+// holds the largest single event or top-level value, never the trace, and the limits
+// below bound that buffer and the parser's work on hostile input.
 
 // span is a value's [start, end) in an event's raw bytes; start < 0 when absent.
 type span struct{ start, end int }
@@ -29,7 +30,8 @@ func (s span) of(b []byte) []byte {
 // occurrence of a duplicated key wins, as in Python's json.
 type eventFields struct {
 	ph, cat, name, pid, tid, ts, dur, args span
-	end                                    int // index of the closing '}'
+	end                                    int   // index of the closing '}'
+	offset                                 int64 // of the event's '{' in the uncompressed stream
 }
 
 // traceHandler receives a trace's parts in file order. raw is only valid during the call.
@@ -38,15 +40,27 @@ type traceHandler interface {
 	event(raw []byte, f *eventFields) error
 }
 
-// SyntaxError says where a trace stops being valid JSON.
+// SyntaxError says where a trace stops being valid JSON, or exceeds one of the limits
+// (then it wraps ErrTraceLimit).
 type SyntaxError struct {
 	Offset int64 // in the uncompressed stream
 	Msg    string
+	Err    error // ErrTraceLimit, or nil
 }
 
 func (e *SyntaxError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("at uncompressed offset %d: %s", e.Offset, e.Msg)
+	}
 	return fmt.Sprintf("invalid JSON at uncompressed offset %d: %s", e.Offset, e.Msg)
 }
+
+func (e *SyntaxError) Unwrap() error { return e.Err }
+
+// ErrTraceLimit: a string, number, event or nesting in a trace is beyond what any real
+// profiler writes (maxTokenSize, maxValueSize, maxDepth); the trace is refused rather
+// than read at any cost.
+var ErrTraceLimit = errors.New("beyond the limits for a profiler trace")
 
 // errShort means the value continues past the end of the buffer.
 var errShort = errors.New("short buffer")
@@ -64,9 +78,26 @@ type scanner struct {
 }
 
 const (
-	scanBufSize  = 1 << 20
-	maxValueSize = 1 << 30 // one event or top-level value; beyond this the trace is not sane
+	scanBufSize = 1 << 20
+	// maxTokenSize bounds one string or number (key, kernel name, args value). The
+	// longest string in the real H100 traces (testdata/kineto-h100-2rank) is 412 bytes,
+	// a templated kernel name; the longest in real captures are mangled C++ names and
+	// args or stack strings of a few MB at most. 16 MiB leaves room for those, and a
+	// hostile string (a 1 GiB one packs into a 1 MB gzip) is refused after about
+	// 32 MiB read, in well under a second.
+	maxTokenSize = 16 << 20
+	// maxValueSize bounds one event or top-level value, which the buffer must hold
+	// whole: twice the token limit. Real events are under 1 kB. Refusing either costs at
+	// most 48 MiB of buffers (the last two sizes) per rank being read.
+	maxValueSize = 32 << 20
+	// maxDepth bounds nesting (the parser recurses). Kineto nests args three levels
+	// deep; Python's json, and so SGLang's merger, gives up near 1000.
+	maxDepth = 1000
 )
+
+func limitErr(i int, format string, a ...any) error {
+	return &SyntaxError{Offset: int64(i), Msg: fmt.Sprintf(format, a...), Err: ErrTraceLimit}
+}
 
 func newScanner(r io.Reader, buf []byte) *scanner {
 	if cap(buf) < scanBufSize {
@@ -75,41 +106,52 @@ func newScanner(r io.Reader, buf []byte) *scanner {
 	return &scanner{r: r, buf: buf[:cap(buf)]}
 }
 
-// fill moves unread bytes to the front and reads more, growing the buffer when one value
-// fills it. It returns how far the unread bytes moved.
-func (s *scanner) fill() (int, error) {
+// fill moves the unread bytes to the front and reads until at least want of them are
+// buffered or the input ends, growing the buffer (doubling) when want exceeds it. A
+// value that runs past the buffer asks for twice what it has seen, so its parse restarts
+// only after what is buffered has doubled: all restarts together cost at most twice the
+// value, however small the reads, and a small event crossing a read asks only a little.
+func (s *scanner) fill(want int) error {
 	if s.eof {
-		return 0, io.ErrUnexpectedEOF
+		return io.ErrUnexpectedEOF
 	}
-	shift := s.pos
-	if shift > 0 {
+	if s.pos > 0 {
 		copy(s.buf, s.buf[s.pos:s.end])
-		s.end -= shift
+		s.end -= s.pos
+		s.base += int64(s.pos)
 		s.pos = 0
-		s.base += int64(shift)
 	}
-	if s.end == len(s.buf) {
-		if len(s.buf) >= maxValueSize {
-			return shift, s.errAt(s.pos, fmt.Sprintf("a single value is larger than %d bytes", maxValueSize))
+	switch {
+	case want <= len(s.buf):
+	case len(s.buf) >= maxValueSize && s.end == len(s.buf):
+		return &SyntaxError{Offset: s.base, Err: ErrTraceLimit,
+			Msg: fmt.Sprintf("an event or top-level value larger than %d MiB, the limit for one value", maxValueSize>>20)}
+	case len(s.buf) < maxValueSize:
+		n := len(s.buf)
+		for n < want {
+			n *= 2
 		}
-		nb := make([]byte, 2*len(s.buf))
+		nb := make([]byte, min(n, maxValueSize))
 		copy(nb, s.buf[:s.end])
 		s.buf = nb
 	}
-	for {
+	for empty := 0; s.end < min(want, len(s.buf)); {
 		n, err := s.r.Read(s.buf[s.end:])
 		s.end += n
 		if err == io.EOF {
 			s.eof = true
-			return shift, nil
+			return nil
 		}
 		if err != nil {
-			return shift, err
+			return err
 		}
 		if n > 0 {
-			return shift, nil
+			empty = 0
+		} else if empty++; empty == 100 {
+			return io.ErrNoProgress
 		}
 	}
+	return nil
 }
 
 func (s *scanner) errAt(i int, msg string) error {
@@ -130,7 +172,7 @@ func (s *scanner) next() (byte, error) {
 		if s.eof {
 			return 0, s.errAt(s.pos, "unexpected end of input")
 		}
-		if _, err := s.fill(); err != nil {
+		if err := s.fill(1); err != nil {
 			return 0, err
 		}
 	}
@@ -160,7 +202,7 @@ func (s *scanner) value(parse func(b []byte, i int) (int, error)) (int, int, err
 			if s.eof {
 				return 0, 0, s.errAt(s.end, "unexpected end of input")
 			}
-			if _, err := s.fill(); err != nil {
+			if err := s.fill(max(2*(s.end-s.pos), 4096)); err != nil {
 				return 0, 0, err
 			}
 			continue
@@ -257,6 +299,7 @@ func (s *scanner) scanTrace(h traceHandler) error {
 				return err
 			}
 			f.shift(-vs)
+			f.offset = s.base + int64(vs)
 			if err := h.event(s.buf[vs:ve], &f); err != nil {
 				return err
 			}
@@ -275,7 +318,7 @@ func (s *scanner) scanTrace(h traceHandler) error {
 		if s.eof {
 			return nil
 		}
-		if _, err := s.fill(); err != nil {
+		if err := s.fill(1); err != nil {
 			return err
 		}
 	}
@@ -339,6 +382,9 @@ func skipString(b []byte, i int) (int, error) {
 	for {
 		k := bytes.IndexByte(b[j:], '"')
 		if k < 0 {
+			if len(b)-i >= maxTokenSize {
+				return 0, tokenErr(i, "string")
+			}
 			return 0, errShort
 		}
 		j += k
@@ -349,16 +395,21 @@ func skipString(b []byte, i int) (int, error) {
 		}
 		j++
 		if n%2 == 0 {
+			if j-i > maxTokenSize {
+				return 0, tokenErr(i, "string")
+			}
 			return j, nil
 		}
 	}
 }
 
+func tokenErr(i int, what string) error {
+	return limitErr(i, "a %s longer than %d MiB, the limit for one string or number", what, maxTokenSize>>20)
+}
+
 func skipValue(b []byte, i int) (int, error) {
 	return skipValueDepth(b, i, 0)
 }
-
-const maxDepth = 10000
 
 func skipValueDepth(b []byte, i, depth int) (int, error) {
 	if i >= len(b) {
@@ -441,6 +492,9 @@ func skipNumber(b []byte, i int) (int, error) {
 			return 0, synErr(j, "no digits in exponent")
 		}
 	}
+	if j-i > maxTokenSize || (j >= len(b) && j-i >= maxTokenSize) {
+		return 0, tokenErr(i, "number")
+	}
 	if j >= len(b) {
 		return 0, errShort // the number may go on in the next read
 	}
@@ -449,7 +503,7 @@ func skipNumber(b []byte, i int) (int, error) {
 
 func skipArray(b []byte, i, depth int) (int, error) {
 	if depth > maxDepth {
-		return 0, synErr(i, "nested too deeply")
+		return 0, limitErr(i, "nested more than %d levels deep, the limit", maxDepth)
 	}
 	j := skipWS(b, i+1)
 	if j >= len(b) {
@@ -481,7 +535,7 @@ func skipArray(b []byte, i, depth int) (int, error) {
 // skipObject skips an object; with f it also records the spans of the event fields.
 func skipObject(b []byte, i, depth int, f *eventFields) (int, error) {
 	if depth > maxDepth {
-		return 0, synErr(i, "nested too deeply")
+		return 0, limitErr(i, "nested more than %d levels deep, the limit", maxDepth)
 	}
 	j := skipWS(b, i+1)
 	if j >= len(b) {

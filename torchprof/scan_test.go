@@ -2,6 +2,7 @@ package torchprof
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -101,6 +102,9 @@ func FuzzScanTrace(f *testing.F) {
 	f.Add([]byte(`{"traceEvents": [{"ph":"X","pid":1,"ts":1.5,"dur":2}], "deviceProperties": []}`))
 	f.Add([]byte(`{"schemaVersion": 1, "traceEvents": [{"name":"process_sort_index","ph":"M","pid":3,"args":{"sort_index":5}}, {"pid":"Spans"}]}`))
 	f.Add([]byte(`{"traceEvents": [{"pid": 1}, {"pid": 2,}]}`))
+	// ts + dur past int64 nanoseconds; a string ts.
+	f.Add([]byte(`{"traceEvents": [{"ph":"X","cat":"kernel","name":"k","pid":0,"ts":9000000000000000,"dur":9000000000000000},
+		{"ph":"X","cat":"kernel","name":"k","pid":0,"ts":"1","dur":1}]}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var c collect
 		// Small reads exercise refills.
@@ -109,7 +113,8 @@ func FuzzScanTrace(f *testing.F) {
 			TraceEvents []map[string]json.RawMessage `json:"traceEvents"`
 		}
 		valid := json.Valid(in) && bytes.HasPrefix(bytes.TrimSpace(in), []byte("{")) && json.Unmarshal(in, &probe) == nil
-		if valid && bytes.Contains(in, []byte(`"traceEvents"`)) && err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		// Valid JSON beyond the limits (nesting, with small inputs) is refused on purpose.
+		if valid && bytes.Contains(in, []byte(`"traceEvents"`)) && err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, ErrTraceLimit) {
 			// Valid JSON with object events must scan (unless traceEvents is not an array).
 			var anyEv struct {
 				TraceEvents []any `json:"traceEvents"`
@@ -122,11 +127,27 @@ func FuzzScanTrace(f *testing.F) {
 			return
 		}
 		rf := RankFile{TP: 1, DP: -1, PP: -1, EP: -1, Rank: -1}
+		kh := &kinetoHandler{ctx: context.Background(), d: newRankData("F00", "fuzz")}
+		defer kh.d.ivs.close()
 		for i, ev := range c.events {
 			f := c.fields[i]
 			out := rewriteEvent(nil, []byte(ev), &f, rf, rf.Label(), 1500)
 			if json.Valid([]byte(ev)) && !json.Valid(out) {
 				t.Fatalf("rewrite of %s is not JSON: %s", ev, out)
+			}
+			// What analyze does with the event: no panic, and a kernel it counts has a
+			// numeric ts and a dur that is not negative.
+			before := kh.d.ivs.buf
+			if err := kh.event([]byte(ev), &f); err != nil {
+				t.Fatal(err)
+			}
+			if len(kh.d.ivs.buf) > len(before) {
+				if p := checkEvent([]byte(ev), &f); p != probNone {
+					t.Fatalf("analyze used %s despite %s", ev, problemText[p])
+				}
+				if iv := kh.d.ivs.buf[len(kh.d.ivs.buf)-1]; iv.end < iv.start {
+					t.Fatalf("analyze took %s as ending before it starts: %+v", ev, iv)
+				}
 			}
 		}
 	})

@@ -29,6 +29,8 @@ type Summary struct {
 	// timeline bins of every rank split this range evenly.
 	StartNs int64 `json:"start_ns"`
 	EndNs   int64 `json:"end_ns"`
+	// Warnings count the malformed events the readers skipped, per input and kind.
+	Warnings []Warning `json:"warnings,omitempty"`
 }
 
 // RankSummary is one rank's GPU time.
@@ -102,16 +104,25 @@ func IsCommKernel(name string) bool {
 var commNameParts = []string{"cross_device_reduce", "all_reduce", "allreduce", "all_gather", "allgather",
 	"reduce_scatter", "reducescatter", "all_to_all", "alltoall"}
 
-// rankData collects one rank's GPU activity while a trace is read.
+// rankData collects one rank's GPU activity while a trace is read. Nothing in it grows
+// with the number of kernels: per kernel name (at most maxKernelNames) a count and a
+// total, the first maxSteps steps, and the intervals for the busy union in an
+// intervalSorter (its own for a Kineto rank; the nsys reader shares one among ranks).
 type rankData struct {
 	label, input string
 	pid          int
 	kernels      map[string]*kernelAcc
-	busy         []interval // kernels, memcpy, memset
 	steps        []Step
 	stepsCPU     []Step // CPU-side annotations, used when there are no GPU ones
 	nSteps       int
 	nStepsCPU    int
+	// first and last bound the rank's GPU activity (first > last when there is none).
+	first, last int64
+	ivs         intervalSorter // Kineto: every kernel, memcpy and memset of the rank
+	shift       int64          // added to ivs' timestamps when read back
+	busy, comm  *unionBins     // set by summarize's fill
+	problems    problems       // malformed events skipped
+	nameBytes   int            // of the keys of kernels
 }
 
 // step keeps the first maxSteps annotations and counts them all.
@@ -127,51 +138,83 @@ type kernelAcc struct {
 	comm         bool
 }
 
-type interval struct {
-	start, end int64
-	comm       bool
-}
-
 func newRankData(label, input string) *rankData {
-	return &rankData{label: label, input: input, kernels: map[string]*kernelAcc{}}
+	return &rankData{label: label, input: input, kernels: map[string]*kernelAcc{}, first: math.MaxInt64, last: math.MinInt64}
 }
 
-// kernel records one kernel; name is only copied the first time it is seen.
-func (d *rankData) kernel(name []byte, start, dur int64) {
-	k := d.kernels[string(name)]
+// A rank keeps per-name figures for at most maxKernelNames names of maxKernelNameBytes
+// in all; kernels with further names (only a hostile trace has so many: real ones have
+// hundreds to a few thousand) count as otherKernels or otherCommKernels.
+const (
+	maxKernelNames     = 1 << 16
+	maxKernelNameBytes = 64 << 20
+	otherKernels       = "(other kernels)"
+	otherCommKernels   = "(other communication kernels)"
+)
+
+// kernel counts n launches of name taking total ns; name is only copied the first time
+// it is seen. folded says the name was one too many and went to a catch-all.
+func (d *rankData) kernel(name []byte, n, total int64) (k *kernelAcc, folded bool) {
+	k = d.kernels[string(name)]
 	if k == nil {
 		s := string(name)
-		k = &kernelAcc{comm: IsCommKernel(s)}
+		comm := IsCommKernel(s)
+		if len(d.kernels) >= maxKernelNames || d.nameBytes+len(s) > maxKernelNameBytes {
+			s, folded = otherKernels, true
+			if comm {
+				s = otherCommKernels
+			}
+			if k = d.kernels[s]; k != nil {
+				k.count += n
+				k.total += total
+				return k, true
+			}
+		}
+		k = &kernelAcc{comm: comm}
 		d.kernels[s] = k
+		d.nameBytes += len(s)
 	}
-	k.count++
-	k.total += dur
-	d.busy = append(d.busy, interval{start, start + dur, k.comm})
+	k.count += n
+	k.total += total
+	return k, folded
 }
 
-// summarize turns the collected ranks into a Summary; ranks keep their order.
-func summarize(source string, inputs []string, ranks []*rankData) *Summary {
+// activity widens the rank's range of GPU activity.
+func (d *rankData) activity(start, end int64) {
+	d.first = min(d.first, start)
+	d.last = max(d.last, end)
+}
+
+func (d *rankData) active() bool { return d.first <= d.last }
+
+// summarize turns the collected ranks into a Summary; ranks keep their order. fill must
+// compute every rank's busy and comm unions for the timeline bins of [start, end), the
+// range of all ranks.
+func summarize(source string, inputs []string, ranks []*rankData, fill func(start, end int64) error) (*Summary, error) {
 	s := &Summary{Source: source, Inputs: inputs, StartNs: math.MaxInt64, EndNs: math.MinInt64}
 	for _, d := range ranks {
-		slices.SortFunc(d.busy, func(a, b interval) int { return cmp.Compare(a.start, b.start) })
-		if len(d.busy) > 0 {
-			s.StartNs = min(s.StartNs, d.busy[0].start)
-			for _, iv := range d.busy {
-				s.EndNs = max(s.EndNs, iv.end)
-			}
+		if d.active() {
+			s.StartNs = min(s.StartNs, d.first)
+			s.EndNs = max(s.EndNs, d.last)
 		}
 	}
 	if s.StartNs > s.EndNs {
 		s.StartNs, s.EndNs = 0, 0
 	}
 	for _, d := range ranks {
-		s.Ranks = append(s.Ranks, d.summary(s.StartNs, s.EndNs))
+		d.busy, d.comm = newUnionBins(s.StartNs, s.EndNs), newUnionBins(s.StartNs, s.EndNs)
+	}
+	if err := fill(s.StartNs, s.EndNs); err != nil {
+		return nil, err
+	}
+	for _, d := range ranks {
+		s.Ranks = append(s.Ranks, d.summary())
 	}
 	s.compare(ranks)
-	return s
+	return s, nil
 }
 
-func (d *rankData) summary(start, end int64) RankSummary {
+func (d *rankData) summary() RankSummary {
 	r := RankSummary{Label: d.label, Input: d.input, Pid: d.pid}
 	var all []KernelStat
 	for name, k := range d.kernels {
@@ -192,14 +235,10 @@ func (d *rankData) summary(start, end int64) RankSummary {
 		}
 		r.Top = append(r.Top, k)
 	}
-	r.BusyNs, r.TimelineBusy = unionAndBin(d.busy, start, end, func(interval) bool { return true })
-	_, r.TimelineComm = unionAndBin(d.busy, start, end, func(iv interval) bool { return iv.comm })
-	if len(d.busy) > 0 {
-		last := d.busy[0].end
-		for _, iv := range d.busy {
-			last = max(last, iv.end)
-		}
-		r.SpanNs = last - d.busy[0].start
+	r.BusyNs, r.TimelineBusy = d.busy.result()
+	_, r.TimelineComm = d.comm.result()
+	if d.active() {
+		r.SpanNs = d.last - d.first
 	}
 	r.Steps, r.StepCount = d.steps, d.nSteps
 	if len(r.Steps) == 0 {
@@ -207,46 +246,6 @@ func (d *rankData) summary(start, end int64) RankSummary {
 	}
 	slices.SortStableFunc(r.Steps, func(a, b Step) int { return cmp.Compare(a.StartNs, b.StartNs) })
 	return r
-}
-
-// unionAndBin returns the length of the union of the sorted intervals that keep selects
-// and the covered fraction of each of timelineBins bins of [start, end).
-func unionAndBin(ivs []interval, start, end int64, keep func(interval) bool) (int64, []float64) {
-	bins := make([]float64, timelineBins)
-	if end <= start {
-		return 0, bins
-	}
-	width := float64(end-start) / timelineBins
-	var total int64
-	cover := func(a, b int64) {
-		total += b - a
-		fa, fb := float64(a-start)/width, float64(b-start)/width
-		for i := int(fa); i < timelineBins && float64(i) < fb; i++ {
-			lo, hi := math.Max(fa, float64(i)), math.Min(fb, float64(i+1))
-			bins[i] += hi - lo
-		}
-	}
-	curS, curE := int64(0), int64(math.MinInt64)
-	for _, iv := range ivs {
-		if !keep(iv) {
-			continue
-		}
-		if iv.start > curE {
-			if curE > curS {
-				cover(curS, curE)
-			}
-			curS, curE = iv.start, iv.end
-		} else if iv.end > curE {
-			curE = iv.end
-		}
-	}
-	if curE > curS {
-		cover(curS, curE)
-	}
-	for i := range bins {
-		bins[i] = round3(math.Min(bins[i], 1))
-	}
-	return total, bins
 }
 
 func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
@@ -281,7 +280,7 @@ func (s *Summary) compare(ranks []*rankData) {
 		return cmp.Or(cmp.Compare(totals[b], totals[a]), strings.Compare(a, b)) // most time first
 	})
 	for _, name := range names[:min(len(names), kernelsAcross)] {
-		k := KernelAcrossRanks{Name: name, Comm: IsCommKernel(name)}
+		k := KernelAcrossRanks{Name: name}
 		mx, mn := -1, -1
 		for i, d := range ranks {
 			var t, c int64
@@ -293,6 +292,7 @@ func (s *Summary) compare(ranks []*rankData) {
 			if c == 0 {
 				continue
 			}
+			k.Comm = d.kernels[name].comm // IsCommKernel(name), or a catch-all's
 			k.Ranks++
 			if mx < 0 || t > k.TotalNs[mx] {
 				mx = i

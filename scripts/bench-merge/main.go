@@ -11,6 +11,11 @@
 //
 // merge runs alternate between the binaries; each gets its median wall and CPU time, its
 // largest peak RSS and the size of what it wrote.
+//
+// To measure analyze alone on captures of many kernels (GPU events only), as Kineto
+// traces and, with -nsys, as nsys SQLite exports, with each binary:
+//
+//	go run ./scripts/bench-merge -bin bin/nsys-agent -analyze-kernels 1000000,16000000 -nsys
 package main
 
 import (
@@ -38,11 +43,25 @@ func main() {
 	ranks := flag.Int("ranks", 4, "rank files per run")
 	dir := flag.String("dir", filepath.Join(os.TempDir(), "nsys-agent-bench-merge"), "where generated traces are kept (reused when present)")
 	sglang := flag.String("sglang", "", "path to SGLang's profile_merger.py, to time its ProfileMerger on the same input")
+	analyzeKernels := flag.String("analyze-kernels", "", "instead, time analyze (every binary) on captures of these many kernels in total, comma-separated")
+	nsys := flag.Bool("nsys", false, "with -analyze-kernels: also on the same kernels as an nsys SQLite export")
 	flag.Parse()
 	bins := strings.Split(*binList, ",")
 	bin := bins[0] // analyze and SGLang's comparison use the first
 
 	fmt.Printf("machine: %s, %d CPUs, %s/%s\n", cpuModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
+	if *analyzeKernels != "" {
+		var counts []int
+		for _, s := range strings.Split(*analyzeKernels, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil {
+				fail("bad -analyze-kernels %q", s)
+			}
+			counts = append(counts, n)
+		}
+		benchAnalyze(bins, *dir, *ranks, counts, *nsys)
+		return
+	}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil {
@@ -140,13 +159,15 @@ func measure(name string, args ...string) result {
 	return r
 }
 
-func report(what string, r result, events int) {
+func report(what string, r result, events int) { reportUnit(what, r, events, "events") }
+
+func reportUnit(what string, r result, n int, unit string) {
 	if r.err != nil {
 		fmt.Printf("%-22s FAILED: %v\n", what, r.err)
 		return
 	}
-	fmt.Printf("%-22s %7.2f s  %6.2f M events/s  cpu %6.2f s  peak RSS %4d MB\n", what, r.wall.Seconds(),
-		float64(events)/r.wall.Seconds()/1e6, r.cpu.Seconds(), r.maxRSS>>20)
+	fmt.Printf("%-22s %7.2f s  %6.2f M %s/s  cpu %6.2f s  peak RSS %4d MB\n", what, r.wall.Seconds(),
+		float64(n)/r.wall.Seconds()/1e6, unit, r.cpu.Seconds(), r.maxRSS>>20)
 }
 
 type sizes struct{ gz, raw int64 }
