@@ -6,7 +6,7 @@ GOFLAGS   ?=
 # cgo on: the demo target's rank workers call libc so nsys --trace=osrt sees them.
 export CGO_ENABLED ?= 1
 
-.PHONY: all build test test-deps ci bench bench-merge demo proto vet fmt-check nsys clean
+.PHONY: all build test test-deps ci bench bench-merge bench-analyze demo proto vet fmt-check nsys clean
 
 all: build
 
@@ -51,6 +51,11 @@ bench: build
 # also times SGLang's ProfileMerger on the same input.
 bench-merge: build
 	$(GO) run ./scripts/bench-merge -bin $(BIN)/nsys-agent $(if $(SGLANG_MERGER),-sglang $(SGLANG_MERGER))
+
+# analyze at 1 M and 16 M generated kernels, as Kineto traces and as an nsys export: time
+# and peak RSS (docs/performance.md).
+bench-analyze: build
+	$(GO) run ./scripts/bench-merge -bin $(BIN)/nsys-agent -analyze-kernels 1000000,16000000 -nsys
 
 demo: nsys build
 	@bash scripts/demo.sh

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/nsys-agent/nsys-agent/internal/atomicfile"
 	"github.com/nsys-agent/nsys-agent/nsys"
 	"github.com/nsys-agent/nsys-agent/torchprof"
 )
@@ -58,6 +59,7 @@ func runAnalyze(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	printWarnings(c.App.ErrWriter, s.Warnings)
 	if path := c.String("html"); path != "" {
 		if err := writeHTMLReport(s, path); err != nil {
 			return err
@@ -154,16 +156,16 @@ func analyzeSQLite(c *cli.Context, sqlite string) (*torchprof.Summary, error) {
 }
 
 func writeHTMLReport(s *torchprof.Summary, path string) error {
-	f, err := os.Create(path)
+	f, err := atomicfile.New(path, 0o644)
 	if err != nil {
 		return fmt.Errorf("analyze: %w", err)
 	}
+	defer f.Abort()
 	if err := s.WriteHTML(f); err != nil {
-		f.Close()
 		return fmt.Errorf("analyze: write %s: %w", path, err)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("analyze: write %s: %w", path, err)
+	if err := f.Commit(); err != nil {
+		return fmt.Errorf("analyze: %w", err)
 	}
 	return nil
 }

@@ -69,6 +69,7 @@ func runMerge(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	printWarnings(stderr, st.Warnings)
 	w := c.App.Writer
 	if format == "json" {
 		enc := json.NewEncoder(w)
@@ -142,5 +143,12 @@ func mergeProgress(w io.Writer) func(done, total int64) {
 		n := int(done * width / total)
 		fmt.Fprintf(w, "\r[%s%s] %3d%%  %d/%d MB", strings.Repeat("#", n), strings.Repeat(" ", width-n),
 			done*100/total, done>>20, total>>20)
+	}
+}
+
+// printWarnings tells, on stderr, what malformed input a reader skipped or kept.
+func printWarnings(w io.Writer, warnings []torchprof.Warning) {
+	for _, warn := range warnings {
+		fmt.Fprintln(w, "warning:", warn.String())
 	}
 }
