@@ -228,6 +228,10 @@ func printManifest(w io.Writer, m *windows.Manifest) {
 	field("STATE", string(m.State))
 	field("BACKEND", m.Backend)
 	field("TRIGGER", string(m.Trigger))
+	if m.Steps > 0 {
+		field("STEPS", fmt.Sprintf("%d engine steps (the server ends the window)", m.Steps))
+	}
+	field("DURATION", m.Duration)
 	field("SESSION", m.Session)
 	field("REQUESTED BY", requesterString(&m.RequestedBy))
 	if m.StoppedBy != nil {
