@@ -27,14 +27,15 @@ func main() {
 	nWindows := flag.Int("windows", 232, "ready windows in the data dir")
 	rate := flag.Int("rate", 1000, "requests per second per route")
 	dur := flag.Duration("for", 10*time.Second, "load duration per route")
+	target := flag.String("target", "", "server command instead of the demo target (e.g. \"sleep 3600\": no CPU of its own)")
 	flag.Parse()
-	if err := run(*bin, *nWindows, *rate, *dur); err != nil {
+	if err := run(*bin, *nWindows, *rate, *dur, strings.Fields(*target)); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-api:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin string, nWindows, rate int, dur time.Duration) error {
+func run(bin string, nWindows, rate int, dur time.Duration, target []string) error {
 	work, err := os.MkdirTemp("", "nsys-agent-bench-api-")
 	if err != nil {
 		return err
@@ -45,7 +46,13 @@ func run(bin string, nWindows, rate int, dur time.Duration) error {
 		return err
 	}
 	ready := filepath.Join(work, "ready")
-	agent := exec.Command(bin, "run", "--listen", "127.0.0.1:0", "--ready-file", ready, "--data-dir", data, "--demo-ranks", "2", "--log-level", "warn")
+	args := []string{"run", "--listen", "127.0.0.1:0", "--ready-file", ready, "--data-dir", data, "--log-level", "warn"}
+	if len(target) == 0 {
+		args = append(args, "--demo-ranks", "2")
+	} else {
+		args = append(append(args, "--"), target...)
+	}
+	agent := exec.Command(bin, args...)
 	agent.Stderr = os.Stderr
 	if err := agent.Start(); err != nil {
 		return err
