@@ -49,7 +49,7 @@ func (c *Controller) collect(ctx context.Context, w Window, out string, before m
 		}
 		dst := filepath.Join(w.Dir, w.Name+ext)
 		if p != dst {
-			if err := moveFile(p, dst); err != nil {
+			if err := MoveFile(p, dst); err != nil {
 				// Left where nsys wrote it (often /tmp, mode 0664), the capture, which
 				// embeds the server's environment, stays: private to its owner and named.
 				_ = os.Chmod(p, 0o600)
@@ -152,8 +152,9 @@ func dedupe(s []string) []string {
 	return out
 }
 
-// moveFile renames, falling back to copy+fsync+remove across file systems.
-func moveFile(src, dst string) error {
+// MoveFile renames src to dst, falling back to copy+fsync+remove across file systems;
+// dst is written 0600 (reports embed the server's environment).
+func MoveFile(src, dst string) error {
 	if err := os.Rename(src, dst); err == nil {
 		return nil
 	}
