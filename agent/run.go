@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -79,7 +80,7 @@ func Run(ctx context.Context, cfg Config) error {
 		serverURL = waitURLFile(ctx, cfg.ServerURLFile, t.sup)
 	}
 	builtin, err := backends.Builtin(ctx, ctl, cfg.Version, nil,
-		backends.BuiltinOptions{ServerURL: serverURL, RangeWait: backends.RangeWaitFromEnv()})
+		backends.BuiltinOptions{ServerURL: serverURL, RangeWait: backends.RangeWaitFromEnv(), TargetLog: filepath.Join(store.Root, "target.log")})
 	if err != nil {
 		_ = t.sup.Stop(30 * time.Second)
 		return err

@@ -17,6 +17,9 @@ type BuiltinOptions struct {
 	// RangeWait bounds the cuda-profiler backend's wait for a capture range (0: the
 	// default, DefaultRangeWait).
 	RangeWait time.Duration
+	// TargetLog is the target's output (<data-dir>/target.log), where nsys names the raw
+	// stream of each capture range it ends.
+	TargetLog string
 }
 
 // Builtin is the one list of the backends built into the agent, for a session driven by
@@ -30,7 +33,7 @@ func Builtin(ctx context.Context, ctl *nsys.Controller, version string, nsysErr 
 		o = opts[0]
 	}
 	nb := &Nsys{Ctl: ctl, Version: version}
-	cb := &CudaProfiler{Ctl: ctl, Version: version, ServerURL: o.ServerURL, RangeWait: o.RangeWait}
+	cb := &CudaProfiler{Ctl: ctl, Version: version, ServerURL: o.ServerURL, RangeWait: o.RangeWait, TargetLog: o.TargetLog}
 	var out []windows.Entry
 	for _, b := range []interface {
 		shared.Backend

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,6 +62,16 @@ type CudaProfiler struct {
 	// out of RangeGeneration, before they are taken (default 3 s): nsys may still be
 	// importing the range's .qdstrm into its .nsys-rep.
 	Settle time.Duration
+	// TargetLog is the target's output file. nsys 2025.3.1 with
+	// --capture-range-end=repeat writes a range's report only when the server exits
+	// (measured on the H200: FIRST.1..3.nsys-rep appeared at exit, none at the ranges'
+	// ends); when a range ends it prints "Generating '/tmp/nsys-report-XXXX.qdstrm'" and
+	// writes that raw stream. The backend imports a copy of it into the window ("" :
+	// reports next to the first output only).
+	TargetLog string
+	// StreamDir is where nsys writes range streams (its TMPDIR; "" = os.TempDir(), which
+	// is the agent's TMPDIR, the one every nsys command of the session runs with).
+	StreamDir string
 
 	// Hooks for tests; nil: the controller's.
 	state       func(ctx context.Context) (nsys.State, error)
@@ -73,10 +85,11 @@ type CudaProfiler struct {
 
 // cudaWindow is what the backend keeps of one open window.
 type cudaWindow struct {
-	sw       *serverprof.Window
-	before   map[string]fileStamp // range reports next to the first output at Start
-	sawRange atomic.Bool
-	started  time.Time
+	sw        *serverprof.Window
+	before    map[string]fileStamp // range reports next to the first output at Start
+	logOffset int64                // size of the target's output at Start
+	sawRange  atomic.Bool
+	started   time.Time
 }
 
 type fileStamp struct {
@@ -218,7 +231,7 @@ func (b *CudaProfiler) Start(ctx context.Context, w shared.Window) error {
 	if b.wins == nil {
 		b.wins = map[string]*cudaWindow{}
 	}
-	b.wins[w.ID] = &cudaWindow{sw: sw, before: before, started: time.Now()}
+	b.wins[w.ID] = &cudaWindow{sw: sw, before: before, started: time.Now(), logOffset: b.logSize()}
 	b.mu.Unlock()
 	return nil
 }
@@ -319,6 +332,9 @@ func (b *CudaProfiler) awaitRange(ctx context.Context, w shared.Window, cw *cuda
 		last       map[string]fileStamp
 		lastChange = time.Now()
 		lastState  nsys.State
+		stream     string // the raw stream nsys named for this window's range
+		streamSize int64  = -1
+		streamSeen        = time.Now()
 	)
 	tick := time.NewTicker(b.poll())
 	defer tick.Stop()
@@ -345,6 +361,29 @@ func (b *CudaProfiler) awaitRange(ctx context.Context, w shared.Window, cw *cuda
 			deadline = now.Add(wait) // a report being written
 		}
 		settled := len(files) > 0 && len(nonEmpty(files)) == len(files) && now.Sub(lastChange) >= b.settle()
+		if len(files) == 0 && cw.sawRange.Load() && !inRange {
+			if stream == "" {
+				stream = b.streamSince(cw.logOffset)
+			}
+			if stream == "" {
+				// nsys's output reaches target.log block-buffered (seen: its "Generating"
+				// lines only at the server's exit), so look for the stream itself.
+				stream = b.newStream(cw.started)
+			}
+			if stream != "" {
+				if fi, err := os.Stat(stream); err == nil && fi.Size() > 0 {
+					if fi.Size() != streamSize {
+						streamSize, streamSeen = fi.Size(), now
+						deadline = now.Add(wait)
+					} else if now.Sub(streamSeen) >= b.settle() {
+						if p != nil {
+							p.Send(shared.ProgressEvent{Step: "importing the range's raw stream", Fraction: 0.7})
+						}
+						return b.takeStream(ctx, w, stream)
+					}
+				}
+			}
+		}
 		if settled && !inRange {
 			if p != nil {
 				p.Send(shared.ProgressEvent{Step: "moving the range report into the window folder", Fraction: 0.7})
@@ -364,6 +403,105 @@ func (b *CudaProfiler) awaitRange(ctx context.Context, w shared.Window, cw *cuda
 		case <-tick.C:
 		}
 	}
+}
+
+// logSize is the target's output size now (0 when unknown).
+func (b *CudaProfiler) logSize() int64 {
+	if b.TargetLog == "" {
+		return 0
+	}
+	fi, err := os.Stat(b.TargetLog)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// streamRE is nsys's line for the raw stream of a range it ends.
+var streamRE = regexp.MustCompile(`Generating '(/[^']+\.qdstrm)'`)
+
+// streamSince returns the first raw stream nsys named in the target's output after
+// offset ("" when none): the one of this window's range, since ranges do not overlap.
+func (b *CudaProfiler) streamSince(offset int64) string {
+	if b.TargetLog == "" {
+		return ""
+	}
+	f, err := os.Open(b.TargetLog)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return ""
+	}
+	raw, err := io.ReadAll(io.LimitReader(f, 16<<20))
+	if err != nil {
+		return ""
+	}
+	if m := streamRE.FindSubmatch(raw); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
+
+// newStream finds the raw stream of this window's range in nsys's temporary folder: the
+// one nsys-report-*.qdstrm written there since the window started. With several (another
+// session's range ended too) it takes none: a capture is never attributed on a guess.
+func (b *CudaProfiler) newStream(since time.Time) string {
+	tmp := b.StreamDir
+	if tmp == "" {
+		tmp = os.TempDir()
+	}
+	paths, _ := filepath.Glob(filepath.Join(tmp, "nsys-report-*.qdstrm"))
+	var fresh []string
+	for _, p := range paths {
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && fi.ModTime().After(since) {
+			fresh = append(fresh, p)
+		}
+	}
+	if len(fresh) == 1 {
+		return fresh[0]
+	}
+	return ""
+}
+
+// takeStream imports a copy of the range's raw stream into the window folder. A copy: nsys
+// still turns the original into FIRST.N.nsys-rep when the server exits.
+func (b *CudaProfiler) takeStream(ctx context.Context, w shared.Window, stream string) (shared.Result, error) {
+	name := w.Name
+	if name == "" {
+		name = "report"
+	}
+	dst := filepath.Join(w.Dir, name+".qdstrm")
+	if err := copyFile(stream, dst); err != nil {
+		return shared.Result{}, fmt.Errorf("copying the range's raw stream %s into the window folder: %w", stream, err)
+	}
+	rep, err := b.importQdstrm(ctx, dst)
+	if err != nil {
+		return shared.Result{Artifacts: []string{filepath.Base(dst)}}, err
+	}
+	_ = os.Remove(dst) // the report holds it all; the original stays with nsys
+	return shared.Result{Artifacts: []string{filepath.Base(rep)},
+		Warnings: []string{"this nsys writes a range's report only when the server exits; the window's report was imported from the raw stream nsys wrote at the range's end (" + stream + ")"}}, nil
+}
+
+// copyFile copies src to a new dst, 0600 (the stream embeds the server's environment).
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(dst)
+		return err
+	}
+	return out.Close()
 }
 
 func (b *CudaProfiler) noRange(cw *cudaWindow, st nsys.State, wait time.Duration) error {

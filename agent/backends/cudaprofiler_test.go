@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -407,4 +408,105 @@ func TestCudaProfilerTwoRangesAndEdges(t *testing.T) {
 			t.Fatalf("want target gone, got %v", err)
 		}
 	})
+}
+
+// TestCudaProfilerImportsTheRangesRawStream reproduces nsys 2025.3.1 on the H200: with
+// --capture-range-end=repeat it writes no report when a range ends (FIRST.N.nsys-rep come
+// only at the server's exit) but prints "Generating '/tmp/nsys-report-XXXX.qdstrm'" and
+// writes that raw stream. The backend imports a copy of it into the window (before, the
+// window failed: "a capture range ran ... but nsys wrote no report").
+func TestCudaProfilerImportsTheRangesRawStream(t *testing.T) {
+	srv := &fakeSGLang{}
+	b, sess := newCudaTest(t, srv)
+	b.TargetLog = filepath.Join(t.TempDir(), "target.log")
+	if err := os.WriteFile(b.TargetLog, []byte("Generating '/tmp/an-earlier-window.qdstrm'\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stream := filepath.Join(t.TempDir(), "nsys-report-be4a.qdstrm")
+	srv.onStart = func(map[string]any) {
+		go func() {
+			sess.set(nsys.StateRangeCollection)
+			time.Sleep(100 * time.Millisecond)
+			srv.endBySteps()
+			_ = os.WriteFile(stream, []byte("the raw range"), 0o664)
+			f, _ := os.OpenFile(b.TargetLog, os.O_APPEND|os.O_WRONLY, 0)
+			_, _ = f.WriteString("Capture range ended in the application.\nGenerating '" + stream + "'\n")
+			f.Close()
+			sess.set(nsys.StateStartRange)
+		}()
+	}
+	var imported []string
+	b.importRep = func(_ context.Context, q string) (string, error) {
+		imported = append(imported, q)
+		raw, _ := os.ReadFile(q)
+		rep := strings.TrimSuffix(q, ".qdstrm") + ".nsys-rep"
+		return rep, os.WriteFile(rep, append([]byte("report of "), raw...), 0o600)
+	}
+	w := newWindow(t, "w9", "decode", 20)
+	if err := b.Start(context.Background(), w); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.Wait(context.Background(), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Artifacts) != 1 || res.Artifacts[0] != "decode.nsys-rep" || len(imported) != 1 || filepath.Dir(imported[0]) != w.Dir {
+		t.Fatalf("artifacts %v, imported %v", res.Artifacts, imported)
+	}
+	if got, _ := os.ReadFile(filepath.Join(w.Dir, "decode.nsys-rep")); string(got) != "report of the raw range" {
+		t.Errorf("report: %q", got)
+	}
+	if _, err := os.Stat(stream); err != nil {
+		t.Errorf("nsys's own stream must stay (it writes FIRST.N from it at exit): %v", err)
+	}
+	if len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0], "only when the server exits") {
+		t.Errorf("warnings: %v", res.Warnings)
+	}
+}
+
+// TestCudaProfilerFindsTheStreamWithoutTheLogLine: nsys's output reaches target.log
+// block-buffered (on the H200 its "Generating" lines came only at exit), so the backend
+// also finds the one new nsys-report-*.qdstrm in nsys's temporary folder; with two it
+// takes none.
+func TestCudaProfilerFindsTheStreamWithoutTheLogLine(t *testing.T) {
+	for _, streams := range []int{1, 2} {
+		srv := &fakeSGLang{}
+		b, sess := newCudaTest(t, srv)
+		b.TargetLog = filepath.Join(t.TempDir(), "target.log")
+		_ = os.WriteFile(b.TargetLog, nil, 0o600)
+		b.StreamDir = t.TempDir()
+		old := filepath.Join(b.StreamDir, "nsys-report-0000.qdstrm")
+		_ = os.WriteFile(old, []byte("an older range"), 0o600)
+		_ = os.Chtimes(old, time.Now().Add(-time.Hour), time.Now().Add(-time.Hour))
+		srv.onStart = func(map[string]any) {
+			go func() {
+				sess.set(nsys.StateRangeCollection)
+				time.Sleep(100 * time.Millisecond)
+				srv.endBySteps()
+				for i := 0; i < streams; i++ {
+					_ = os.WriteFile(filepath.Join(b.StreamDir, fmt.Sprintf("nsys-report-be4%d.qdstrm", i)), []byte("the raw range"), 0o600)
+				}
+				sess.set(nsys.StateStartRange)
+			}()
+		}
+		b.importRep = func(_ context.Context, q string) (string, error) {
+			rep := strings.TrimSuffix(q, ".qdstrm") + ".nsys-rep"
+			return rep, os.WriteFile(rep, []byte("report"), 0o600)
+		}
+		w := newWindow(t, fmt.Sprintf("w%d", streams), "decode", 20)
+		if err := b.Start(context.Background(), w); err != nil {
+			t.Fatal(err)
+		}
+		res, err := b.Wait(context.Background(), w)
+		switch streams {
+		case 1:
+			if err != nil || len(res.Artifacts) != 1 || res.Artifacts[0] != "decode.nsys-rep" {
+				t.Errorf("one stream: %v %v", res.Artifacts, err)
+			}
+		case 2:
+			if err == nil {
+				t.Errorf("two candidate streams must not be attributed on a guess: %v", res.Artifacts)
+			}
+		}
+	}
 }
