@@ -7,11 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nsys-agent/nsys-agent/nsys/procs"
 )
 
 // TestDemoServer runs the built-in demo target as a user would: the real binary (installed
@@ -120,26 +121,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// childrenOf lists the live child processes of pid from /proc.
+// childrenOf lists the live (not zombie) child processes of pid.
 func childrenOf(t *testing.T, pid int) []int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
+	desc, err := procs.Default.Descendants(pid)
 	if err != nil {
-		t.Skipf("no /proc: %v", err)
+		t.Fatalf("reading /proc: %v", err)
 	}
 	var kids []int
-	for _, e := range entries {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) && f[0] != "Z" {
-			kids = append(kids, n)
+	for _, p := range desc {
+		if p.PPID == pid && p.State != "Z" {
+			kids = append(kids, p.PID)
 		}
 	}
 	return kids

@@ -58,6 +58,9 @@ type Proc struct {
 	// Comm is the kernel's short name of the process (at most 15 bytes), e.g.
 	// "nsys-launcher" for nsys' own helper in a target's tree.
 	Comm string
+	// State is the stat line's state letter: "R", "S", ..., "Z" for a zombie (ended, not
+	// yet reaped by its parent).
+	State string
 }
 
 // PIDs lists the processes now running, in ascending order (threads are not listed).
@@ -149,7 +152,7 @@ func (r *Reader) Descendants(pid int) ([]Proc, error) {
 		if err != nil {
 			continue // ended since the listing
 		}
-		children[st.PPID] = append(children[st.PPID], Proc{PID: st.PID, PPID: st.PPID, Comm: st.Comm})
+		children[st.PPID] = append(children[st.PPID], Proc{PID: st.PID, PPID: st.PPID, Comm: st.Comm, State: st.State})
 	}
 	var out []Proc
 	seen := map[int]bool{pid: true}

@@ -1,14 +1,12 @@
 package demotarget
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/nsys-agent/nsys-agent/nsys/nsystest"
 	"io"
 	"net/http"
 	"os"
@@ -16,11 +14,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nsys-agent/nsys-agent/nsys/nsystest"
+	"github.com/nsys-agent/nsys-agent/nsys/procs"
 
 	"go.uber.org/goleak"
 )
@@ -248,32 +248,20 @@ func traces(t *testing.T, dir string) []string {
 	return out
 }
 
-// childWorkers returns the pids of demo-worker processes whose parent is this process.
+// childWorkers returns the pids of live demo-worker processes whose parent is this process.
 func childWorkers(t *testing.T) []int {
 	t.Helper()
-	procs, err := os.ReadDir("/proc")
+	desc, err := procs.Default.Descendants(os.Getpid())
 	if err != nil {
-		t.Skipf("no /proc: %v", err)
+		t.Fatalf("reading /proc: %v", err)
 	}
 	var pids []int
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil {
+	for _, p := range desc {
+		if p.PPID != os.Getpid() || p.State == "Z" {
 			continue
 		}
-		stat, err := os.ReadFile(filepath.Join("/proc", p.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// Fields after the parenthesised command name: state ppid ...
-		rest := string(stat[bytes.LastIndexByte(stat, ')')+2:])
-		fields := strings.Fields(rest)
-		if len(fields) < 2 || fields[1] != strconv.Itoa(os.Getpid()) || fields[0] == "Z" {
-			continue
-		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
-		if bytes.Contains(cmdline, []byte("\x00"+workerSubcmd+"\x00")) {
-			pids = append(pids, pid)
+		if argv, err := procs.Default.Cmdline(p.PID); err == nil && slices.Contains(argv, workerSubcmd) {
+			pids = append(pids, p.PID)
 		}
 	}
 	return pids
