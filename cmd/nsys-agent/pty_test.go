@@ -22,17 +22,17 @@ func openPTY(t *testing.T) (master, tty *os.File) {
 	var n uint32
 	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); e != 0 {
 		m.Close()
-		t.Skipf("TIOCGPTN: %v", e)
+		t.Fatalf("TIOCGPTN: %v", e)
 	}
 	var unlock int32
 	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
 		m.Close()
-		t.Skipf("TIOCSPTLCK: %v", e)
+		t.Fatalf("TIOCSPTLCK: %v", e)
 	}
 	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(int(n)), os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
 		m.Close()
-		t.Skipf("opening the pty's terminal: %v", err)
+		t.Fatalf("opening the pty's terminal: %v", err)
 	}
 	t.Cleanup(func() { s.Close(); m.Close() })
 	return m, s

@@ -160,13 +160,13 @@ func TestDescendants(t *testing.T) {
 	}{
 		// The front-end's tree: nsys' helpers, the target and its children, nearest first.
 		{16011, []procs.Proc{
-			{PID: 16027, PPID: 16011, Comm: "nsys-launcher"},
-			{PID: 16028, PPID: 16027, Comm: "sh"},
-			{PID: 16029, PPID: 16027, Comm: "nsys-tee"},
-			{PID: 16031, PPID: 16028, Comm: "sleep"},
-			{PID: 16032, PPID: 16028, Comm: "sleep"},
+			{PID: 16027, PPID: 16011, Comm: "nsys-launcher", State: "S"},
+			{PID: 16028, PPID: 16027, Comm: "sh", State: "S"},
+			{PID: 16029, PPID: 16027, Comm: "nsys-tee", State: "S"},
+			{PID: 16031, PPID: 16028, Comm: "sleep", State: "S"},
+			{PID: 16032, PPID: 16028, Comm: "sleep", State: "S"},
 		}},
-		{16028, []procs.Proc{{PID: 16031, PPID: 16028, Comm: "sleep"}, {PID: 16032, PPID: 16028, Comm: "sleep"}}},
+		{16028, []procs.Proc{{PID: 16031, PPID: 16028, Comm: "sleep", State: "S"}, {PID: 16032, PPID: 16028, Comm: "sleep", State: "S"}}},
 		{16031, nil},
 		{99999, nil},
 	}
@@ -208,7 +208,7 @@ func TestDescendantsLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := r.Descendants(10)
-	want := []procs.Proc{{PID: 20, PPID: 10, Comm: "sleep"}, {PID: 30, PPID: 20, Comm: "sleep"}}
+	want := []procs.Proc{{PID: 20, PPID: 10, Comm: "sleep", State: "S"}, {PID: 30, PPID: 20, Comm: "sleep", State: "S"}}
 	if err != nil || !slices.Equal(got, want) {
 		t.Errorf("got %+v %v, want %+v", got, err, want)
 	}
