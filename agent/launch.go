@@ -98,11 +98,11 @@ func previousTarget(ctx context.Context, dataDir string, runner nsys.Runner, log
 			return rec, true
 		}
 	}
-	if rec.Group > 1 && groupAlive(rec.Group) {
+	if rec.Group > 1 && procs.Alive(-rec.Group) {
 		// Its nsys is gone but its server is not: end it, or this launch would start a
 		// second server beside it, both holding GPUs.
 		log.Warn("the previous agent's server outlived its nsys; ending it before launching anew", "pgid", rec.Group)
-		if err := TerminateGroup(rec.Group, 10*time.Second); err != nil {
+		if _, err := procs.Terminate(-rec.Group, 10*time.Second); err != nil {
 			log.Warn("ending the previous server", "err", err)
 		}
 	}

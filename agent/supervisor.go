@@ -108,7 +108,7 @@ func (s *Supervisor) ServerGroup() int {
 // A server the agent no longer controls through nsys must not run on.
 func (s *Supervisor) endOrphans() {
 	pgid := s.ServerGroup()
-	serverLeft := pgid > 1 && groupAlive(pgid)
+	serverLeft := pgid > 1 && procs.Alive(-pgid)
 	sessionLeft := false
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
@@ -124,35 +124,13 @@ func (s *Supervisor) endOrphans() {
 	if s.ctl != nil {
 		s.ctl.Kill(ctx)
 	}
-	if pgid > 1 && groupAlive(pgid) {
-		if err := TerminateGroup(pgid, 10*time.Second); err != nil {
+	if pgid > 1 && procs.Alive(-pgid) {
+		if killed, err := procs.Terminate(-pgid, 10*time.Second); err != nil {
 			fmt.Fprintf(s.log, "--- nsys-agent: %v\n", err)
+		} else if killed {
+			fmt.Fprintf(s.log, "--- nsys-agent: the server (process group %d) ignored SIGTERM for 10s and was killed\n", pgid)
 		}
 	}
-}
-
-func groupAlive(pgid int) bool { return syscall.Kill(-pgid, 0) == nil }
-
-// TerminateGroup sends SIGTERM to a process group, waits up to grace for it to be gone,
-// then SIGKILL.
-func TerminateGroup(pgid int, grace time.Duration) error {
-	if pgid <= 1 {
-		return fmt.Errorf("refusing to signal process group %d", pgid)
-	}
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	deadline := time.Now().Add(grace)
-	for groupAlive(pgid) {
-		if time.Now().After(deadline) {
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			time.Sleep(100 * time.Millisecond)
-			if groupAlive(pgid) {
-				return fmt.Errorf("process group %d survived SIGKILL", pgid)
-			}
-			return fmt.Errorf("process group %d ignored SIGTERM for %s and was killed", pgid, grace)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return nil
 }
 
 // AttachTarget adopts a target that a previous agent launched (its nsys front-end is

@@ -19,6 +19,7 @@ import (
 	"github.com/nsys-agent/nsys-agent/agent/windows"
 	"github.com/nsys-agent/nsys-agent/nsys"
 	"github.com/nsys-agent/nsys-agent/nsys/nsystest"
+	"github.com/nsys-agent/nsys-agent/nsys/procs"
 )
 
 var cpuLoop = []string{"/bin/sh", "-c", "echo target up; while :; do i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; sleep 0.05; done"}
@@ -396,7 +397,7 @@ func TestFrontEndKilledEndsServer(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	pgid := ta.sup.ServerGroup()
-	if pgid <= 1 || !groupAlive(pgid) {
+	if pgid <= 1 || !procs.Alive(-pgid) {
 		t.Fatalf("the server's process group was not found (%d)", pgid)
 	}
 	if err := syscall.Kill(ta.sup.PID(), syscall.SIGKILL); err != nil {
@@ -407,7 +408,7 @@ func TestFrontEndKilledEndsServer(t *testing.T) {
 	case <-time.After(90 * time.Second):
 		t.Fatal("the supervisor did not notice the front-end's death")
 	}
-	if groupAlive(pgid) {
+	if procs.Alive(-pgid) {
 		t.Fatalf("the server (process group %d) is still running", pgid)
 	}
 	if st, err := ta.ctl.State(context.Background()); err == nil && st != nsys.StateShutdown {

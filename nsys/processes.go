@@ -64,26 +64,11 @@ func sessionPIDs(r *procs.Reader, id string) []int {
 func (c *Controller) endSessionAgent() []string {
 	var ended []string
 	for _, pid := range SessionAgentPIDs(c.Session) {
-		if err := terminate(pid, 5*time.Second); err == nil {
+		if _, err := procs.Terminate(pid, 5*time.Second); err == nil {
 			ended = append(ended, fmt.Sprintf("ended the session agent (pid %d)", pid))
 		}
 	}
 	return ended
-}
-
-// terminate sends SIGTERM and waits up to grace for the process to go, then SIGKILLs it.
-func terminate(pid int, grace time.Duration) error {
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		return err
-	}
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
-		if syscall.Kill(pid, 0) != nil {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return syscall.Kill(pid, syscall.SIGKILL)
 }
 
 // Kill ends everything of the session, target included: `nsys shutdown --kill=sigterm`,
