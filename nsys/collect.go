@@ -7,6 +7,7 @@ package nsys
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -152,31 +153,42 @@ func dedupe(s []string) []string {
 	return out
 }
 
-// MoveFile renames src to dst, falling back to copy+fsync+remove across file systems;
-// dst is written 0600 (reports embed the server's environment).
+// MoveFile renames src to dst (replacing it), falling back to CopyFile and removing src
+// across file systems (nsys diverts reports to /tmp).
 func MoveFile(src, dst string) error {
 	if err := os.Rename(src, dst); err == nil {
 		return nil
 	}
+	if err := os.Remove(dst); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := CopyFile(src, dst); err != nil {
+		return err
+	}
+	return os.Remove(src)
+}
+
+// CopyFile copies src to dst, which must not exist yet, with fsync; dst is 0600 (reports
+// and raw streams embed the server's environment). A failed copy leaves no dst.
+func CopyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
 	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
+	if cerr := out.Close(); err == nil {
+		err = cerr
 	}
-	if err := out.Close(); err != nil {
-		return err
+	if err != nil {
+		os.Remove(dst)
 	}
-	return os.Remove(src)
+	return err
 }

@@ -473,7 +473,7 @@ func (b *CudaProfiler) takeStream(ctx context.Context, w shared.Window, stream s
 		name = "report"
 	}
 	dst := filepath.Join(w.Dir, name+".qdstrm")
-	if err := copyFile(stream, dst); err != nil {
+	if err := nsys.CopyFile(stream, dst); err != nil {
 		return shared.Result{}, fmt.Errorf("copying the range's raw stream %s into the window folder: %w", stream, err)
 	}
 	rep, err := b.importQdstrm(ctx, dst)
@@ -483,25 +483,6 @@ func (b *CudaProfiler) takeStream(ctx context.Context, w shared.Window, stream s
 	_ = os.Remove(dst) // the report holds it all; the original stays with nsys
 	return shared.Result{Artifacts: []string{filepath.Base(rep)},
 		Warnings: []string{"this nsys writes a range's report only when the server exits; the window's report was imported from the raw stream nsys wrote at the range's end (" + stream + ")"}}, nil
-}
-
-// copyFile copies src to a new dst, 0600 (the stream embeds the server's environment).
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(dst)
-		return err
-	}
-	return out.Close()
 }
 
 func (b *CudaProfiler) noRange(cw *cudaWindow, st nsys.State, wait time.Duration) error {
