@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent/windows"
+	"github.com/nsys-agent/nsys-agent/internal/regularfile"
 )
 
 // MaxBodyBytes bounds every request body; the largest real one is a few hundred bytes.
@@ -251,7 +252,7 @@ func (a *api) artifact(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Never through a symbolic link, never anything but a regular file: a link planted in
 	// the window folder must not serve a file from outside the data dir.
-	f, err := windows.OpenRegular(path)
+	f, err := regularfile.Open(path, false)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return apiErrorf(http.StatusNotFound, CodeNotFound, "artifact %q of window %q is listed but its file is missing", name, id)

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"syscall"
+
+	"github.com/nsys-agent/nsys-agent/internal/regularfile"
 )
 
 // ErrNotRegular: a path named like a trace or export is a FIFO, device, socket or
@@ -14,28 +15,14 @@ import (
 var ErrNotRegular = errors.New("not a regular file")
 
 // openRegular opens path for reading when it is a regular file (symbolic links
-// followed). O_NONBLOCK keeps open itself from waiting for a FIFO's writer (it does
-// nothing to regular files), and the mode is checked on the opened file, so nothing can
-// be swapped in between.
+// followed: users point at traces through links), with torchprof's ErrNotRegular.
 func openRegular(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		// A socket cannot be opened at all (ENXIO): say what it is.
-		if fi, serr := os.Stat(path); serr == nil && !fi.Mode().IsRegular() {
-			return nil, notRegular(path, fi.Mode())
-		}
-		return nil, err
+	f, err := regularfile.Open(path, true)
+	var nr *regularfile.NotRegularError
+	if errors.As(err, &nr) {
+		return nil, notRegular(path, nr.Mode)
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, notRegular(path, fi.Mode())
-	}
-	return f, nil
+	return f, err
 }
 
 // checkRegular says whether path (symbolic links followed) is a regular file, without

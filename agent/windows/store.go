@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/internal/atomicfile"
+	"github.com/nsys-agent/nsys-agent/internal/regularfile"
 )
 
 // Store keeps windows on disk: <root>/windows/<id>/manifest.json plus artifacts.
@@ -168,7 +169,7 @@ func (s *Store) Artifacts(id string) ([]Artifact, []string) {
 
 // Describe hashes a regular file into an Artifact; it does not follow a symbolic link.
 func Describe(path, kind string, rank *int) (Artifact, error) {
-	f, err := OpenRegular(path)
+	f, err := regularfile.Open(path, false)
 	if err != nil {
 		return Artifact{}, err
 	}
