@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
@@ -11,7 +10,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/klauspost/compress/gzip"
 	_ "modernc.org/sqlite"
 )
 
@@ -126,13 +124,8 @@ func generateKernels(dir string, ranks, n int) (gz, raw int64) {
 }
 
 func writeKernelRank(path string, rank, n int) int64 {
-	f, err := os.Create(path)
-	if err != nil {
-		fail("%v", err)
-	}
-	zw, _ := gzip.NewWriterLevel(f, gzip.BestSpeed)
-	cw := &counter{w: zw}
-	w := bufio.NewWriterSize(cw, 1<<20)
+	t := createTrace(path)
+	w := t.Writer
 	fmt.Fprintf(w, "{\n  \"schemaVersion\": 1,\n  \"baseTimeNanoseconds\": 1790857026000000000,\n  \"traceEvents\": [")
 	ks := newKernelStream(rank)
 	var b []byte
@@ -173,17 +166,7 @@ func writeKernelRank(path string, rank, n int) int64 {
 		}
 		w.Write(b)
 	}
-	fmt.Fprintf(w, "\n  ],\n  \"traceName\": %q\n}\n", path)
-	if err := w.Flush(); err != nil {
-		fail("%v", err)
-	}
-	if err := zw.Close(); err != nil {
-		fail("%v", err)
-	}
-	if err := f.Close(); err != nil {
-		fail("%v", err)
-	}
-	return cw.n
+	return t.finish(path)
 }
 
 // appendMicros writes ns as microseconds with three decimals, Kineto's format.

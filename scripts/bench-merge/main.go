@@ -219,13 +219,8 @@ var kernels = []string{
 // a python_function, a cpu_op, a cudaLaunchKernel, the kernel on the GPU and a flow
 // arrow pair; metadata at the end. Rank 3 runs its GEMMs 30% slower.
 func writeRank(path string, rank, events int) int64 {
-	f, err := os.Create(path)
-	if err != nil {
-		fail("%v", err)
-	}
-	zw, _ := gzip.NewWriterLevel(f, gzip.BestSpeed)
-	cw := &counter{w: zw}
-	w := bufio.NewWriterSize(cw, 1<<20)
+	t := createTrace(path)
+	w := t.Writer
 	rng := rand.New(rand.NewPCG(uint64(rank), 42))
 	pid := 3000 + rank
 	fmt.Fprintf(w, `
@@ -345,17 +340,7 @@ func writeRank(path string, rank, events int) int64 {
     "pid": "", "tid": "", "ts": %.3f
   }`, ts)
 	}
-	fmt.Fprintf(w, "\n  ],\n  \"traceName\": %q\n}\n", path)
-	if err := w.Flush(); err != nil {
-		fail("%v", err)
-	}
-	if err := zw.Close(); err != nil {
-		fail("%v", err)
-	}
-	if err := f.Close(); err != nil {
-		fail("%v", err)
-	}
-	return cw.n
+	return t.finish(path)
 }
 
 type counter struct {
@@ -383,4 +368,39 @@ func cpuModel() string {
 func fail(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, "bench-merge: "+format+"\n", a...)
 	os.Exit(1)
+}
+
+// traceFile is a generated trace being written: gzip at best speed, with a count of the
+// uncompressed bytes.
+type traceFile struct {
+	*bufio.Writer
+	f  *os.File
+	zw *gzip.Writer
+	cw *counter
+}
+
+func createTrace(path string) *traceFile {
+	f, err := os.Create(path)
+	if err != nil {
+		fail("%v", err)
+	}
+	zw, _ := gzip.NewWriterLevel(f, gzip.BestSpeed)
+	cw := &counter{w: zw}
+	return &traceFile{Writer: bufio.NewWriterSize(cw, 1<<20), f: f, zw: zw, cw: cw}
+}
+
+// finish closes the event list with Kineto's traceName and the file; it returns the
+// uncompressed size.
+func (t *traceFile) finish(path string) int64 {
+	fmt.Fprintf(t, "\n  ],\n  \"traceName\": %q\n}\n", path)
+	if err := t.Flush(); err != nil {
+		fail("%v", err)
+	}
+	if err := t.zw.Close(); err != nil {
+		fail("%v", err)
+	}
+	if err := t.f.Close(); err != nil {
+		fail("%v", err)
+	}
+	return t.cw.n
 }

@@ -11,13 +11,7 @@ mkdir -p "$OUT"
 exec > >(tee "$OUT/validate.log") 2>&1
 A=$PWD/.gpu/bin/nsys-agent
 nvidia-smi -L
-NSYS=$(find /opt/nvidia -name nsys -type f -path '*target-linux-x64*' 2>/dev/null | sort | tail -n 1)
-[ -n "$NSYS" ] || { echo "no nsys under /opt/nvidia"; exit 1; }
-mkdir -p /tmp/dw
-for f in .gpu/deb/*.deb; do dpkg -x "$f" /tmp/dw; done
-export LD_LIBRARY_PATH=/tmp/dw/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export NSYS_AGENT_NSYS=$NSYS
-"$NSYS" --version
+. scripts/gpu/nsys-env.sh
 "$A" sessions
 
 mkdir -p /tmp/keep
