@@ -33,6 +33,9 @@ type TargetRecord struct {
 
 func targetPath(dataDir string) string { return filepath.Join(dataDir, "target.json") }
 
+// targetLogPath is the target's output: the nsys front-end writes it itself.
+func targetLogPath(dataDir string) string { return filepath.Join(dataDir, "target.log") }
+
 // SaveTarget records the running target.
 func SaveTarget(dataDir string, r *TargetRecord) error {
 	data, err := json.MarshalIndent(r, "", "  ")

@@ -26,7 +26,7 @@ type launched struct {
 // configured command under nsys.
 func launchOrAdopt(ctx context.Context, cfg Config, dataDir string, ctl *nsys.Controller, nsysPath string, info *nsys.Info) (*launched, error) {
 	log := cfg.Log
-	logPath := filepath.Join(dataDir, "target.log")
+	logPath := targetLogPath(dataDir)
 	if rec, found := previousTarget(ctx, dataDir, ctl.Runner, log); found {
 		if strings.Join(cfg.Command, " ") != strings.Join(rec.Command, " ") && cfg.ServerURLFile == "" {
 			log.Warn("a previous agent's target is still running; adopting it instead of launching the given command (stop it first to launch anew)", "running", strings.Join(rec.Command, " "))

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -80,7 +79,7 @@ func Run(ctx context.Context, cfg Config) error {
 		serverURL = waitURLFile(ctx, cfg.ServerURLFile, t.sup)
 	}
 	builtin, err := backends.Builtin(ctx, ctl, cfg.Version, nil,
-		backends.BuiltinOptions{ServerURL: serverURL, RangeWait: backends.RangeWaitFromEnv(), TargetLog: filepath.Join(store.Root, "target.log")})
+		backends.BuiltinOptions{ServerURL: serverURL, RangeWait: backends.RangeWaitFromEnv(), TargetLog: targetLogPath(store.Root)})
 	if err != nil {
 		_ = t.sup.Stop(30 * time.Second)
 		return err
@@ -92,7 +91,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	metrics := NewMetrics(nil)
 	mgr, err := windows.New(windows.Options{
-		Store: store, Backends: registry, Target: t.sup, Session: ctl.Session, Log: log,
+		Store: store, Backends: registry, Target: t.sup, TargetLog: targetLogPath(store.Root), Session: ctl.Session, Log: log,
 		Adopt: t.adoptCapture, AdoptBackend: backends.NsysName, MinFree: cfg.MinFree,
 		OnChange: func(old windows.State, m windows.Manifest) {
 			if m.State.Terminal() && !old.Terminal() && m.StoppedAt != nil && m.FinishedAt != nil {

@@ -27,8 +27,10 @@ type Options struct {
 	Store    *Store
 	Backends *Registry
 	Target   Target // nil: no target (tests of the state machine alone)
-	Session  string // the nsys session, recorded in manifests
-	Log      *slog.Logger
+	// TargetLog is the target's output file, named in errors once the target is down.
+	TargetLog string
+	Session   string // the nsys session, recorded in manifests
+	Log       *slog.Logger
 	// OnChange is called after every saved manifest change, with the state it had at the
 	// previous save (metrics).
 	OnChange func(old State, m Manifest)
@@ -368,8 +370,11 @@ func (m *Manager) kindOf(err error) error {
 
 func (m *Manager) downError() error {
 	if m.isDown() {
-		return errorf(ErrTargetDown, "the target is not running (see 'nsys-agent status' and %s); restart the agent to capture again",
-			m.o.Store.Root+string(os.PathSeparator)+"target.log")
+		see := "'nsys-agent status'"
+		if m.o.TargetLog != "" {
+			see += " and " + m.o.TargetLog
+		}
+		return errorf(ErrTargetDown, "the target is not running (see %s); restart the agent to capture again", see)
 	}
 	return errorf(ErrTargetDown, "the agent is shutting down")
 }
