@@ -38,6 +38,21 @@ type Info struct {
 	APIVersion   int          `json:"api_version"`
 	Capabilities []Capability `json:"capabilities,omitempty"`
 	Description  string       `json:"description,omitempty"`
+	// Options are the window options the backend accepts (Window.Options); the agent
+	// refuses a window that names any other, listing these.
+	Options []Option `json:"options,omitempty"`
+	// CapturesWith names a built-in backend that captures this backend's windows: the
+	// agent runs that backend's Start, Stop, Wait and Finalize, then this backend's
+	// Finalize over the files they left. Such a backend post-processes (layerwise-nvtx
+	// turns a cuda-profiler report into a per-layer table) and is never asked to Start or
+	// Stop, so the nsys session stays driven by the agent alone. "" = it captures itself.
+	CapturesWith string `json:"captures_with,omitempty"`
+}
+
+// Option is one window option a backend accepts: `start --option NAME=VALUE`.
+type Option struct {
+	Name  string `json:"name"`
+	Usage string `json:"usage,omitempty"`
 }
 
 // Has reports whether the backend declared capability c.
@@ -111,6 +126,25 @@ type Configurer interface {
 // may already be capturing.
 type Finalizer interface {
 	Finalize(ctx context.Context, w Window, p Progress) (Result, error)
+}
+
+// Launch is the server's launch as the agent is about to make it: the command, its extra
+// environment and how nsys arms the session.
+type Launch struct {
+	Argv []string `json:"argv"`
+	Env  []string `json:"env,omitempty"` // KEY=VALUE added to the server's environment
+	Arm  string   `json:"arm,omitempty"` // start-later, launch or cuda-profiler; "" = the agent's default
+	// Changes says, one line each, what a Launcher changed and why, for the user.
+	Changes []string `json:"changes,omitempty"`
+}
+
+// Launcher is an optional capability: the backend adjusts the server's launch before the
+// agent makes it (layerwise-nvtx adds SGLang's NVTX flags and arms for cudaProfilerApi).
+// It runs only when the user chose the backend at launch (`run --backend NAME`) and
+// returns the launch to make, with Changes saying what it changed; an error stops the
+// launch before any server starts.
+type Launcher interface {
+	PrepareLaunch(ctx context.Context, l Launch) (Launch, error)
 }
 
 // Salvager is an optional capability: when the target dies during a capture, the agent
