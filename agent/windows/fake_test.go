@@ -25,6 +25,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type fakeBackend struct {
 	name string
 	caps []shared.Capability
+	opts []shared.Option // window options it accepts
 
 	startGate chan struct{} // when set, Start waits for it to be closed
 	stopGate  chan struct{} // when set, Stop waits for it to be closed
@@ -37,6 +38,7 @@ type fakeBackend struct {
 	inStart   chan string
 	inStop    chan string
 	capturing map[string]bool
+	started   []shared.Window // the windows Start was given
 }
 
 func newFake(name string, caps ...shared.Capability) *fakeBackend {
@@ -62,7 +64,7 @@ func (f *fakeBackend) Capturing() int {
 }
 
 func (f *fakeBackend) Info(ctx context.Context) (shared.Info, error) {
-	return shared.Info{Name: f.name, Version: "test", APIVersion: shared.APIVersion, Capabilities: f.caps}, nil
+	return shared.Info{Name: f.name, Version: "test", APIVersion: shared.APIVersion, Capabilities: f.caps, Options: f.opts}, nil
 }
 
 func (f *fakeBackend) Start(ctx context.Context, w shared.Window) error {
@@ -76,6 +78,7 @@ func (f *fakeBackend) Start(ctx context.Context, w shared.Window) error {
 	}
 	f.mu.Lock()
 	f.capturing[w.ID] = true
+	f.started = append(f.started, w)
 	f.mu.Unlock()
 	return os.MkdirAll(w.Dir, 0o700)
 }

@@ -2,6 +2,7 @@ package windows
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -50,7 +51,7 @@ func (m *Manager) load() {
 	}
 	l, _ := m.slot.tryAcquire(adopted) // the first holder: always free here
 	dir, _ := m.o.Store.WindowDir(w.ID)
-	r := &run{entry: entry, lease: l, win: shared.Window{ID: w.ID, Dir: dir, Name: w.Name, Steps: w.Steps, Export: w.Export}}
+	r := &run{entry: entry, lease: l, win: shared.Window{ID: w.ID, Dir: dir, Name: w.Name, Steps: w.Steps, Export: w.Export, Options: maps.Clone(w.Options)}}
 	m.runs[w.ID] = r
 	m.active = adopted
 	m.save(adopted)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
 	"sync"
@@ -135,6 +136,9 @@ func (m *Manager) CreateWindow(ctx context.Context, req CreateRequest, who Reque
 	if req.Export && !entry.Info.Has(shared.CapExport) {
 		return nil, errorf(ErrInvalid, "export: the %s backend has no SQLite export", name)
 	}
+	if err := checkOptions(entry.Info, req.Options); err != nil {
+		return nil, err
+	}
 	if err := m.checkSpace(); err != nil {
 		return nil, err
 	}
@@ -154,8 +158,8 @@ func (m *Manager) CreateWindow(ctx context.Context, req CreateRequest, who Reque
 	id := NewID(now)
 	dir, _ := m.o.Store.WindowDir(id)
 	w := &Manifest{ID: id, Name: req.Name, Backend: name, State: StateRequested, Trigger: trigger, RequestedBy: who,
-		Session: m.o.Session, Duration: req.Duration, Steps: req.Steps, Export: req.Export, CreatedAt: now, Artifacts: []Artifact{}}
-	r := &run{entry: entry, win: shared.Window{ID: id, Dir: dir, Name: req.Name, Duration: dur, Steps: req.Steps, Export: req.Export}}
+		Session: m.o.Session, Duration: req.Duration, Steps: req.Steps, Export: req.Export, Options: maps.Clone(req.Options), CreatedAt: now, Artifacts: []Artifact{}}
+	r := &run{entry: entry, win: shared.Window{ID: id, Dir: dir, Name: req.Name, Duration: dur, Steps: req.Steps, Export: req.Export, Options: maps.Clone(req.Options)}}
 
 	m.mu.Lock()
 	switch {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -586,5 +587,80 @@ func TestUnsavableManifestRefusesStart(t *testing.T) {
 	}
 	if len(m.Windows(context.Background())) != 0 || len(b.Calls()) != 0 || m.Active() != nil {
 		t.Errorf("a refused window left a trace: %+v %v", m.Windows(context.Background()), b.Calls())
+	}
+}
+
+// TestWindowOptions: options a backend accepts reach its Start and the manifest (and
+// survive a restart); any other name is refused before a record exists, naming those it
+// accepts; a backend without options says it takes none.
+func TestWindowOptions(t *testing.T) {
+	torch := newFake("torch")
+	torch.opts = []shared.Option{{Name: "mem", Usage: "profile memory"}, {Name: "with_stack"}}
+	plain := newFake("nsys")
+	dir := t.TempDir()
+	store, err := NewStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := newManagerWith(t, Options{Store: store}, plain, torch)
+	ctx := context.Background()
+
+	_, err = m.CreateWindow(ctx, CreateRequest{Backend: "torch", Options: map[string]string{"mem": "true", "stack": "1"}}, who)
+	if !kindIs(err, ErrInvalid) || !strings.Contains(err.Error(), `no option "stack"; it takes mem, with_stack`) {
+		t.Errorf("unknown option: %v", err)
+	}
+	_, err = m.CreateWindow(ctx, CreateRequest{Options: map[string]string{"mem": "true"}}, who)
+	if !kindIs(err, ErrInvalid) || !strings.Contains(err.Error(), "the nsys backend takes no options") {
+		t.Errorf("backend without options: %v", err)
+	}
+	if ws := m.Windows(ctx); len(ws) != 0 {
+		t.Errorf("refused starts left %d records", len(ws))
+	}
+
+	w, err := m.CreateWindow(ctx, CreateRequest{Backend: "torch", Options: map[string]string{"mem": "true"}}, who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	torch.mu.Lock()
+	got := torch.started[0].Options
+	torch.mu.Unlock()
+	if got["mem"] != "true" || len(got) != 1 {
+		t.Errorf("backend saw options %v", got)
+	}
+	if _, err := m.StopWindow(ctx, w.ID, who); err != nil {
+		t.Fatal(err)
+	}
+	done := waitState(t, m, w.ID, StateReady)
+	if done.Options["mem"] != "true" {
+		t.Errorf("manifest options %v", done.Options)
+	}
+	if d := onDisk(t, store, m, w.ID); d.Options["mem"] != "true" {
+		t.Errorf("saved options %v", d.Options)
+	}
+}
+
+func TestValidateOptions(t *testing.T) {
+	many := map[string]string{}
+	for i := range MaxOptions + 1 {
+		many[fmt.Sprintf("o%d", i)] = "x"
+	}
+	for _, tc := range []struct {
+		opts map[string]string
+		want string // "" = valid
+	}{
+		{nil, ""},
+		{map[string]string{"mem": "true", "top_n": "20", "a-b": ""}, ""},
+		{map[string]string{"Mem": "1"}, `name "Mem"`},
+		{map[string]string{"../x": "1"}, `name "../x"`},
+		{map[string]string{"": "1"}, `name ""`},
+		{map[string]string{strings.Repeat("a", 33): "1"}, "1 to 32"},
+		{map[string]string{"mem": strings.Repeat("v", MaxOptionValueLen+1)}, "value at most 256"},
+		{map[string]string{"mem": "a\nb"}, "control character"},
+		{many, "at most 16"},
+	} {
+		err := CreateRequest{Options: tc.opts}.Validate()
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%v: %v, want %q", tc.opts, err, tc.want)
+		}
 	}
 }

@@ -10,6 +10,7 @@ package windows
 
 import (
 	"encoding/json"
+	"maps"
 	"time"
 )
 
@@ -79,7 +80,8 @@ type Manifest struct {
 	Session     string            `json:"session,omitempty"`
 	Duration    string            `json:"duration,omitempty"` // auto-stop after, as requested
 	Steps       int               `json:"steps,omitempty"`
-	Export      bool              `json:"export,omitempty"` // also export the report to SQLite
+	Export      bool              `json:"export,omitempty"`  // also export the report to SQLite
+	Options     map[string]string `json:"options,omitempty"` // backend-specific, as requested
 	CreatedAt   time.Time         `json:"created_at"`
 	StartAt     *time.Time        `json:"start_at,omitempty"` // a scheduled window's start, as requested
 	StartedAt   *time.Time        `json:"started_at,omitempty"`
@@ -98,6 +100,7 @@ func (w *Manifest) clone() Manifest {
 	c.Artifacts = append([]Artifact{}, w.Artifacts...)
 	c.Warnings = append([]string(nil), w.Warnings...)
 	c.Summary = append(json.RawMessage(nil), w.Summary...)
+	c.Options = maps.Clone(w.Options)
 	if w.Progress != nil {
 		p := *w.Progress
 		c.Progress = &p
@@ -117,6 +120,9 @@ type CreateRequest struct {
 	Name     string `json:"name,omitempty"`     // label; [A-Za-z0-9._-], no "..", at most 64
 	StartAt  string `json:"start_at,omitempty"` // RFC 3339 time to start at (optional)
 	Export   bool   `json:"export,omitempty"`   // also export the report to SQLite
+	// Options are backend-specific settings (`start --option NAME=VALUE`); the backend's
+	// Info lists the names it accepts, every other name is refused.
+	Options map[string]string `json:"options,omitempty"`
 }
 
 // Event is one change the state machine announces (GET /v1/events; event name = Type).

@@ -2,8 +2,13 @@ package windows
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
+	"unicode"
+
+	"github.com/nsys-agent/nsys-agent/plugins/shared"
 )
 
 // MaxWindowDuration bounds a window's auto-stop duration.
@@ -36,6 +41,9 @@ func (r CreateRequest) Validate() error {
 	if err := ValidateName(r.Name); err != nil {
 		return bad("name: %v", err)
 	}
+	if err := validateOptions(r.Options); err != nil {
+		return bad("options: %v", err)
+	}
 	if r.StartAt != "" {
 		at, err := time.Parse(time.RFC3339, r.StartAt)
 		if err != nil {
@@ -45,6 +53,62 @@ func (r CreateRequest) Validate() error {
 		// how long it can keep every other window out.
 		if until := time.Until(at); until > MaxStartDelay {
 			return bad("start_at: at most %s ahead, got %s (%s from now)", MaxStartDelay, r.StartAt, until.Round(time.Minute))
+		}
+	}
+	return nil
+}
+
+// Bounds on window options: they reach a plugin process and the manifest, so neither
+// may be made to carry much.
+const (
+	MaxOptions        = 16
+	MaxOptionValueLen = 256
+)
+
+// validateOptions accepts at most MaxOptions names of [a-z0-9_-] (1-32 characters) with
+// values of at most MaxOptionValueLen printable characters.
+func validateOptions(opts map[string]string) error {
+	if len(opts) > MaxOptions {
+		return fmt.Errorf("at most %d, got %d", MaxOptions, len(opts))
+	}
+	for k, v := range opts {
+		if !validOptionName(k) {
+			return fmt.Errorf("name %q: use 1 to 32 of a-z, 0-9, '_' and '-'", k)
+		}
+		if len(v) > MaxOptionValueLen {
+			return fmt.Errorf("%s: value at most %d characters, got %d", k, MaxOptionValueLen, len(v))
+		}
+		if strings.IndexFunc(v, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+			return fmt.Errorf("%s: value has a control character", k)
+		}
+	}
+	return nil
+}
+
+func validOptionName(k string) bool {
+	if k == "" || len(k) > 32 {
+		return false
+	}
+	for _, c := range k {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// checkOptions refuses option names the backend does not accept, listing those it does.
+func checkOptions(info shared.Info, opts map[string]string) error {
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
+		if !slices.ContainsFunc(info.Options, func(o shared.Option) bool { return o.Name == k }) {
+			if len(info.Options) == 0 {
+				return errorf(ErrInvalid, "options: the %s backend takes no options, got %q", info.Name, k)
+			}
+			var names []string
+			for _, o := range info.Options {
+				names = append(names, o.Name)
+			}
+			return errorf(ErrInvalid, "options: the %s backend has no option %q; it takes %s", info.Name, k, strings.Join(names, ", "))
 		}
 	}
 	return nil

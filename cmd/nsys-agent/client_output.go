@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -228,6 +230,13 @@ func printManifest(w io.Writer, m *windows.Manifest) {
 	field("STATE", string(m.State))
 	field("BACKEND", m.Backend)
 	field("TRIGGER", string(m.Trigger))
+	if len(m.Options) > 0 {
+		var kv []string
+		for _, k := range slices.Sorted(maps.Keys(m.Options)) {
+			kv = append(kv, k+"="+m.Options[k])
+		}
+		field("OPTIONS", strings.Join(kv, " "))
+	}
 	if m.Steps > 0 {
 		field("STEPS", fmt.Sprintf("%d engine steps (the server ends the window)", m.Steps))
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent/windows"
@@ -31,6 +32,7 @@ func startCommand() *cli.Command {
 			&cli.StringFlag{Name: "name", Usage: "`LABEL` for the window: letters, digits, '.', '_', '-'"},
 			&cli.StringFlag{Name: "at", Usage: "start at `T`: an RFC 3339 time, or a delay such as 30s"},
 			&cli.BoolFlag{Name: "export", Usage: "also export the report to SQLite"},
+			&cli.StringSliceFlag{Name: "option", Aliases: []string{"O"}, Usage: "backend option `NAME=VALUE`, repeatable (e.g. -O mem=true for torch; 'nsys-agent backends' lists each backend's)"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait until the window has ended (needs --duration or --steps), with stop's progress bar"},
 		),
 		Action: runStart,
@@ -104,6 +106,19 @@ func createRequest(c *cli.Context, now time.Time) (windows.CreateRequest, error)
 		Name:     c.String("name"),
 		Export:   c.Bool("export"),
 	}
+	for _, kv := range c.StringSlice("option") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return req, usagef("--option: want NAME=VALUE, got %q", kv)
+		}
+		if _, dup := req.Options[k]; dup {
+			return req, usagef("--option: %s given twice", k)
+		}
+		if req.Options == nil {
+			req.Options = map[string]string{}
+		}
+		req.Options[k] = v
+	}
 	if at := c.String("at"); at != "" {
 		if t, err := time.Parse(time.RFC3339, at); err == nil {
 			req.StartAt = t.Format(time.RFC3339)
@@ -123,6 +138,9 @@ func createRequest(c *cli.Context, now time.Time) (windows.CreateRequest, error)
 
 // flagWording turns "start_at: ..." into "at: ..." so the message names the flag.
 func flagWording(msg string) string {
+	if rest, ok := strings.CutPrefix(msg, "options"); ok {
+		return "option" + rest
+	}
 	if len(msg) > len("start_at") && msg[:len("start_at")] == "start_at" {
 		return "at" + msg[len("start_at"):]
 	}
