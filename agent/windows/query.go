@@ -103,3 +103,25 @@ func (m *Manager) copyOf(id string) *Manifest {
 	c := w.clone()
 	return &c
 }
+
+// SetCost records what a finished window cost the server (a JSON object from the agent's
+// cost watcher), saves and announces it. Only a ready or failed window that captured
+// has a cost.
+func (m *Manager) SetCost(id string, cost json.RawMessage) error {
+	if !json.Valid(cost) {
+		return errorf(ErrInvalid, "cost: not JSON")
+	}
+	m.mu.Lock()
+	w, ok := m.windows[id]
+	switch {
+	case !ok:
+		m.mu.Unlock()
+		return errorf(ErrNotFound, "no window %s", id)
+	case !w.State.Terminal() || w.StartedAt == nil:
+		m.mu.Unlock()
+		return errorf(ErrInvalid, "window %s is %s: only a finished window that captured has a cost", id, w.State)
+	}
+	w.Cost = append(json.RawMessage(nil), cost...)
+	m.mu.Unlock()
+	return m.trySave(id)
+}

@@ -92,6 +92,9 @@ type Manifest struct {
 	Warnings    []string          `json:"warnings,omitempty"`
 	Artifacts   []Artifact        `json:"artifacts"`
 	Summary     json.RawMessage   `json:"summary,omitempty"` // the backend's compact answer to "where did the GPU time go"
+	// Cost is what the window cost the server (throughput before, during and after it),
+	// set by the agent's cost watcher once the "after" span has passed.
+	Cost json.RawMessage `json:"cost,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 }
 
@@ -100,6 +103,7 @@ func (w *Manifest) clone() Manifest {
 	c.Artifacts = append([]Artifact{}, w.Artifacts...)
 	c.Warnings = append([]string(nil), w.Warnings...)
 	c.Summary = append(json.RawMessage(nil), w.Summary...)
+	c.Cost = append(json.RawMessage(nil), w.Cost...)
 	c.Options = maps.Clone(w.Options)
 	if w.Progress != nil {
 		p := *w.Progress
