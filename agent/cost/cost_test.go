@@ -99,7 +99,7 @@ func TestLogSource(t *testing.T) {
 	}
 	// A real SGLang decode line (from the project's seed logs), and one of the demo target's.
 	for line, want := range map[string]float64{
-		"[2026-01-01 08:50:20] Decode batch, #running-req: 1, #token: 24, token usage: 0.00, cuda graph: True, gen throughput (token/s): 35.99, #queue-req: 0,": 35.99,
+		"[2026-01-01 08:50:20] Decode batch, #running-req: 1, #token: 24, token usage: 0.00, cuda graph: True, gen throughput (token/s): 35.99, #queue-req: 0,":       35.99,
 		"[2026-12-01 00:00:00 TP0] Decode batch, #running-req: 4, #token: 40, token usage: 0.01, cuda graph: False, gen throughput (token/s): 812.00, #queue-req: 0,": 812,
 	} {
 		if v, ok := src.Value(line); !ok || v != want {

@@ -94,8 +94,8 @@ type Manifest struct {
 	Summary     json.RawMessage   `json:"summary,omitempty"` // the backend's compact answer to "where did the GPU time go"
 	// Cost is what the window cost the server (throughput before, during and after it),
 	// set by the agent's cost watcher once the "after" span has passed.
-	Cost json.RawMessage `json:"cost,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
+	Cost   json.RawMessage   `json:"cost,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 func (w *Manifest) clone() Manifest {
