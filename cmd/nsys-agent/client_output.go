@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/nsys-agent/nsys-agent/agent/cost"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
 )
 
@@ -258,6 +259,9 @@ func printManifest(w io.Writer, m *windows.Manifest) {
 		field("WARNING", warn)
 	}
 	field("GPU TIME", summaryLine(m.Summary))
+	cost, slow := costLines(m.Cost)
+	field("COST", cost)
+	field("SLOWDOWN", slow)
 	tw.Flush()
 	if len(m.Artifacts) == 0 {
 		return
@@ -291,6 +295,34 @@ func summaryLine(summary any) string {
 		return s.Reason + " (summary.html)"
 	}
 	return "slowest rank: " + s.Slowest
+}
+
+// costLines says what the window cost the server: "during 0.52x, after 1.00x of 100 tok/s
+// before (metric sglang:gen_throughput, after = 1m0s once ready)", and the slowdown
+// finding when there is one.
+func costLines(raw json.RawMessage) (line, slowdown string) {
+	if len(raw) == 0 {
+		return "", ""
+	}
+	var r cost.Result
+	if json.Unmarshal(raw, &r) != nil {
+		return "", ""
+	}
+	if r.Before == nil || r.Before.Value <= 0 {
+		return r.Note, r.Slowdown
+	}
+	ratio := func(q *float64) string {
+		if q == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fx", *q)
+	}
+	line = fmt.Sprintf("during %s, after %s of %.4g before (%s; after = %s once ready)",
+		ratio(r.DuringRatio), ratio(r.AfterRatio), r.Before.Value, r.Source, r.AfterFor)
+	if r.Note != "" {
+		line += "; " + r.Note
+	}
+	return line, r.Slowdown
 }
 
 func requesterString(r *windows.Requester) string {
