@@ -6,8 +6,8 @@
 //
 // A window's life, in its folder (Window.Dir):
 //
-//   - Start asks the server to write into Dir/server (a folder of the window's own: the
-//     client refuses one that exists) and returns once the server confirmed.
+//   - Start asks the server to write into Dir/<window id> (a folder of the window's own:
+//     the client refuses one that exists) and returns once the server confirmed.
 //   - Stop sends /stop_profile and waits until every rank's trace is written (sizes
 //     settled for Settle, as many as the server's tp/dp/pp sizes say); Wait does the same
 //     for a window bounded by steps, which the server ends by itself. Both then move the
