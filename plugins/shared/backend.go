@@ -47,6 +47,12 @@ type Info struct {
 	// turns a cuda-profiler report into a per-layer table) and is never asked to Start or
 	// Stop, so the nsys session stays driven by the agent alone. "" = it captures itself.
 	CapturesWith string `json:"captures_with,omitempty"`
+	// Interfaces names the optional interfaces the backend implements. A plugin's client
+	// value implements all of them (one it lacks answers as the contract says: no-op,
+	// unchanged launch, or ErrUnsupported for Wait), so the host reads this, filled by
+	// the plugin's side from the backend's Go type, to know which ones are real.
+	// InterfacesOf says the same of an in-process backend.
+	Interfaces []Interface `json:"interfaces,omitempty"`
 }
 
 // Option is one window option a backend accepts: `start --option NAME=VALUE`.
