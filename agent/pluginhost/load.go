@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -92,7 +94,7 @@ func Load(ctx context.Context, dir string, o Options) (*Host, error) {
 		}
 		if holder, dup := taken[r.info.Name]; dup {
 			r.pr.kill("its name is taken")
-			skipped = append(skipped, Skip{Path: c.File, Name: r.info.Name,
+			skipped = append(skipped, Skip{Path: c.File, Name: c.Name,
 				Reason: fmt.Sprintf("it answers as backend %q, the name of %s; remove it or rebuild it under another name", r.info.Name, holder)})
 			continue
 		}
@@ -103,6 +105,7 @@ func Load(ctx context.Context, dir string, o Options) (*Host, error) {
 		o.Log.Info("backend plugin loaded", "backend", r.info.Name, "version", r.info.Version, "path", c.Path, "pid", r.pr.pid)
 		h.plugins = append(h.plugins, &Plugin{file: c.File, path: c.Path, info: r.info, o: o, proc: r.pr, starts: 1})
 	}
+	slices.SortFunc(skipped, func(a, b Skip) int { return strings.Compare(a.Path, b.Path) })
 	for _, s := range skipped {
 		o.Log.Warn("backend plugin skipped", "path", s.Path, "reason", s.Reason)
 	}

@@ -165,7 +165,10 @@ func (b *backend) Finalize(_ context.Context, w shared.Window, _ shared.Progress
 	for _, e := range entries {
 		files = append(files, e.Name())
 	}
-	summary, _ := json.Marshal(map[string]any{"finalized_by": b.name, "files": files})
+	b.mu.Lock()
+	target := b.target
+	b.mu.Unlock()
+	summary, _ := json.Marshal(map[string]any{"finalized_by": b.name, "files": files, "target": target})
 	return shared.Result{Summary: summary}, nil
 }
 
