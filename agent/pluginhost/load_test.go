@@ -134,3 +134,25 @@ func TestLoadEmptyAndMissingDir(t *testing.T) {
 		t.Error("a nil host has nothing")
 	}
 }
+
+// BenchmarkLaunch is one plugin's start: fork/exec, go-plugin handshake with AutoMTLS
+// (a fresh certificate each side), Dispense and the Info fingerprint; then its Kill.
+func BenchmarkLaunch(b *testing.B) {
+	dir := b.TempDir()
+	if err := os.Link(testPlugin, filepath.Join(dir, Prefix+"bench")); err != nil {
+		b.Fatal(err)
+	}
+	o := Options{}
+	o.defaults()
+	var kill time.Duration
+	for b.Loop() {
+		pr, _, err := launch(context.Background(), filepath.Join(dir, Prefix+"bench"), "bench", o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		begin := time.Now()
+		pr.kill("benchmark")
+		kill += time.Since(begin)
+	}
+	b.ReportMetric(float64(kill.Microseconds())/float64(b.N)/1000, "ms-kill/op")
+}
