@@ -1,6 +1,7 @@
 package shared
 
 import (
+	"math"
 	"time"
 
 	backendv1 "github.com/nsys-agent/nsys-agent/proto/backend/v1"
@@ -81,7 +82,7 @@ func windowFromProto(p *backendv1.Window) Window {
 		Duration: time.Duration(p.GetDurationNs()),
 		Steps:    int(p.GetSteps()),
 		Export:   p.GetExport(),
-		Options:  p.GetOptions(),
+		Options:  nilIfEmpty(p.GetOptions()),
 	}
 }
 
@@ -105,8 +106,17 @@ func progressToProto(e ProgressEvent) *backendv1.ProgressEvent {
 	return &backendv1.ProgressEvent{Step: e.Step, Fraction: e.Fraction}
 }
 
+// progressFromProto keeps Fraction in 0..1 whatever a plugin sent: the agent publishes it
+// as JSON, where a NaN or an infinity cannot be encoded at all.
 func progressFromProto(p *backendv1.ProgressEvent) ProgressEvent {
-	return ProgressEvent{Step: p.GetStep(), Fraction: p.GetFraction()}
+	f := p.GetFraction()
+	switch {
+	case math.IsNaN(f) || f < 0:
+		f = 0
+	case f > 1:
+		f = 1
+	}
+	return ProgressEvent{Step: p.GetStep(), Fraction: f}
 }
 
 func launchToProto(l Launch) *backendv1.Launch {
@@ -115,6 +125,15 @@ func launchToProto(l Launch) *backendv1.Launch {
 
 func launchFromProto(p *backendv1.Launch) Launch {
 	return Launch{Argv: p.GetArgv(), Env: p.GetEnv(), Arm: p.GetArm(), Changes: p.GetChanges()}
+}
+
+// nilIfEmpty: a map whose entries were all malformed decodes as an empty, non-nil map;
+// the contract's zero is nil.
+func nilIfEmpty(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
 }
 
 // mapSlice converts every element; nil and empty stay nil, so a round trip of an empty
