@@ -12,6 +12,7 @@ import (
 	"github.com/nsys-agent/nsys-agent/agent/backends"
 	"github.com/nsys-agent/nsys-agent/agent/pluginhost"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
+	"github.com/nsys-agent/nsys-agent/nsys/procs"
 	"github.com/nsys-agent/nsys-agent/plugins/shared"
 )
 
@@ -132,5 +133,33 @@ func TestBackendChoiceAndLaunchHook(t *testing.T) {
 	quiet, _ := knownBackend("quiet", h)
 	if changes, err := prepareLaunch(context.Background(), &cfg, quiet); err != nil || changes != nil {
 		t.Errorf("a launch left as it was has no changes: %v %v", changes, err)
+	}
+}
+
+// TestPluginsDoNotGetTheToken: a plugin's environment is the agent's without its secrets
+// (go-plugin would append the agent's whole environment; SkipHostEnv stops it).
+func TestPluginsDoNotGetTheToken(t *testing.T) {
+	t.Setenv("NSYS_AGENT_TOKEN", "sekret-token-value")
+	t.Setenv("NSYS_AGENT_TEST_MARKER", "kept")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, pluginhost.Prefix+"envcheck")
+	if out, err := exec.Command("go", "build", "-o", bin, "./pluginhost/internal/testplugin").CombinedOutput(); err != nil {
+		t.Fatalf("building the test plugin: %v\n%s", err, out)
+	}
+	h, err := LoadPlugins(context.Background(), dir, pluginhost.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if len(h.Plugins()) != 1 {
+		t.Fatalf("not loaded: %+v", h.Skipped())
+	}
+	env, err := procs.Default.Environ(h.Plugins()[0].PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(env, "\n")
+	if strings.Contains(joined, "sekret-token-value") || !strings.Contains(joined, "NSYS_AGENT_TEST_MARKER=kept") {
+		t.Errorf("plugin environment:\n%s", joined)
 	}
 }

@@ -31,6 +31,9 @@ func TestLoadKeepsAnsweringPluginsAndSaysWhyNotTheOthers(t *testing.T) {
 		install(t, dir, name, 0o755)
 		env = behave(env, name, spec)
 	}
+	if err := os.WriteFile(filepath.Join(dir, Prefix+"garbage"), []byte("not a program"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	script := filepath.Join(dir, Prefix+"script")
 	if err := os.WriteFile(script, []byte("#!/bin/sh\necho hello from a script\nsleep 30\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -69,13 +72,14 @@ func TestLoadKeepsAnsweringPluginsAndSaysWhyNotTheOthers(t *testing.T) {
 		{"twin", `answers as backend "alpha", the name of the plugin ` + filepath.Join(dir, Prefix+"alpha")},
 		{"builtin", `answers as backend "nsys", the name of a built-in backend`},
 		{"script", "not a go-plugin plugin"},
+		{"garbage", "it did not start: fork/exec " + filepath.Join(dir, Prefix+"garbage") + ": exec format error"},
 	} {
 		if got := why[tc.file]; !strings.Contains(got, tc.want) {
 			t.Errorf("%s: reason %q does not say %q", tc.file, got, tc.want)
 		}
 	}
-	if len(why) != 7 {
-		t.Errorf("%d skipped, want 7: %v", len(why), why)
+	if len(why) != 8 {
+		t.Errorf("%d skipped, want 8: %v", len(why), why)
 	}
 	// Nothing skipped is left running: only the two kept plugins run from dir.
 	if left := pluginProcs(t, dir); len(left) != 2 {
