@@ -34,6 +34,13 @@ type Config struct {
 	ServerURL     string
 	ServerURLFile string
 
+	// PluginDir is where backend plugins (nsys-agent-backend-NAME) are found ("" = load
+	// none; `nsys-agent run` defaults it to the folder of its own binary).
+	PluginDir string
+	// Backend is the default backend of windows (`run --backend NAME`); a plugin that
+	// adjusts the server's launch (shared.Launcher) does so before it starts.
+	Backend string
+
 	StopTimeout time.Duration // one nsys stop (default 5 min)
 	MinFree     uint64        // free space the data dir needs for a window to start (0: none)
 	ReadyFile   string        // write the API URL here once serving (for scripts)

@@ -9,13 +9,17 @@ import (
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent/backends"
+	"github.com/nsys-agent/nsys-agent/agent/pluginhost"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
 	"github.com/nsys-agent/nsys-agent/nsys"
+	"github.com/nsys-agent/nsys-agent/plugins/shared"
 )
 
-// Run is the agent's life: listen, launch the target under nsys (or adopt the one a
-// previous agent left running), serve the API until ctx ends or the server fails, then
-// finish the open window, end the target through nsys and stop serving.
+// Run is the agent's life: listen, start the backend plugins (the one chosen with
+// --backend may adjust the launch), launch the target under nsys (or adopt the one a
+// previous agent left running), tell the backends about it, serve the API until ctx ends
+// or the server fails, then finish the open window, end the target through nsys, kill
+// the plugins and stop serving. Plugins are killed on every return.
 func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.check(); err != nil {
 		return err
@@ -33,12 +37,6 @@ func Run(ctx context.Context, cfg Config) error {
 	info, err := nsys.Probe(ctx, runner)
 	if err != nil {
 		return err
-	}
-	mode := nsys.DefaultMode(info.Caps)
-	if cfg.Arm != "" {
-		if mode, err = nsys.ParseMode(cfg.Arm); err != nil {
-			return configErrorf("--arm: %v", err)
-		}
 	}
 	if cfg.Session == "" {
 		cfg.Session = "nsys-agent-" + windows.NewID(time.Now())[17:]
@@ -63,6 +61,29 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer ln.Close()
 
+	// Plugins run before the launch: the backend chosen with --backend may adjust it.
+	host, err := LoadPlugins(ctx, cfg.PluginDir, pluginhost.Options{Log: log})
+	if err != nil {
+		return configErrorf("--plugin-dir: %v", err)
+	}
+	defer host.Close()
+	var changes []string
+	if cfg.Backend != "" {
+		chosen, err := knownBackend(cfg.Backend, host)
+		if err != nil {
+			return err
+		}
+		if changes, err = prepareLaunch(ctx, &cfg, chosen); err != nil {
+			return err
+		}
+	}
+	mode := nsys.DefaultMode(info.Caps)
+	if cfg.Arm != "" {
+		if mode, err = nsys.ParseMode(cfg.Arm); err != nil {
+			return configErrorf("--arm: %v", err)
+		}
+	}
+
 	ctl := &nsys.Controller{Runner: runner, Info: info, Session: cfg.Session, Mode: mode,
 		SampleCPU: cfg.SampleCPU, StopTimeout: cfg.StopTimeout, MaxStateAge: 3 * time.Second,
 		Log: func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...)) }}
@@ -71,6 +92,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	// From here on the agent owns a running server: every return path ends it.
+	if t.adopted != nil && len(changes) > 0 {
+		log.Warn("the running server of a previous agent was adopted: backend "+cfg.Backend+"'s launch changes apply to the next launch only", "changes", changes)
+		changes = nil
+	}
+	for _, c := range changes {
+		log.Info("launch changed by backend", "backend", cfg.Backend, "change", c)
+	}
 	// The server's address comes first: the cuda-profiler backend opens windows there.
 	serverURL := cfg.ServerURL
 	if t.adopted != nil {
@@ -84,7 +112,28 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = t.sup.Stop(30 * time.Second)
 		return err
 	}
-	registry, err := windows.NewRegistry(builtin...)
+	target := shared.Target{ServerURL: serverURL, Session: ctl.Session, Mode: string(ctl.Mode), Nsys: nsysPath, PIDs: t.sup.Ranks()}
+	builtinErr, pluginErr := configureAll(ctx, builtin, host.Plugins(), target)
+	for i, e := range builtin {
+		if err := builtinErr[e.Info.Name]; err != nil && e.Unavailable == "" {
+			builtin[i].Unavailable = "its Configure failed: " + err.Error()
+		}
+	}
+	for name, err := range pluginErr {
+		log.Warn("backend plugin unusable: its Configure failed", "backend", name, "err", err)
+	}
+	entries, err := PluginEntries(ctx, builtin, host.Plugins(), pluginErr)
+	if err != nil {
+		_ = t.sup.Stop(30 * time.Second)
+		return err
+	}
+	if cfg.Backend != "" {
+		entries = defaultFirst(entries, cfg.Backend)
+		if why := entries[0].Unavailable; why != "" {
+			log.Warn("the --backend chosen cannot take windows; windows default to the first usable backend", "backend", cfg.Backend, "why", why)
+		}
+	}
+	registry, err := windows.NewRegistry(entries...)
 	if err != nil {
 		_ = t.sup.Stop(30 * time.Second)
 		return err
@@ -112,7 +161,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Warn("recording the target for a restarted agent", "err", err)
 	}
 
-	svc := &daemon{Manager: mgr, version: cfg.Version, target: t.sup, builtin: map[string]bool{backends.NsysName: true, backends.CudaProfilerName: true},
+	svc := &daemon{Manager: mgr, version: cfg.Version, target: t.sup, origins: Origins{Builtin: map[string]bool{backends.NsysName: true, backends.CudaProfilerName: true}, Plugins: host},
 		session: SessionStatus{Name: ctl.Session, Mode: string(ctl.Mode), Nsys: nsysPath, Version: info.Version},
 		sessionState: func(ctx context.Context) (string, error) {
 			// The watcher lists sessions every 2 s; status answers from that.
@@ -132,6 +181,9 @@ func Run(ctx context.Context, cfg Config) error {
 		defer os.Remove(cfg.ReadyFile)
 	}
 	if cfg.Banner != nil {
+		for _, c := range changes {
+			fmt.Fprintf(cfg.Banner, "backend %s changed the server's launch: %s\n", cfg.Backend, c)
+		}
 		printBanner(cfg.Banner, url, cfg.Token != "", store.Root, ctl.Session, ctl.Mode, serverURL)
 	}
 
@@ -151,6 +203,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := t.sup.Stop(30 * time.Second); err != nil {
 		log.Warn("stopping the target", "err", err)
 	}
+	host.Close() // after the windows: a finalizing window may still need its plugin
 	srv.shutdown(5 * time.Second)
 	if exited, code := t.sup.Exited(); exited {
 		log.Info("target ended", "exit_code", code)

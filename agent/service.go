@@ -25,14 +25,14 @@ type Service interface {
 }
 
 // daemon is the Service of a running agent: the window state machine, plus what only the
-// agent knows (the target, the session, which backends are built in).
+// agent knows (the target, the session, where each backend comes from).
 type daemon struct {
 	*windows.Manager
 	version      string
 	target       *Supervisor // nil: no target
 	session      SessionStatus
 	sessionState func(ctx context.Context) (string, error) // nil: not asked
-	builtin      map[string]bool
+	origins      Origins
 }
 
 func (d *daemon) Status(ctx context.Context) Status {
@@ -61,15 +61,5 @@ func (d *daemon) Status(ctx context.Context) Status {
 }
 
 func (d *daemon) Backends(ctx context.Context) []BackendStatus {
-	return BackendStatuses(d.Manager.Backends(), d.builtin)
-}
-
-// BackendStatuses lists a registry for GET /v1/backends and `nsys-agent backends`.
-func BackendStatuses(r *windows.Registry, builtin map[string]bool) []BackendStatus {
-	def := r.Default()
-	out := []BackendStatus{}
-	for _, e := range r.Entries() {
-		out = append(out, BackendStatus{Info: e.Info, Builtin: builtin[e.Info.Name], Default: e.Info.Name == def, Unavailable: e.Unavailable})
-	}
-	return out
+	return BackendStatuses(d.Manager.Backends(), d.origins)
 }

@@ -41,10 +41,20 @@ type Status struct {
 // window cannot use it when it cannot.
 type BackendStatus struct {
 	shared.Info
-	Builtin     bool   `json:"builtin"`
+	Builtin bool `json:"builtin"`
+	// Source is where the backend comes from: SourceBuiltin, or a plugin's file.
+	Source string `json:"source,omitempty"`
+	// PID is a plugin's running process (0: not running now; relaunched for its next
+	// window).
+	PID int `json:"pid,omitempty"`
+	// Skipped: a plugin file the agent did not load; Unavailable says why.
+	Skipped     bool   `json:"skipped,omitempty"`
 	Default     bool   `json:"default,omitempty"`
 	Unavailable string `json:"unavailable,omitempty"`
 }
+
+// SourceBuiltin is the Source of a backend built into the agent.
+const SourceBuiltin = "built-in"
 
 // Health is GET /v1/health.
 type Health struct {

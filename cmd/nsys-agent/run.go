@@ -44,6 +44,12 @@ Arming (fixed for the server's life; nsys injects at launch):
    launch        nsys launch, then nsys start -o per window (every nsys; default otherwise)
    cuda-profiler nsys profile --capture-range=cudaProfilerApi: the server opens windows itself
 
+Backends: windows are captured by nsys (the default), cuda-profiler (with --arm
+cuda-profiler) or a plugin: a binary nsys-agent-backend-NAME in --plugin-dir (default: the
+folder of this binary), started with the agent and killed with it. --backend NAME makes NAME
+the default of windows; a plugin may then adjust the server's launch (its changes are printed
+before anything starts). 'nsys-agent backends' lists them, and why any was skipped.
+
 If a previous agent on the same --data-dir died, its server (still running under nsys) is
 adopted instead of launched again, with the window that was capturing. One agent per
 --data-dir.
@@ -67,6 +73,8 @@ nsys reports embed the server's whole environment: treat them as secrets.`,
 			&cli.StringFlag{Name: "server-url", Usage: "the server's own HTTP address, for server-driven backends"},
 			&cli.StringFlag{Name: "cmd", Usage: "the server command as one string (parsed like a shell, without operators; leading NAME=value words are its environment)"},
 			&cli.StringFlag{Name: "session", Usage: "nsys session name (default nsys-agent-<random>)"},
+			pluginDirFlag(),
+			&cli.StringFlag{Name: "backend", Usage: "default backend of windows; a plugin may adjust the server's launch for it (see 'nsys-agent backends')"},
 			&cli.IntFlag{Name: "demo-ranks", Value: 2, Usage: "rank workers of the built-in demo target"},
 			&cli.StringFlag{Name: "min-free", Value: "100MiB", Usage: "free space the data dir needs for a window to start (0 = no floor)"},
 			&cli.DurationFlag{Name: "stop-timeout", Value: 5 * time.Minute, Usage: "how long one nsys stop may take before the window fails"},
@@ -168,9 +176,13 @@ func runAgent(c *cli.Context) error {
 		DataDir: c.String("data-dir"), Nsys: c.String("nsys"), Arm: c.String("arm"),
 		NsysArgs: c.StringSlice("nsys-arg"), SampleCPU: c.Bool("sample-cpu"), Session: c.String("session"),
 		Command: command, Env: env, ServerURL: c.String("server-url"),
+		Backend:     c.String("backend"),
 		StopTimeout: c.Duration("stop-timeout"), ReadyFile: c.String("ready-file"), Version: version,
 		Log:    slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 		Banner: c.App.ErrWriter,
+	}
+	if cfg.PluginDir, err = pluginDir(c); err != nil {
+		return err
 	}
 	if cfg.MinFree, err = humanize.ParseBytes(c.String("min-free")); err != nil {
 		return usagef("--min-free: %v (examples: 500MiB, 2GB, 0)", err)
