@@ -40,6 +40,9 @@ type Config struct {
 	// Backend is the default backend of windows (`run --backend NAME`); a plugin that
 	// adjusts the server's launch (shared.Launcher) does so before it starts.
 	Backend string
+	// Cost says where each window's cost (the server's throughput before, during and
+	// after it) is read from.
+	Cost CostConfig
 
 	StopTimeout time.Duration // one nsys stop (default 5 min)
 	MinFree     uint64        // free space the data dir needs for a window to start (0: none)

@@ -139,6 +139,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	metrics := NewMetrics(nil)
+	var costWatch *costs // set once the Manager exists; it records costs through it
 	mgr, err := windows.New(windows.Options{
 		Store: store, Backends: registry, Target: t.sup, TargetLog: targetLogPath(store.Root), Session: ctl.Session, Log: log,
 		Adopt: t.adoptCapture, AdoptBackend: backends.NsysName, MinFree: cfg.MinFree,
@@ -146,12 +147,19 @@ func Run(ctx context.Context, cfg Config) error {
 			if m.State.Terminal() && !old.Terminal() && m.StoppedAt != nil && m.FinishedAt != nil {
 				metrics.ObserveFinalize(m.Backend, m.State, m.FinishedAt.Sub(*m.StoppedAt))
 			}
+			costWatch.observe(old, m)
 		},
 	})
 	if err != nil {
 		_ = t.sup.Stop(30 * time.Second)
 		return err
 	}
+	if costWatch, err = startCosts(ctx, cfg.Cost, serverURL, t.sup, mgr.SetCost, log); err != nil {
+		// A cost source that cannot work is the user's to fix, but no reason to stop
+		// a server that is up: windows are captured without their cost.
+		log.Warn("window costs are off", "err", err)
+	}
+	defer costWatch.close()
 	go rescanAfterPendingStops(ctx, mgr, ctl.Session, cfg.StopTimeout+time.Minute, log)
 	// A fresh cached session row lets a start skip one `nsys sessions list` (~10 ms of the
 	// ~110 ms a start takes); the check after the start always runs.

@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/nsys-agent/nsys-agent/agent/cost"
 	"github.com/nsys-agent/nsys-agent/nsys"
 )
 
@@ -75,6 +76,10 @@ nsys reports embed the server's whole environment: treat them as secrets.`,
 			&cli.StringFlag{Name: "session", Usage: "nsys session name (default nsys-agent-<random>)"},
 			pluginDirFlag(),
 			&cli.StringFlag{Name: "backend", Usage: "default backend of windows; a plugin may adjust the server's launch for it (see 'nsys-agent backends')"},
+			&cli.StringFlag{Name: "cost-metric", Usage: "read the server's throughput from this Prometheus `METRIC` at <server-url>/metrics (e.g. sglang:gen_throughput; SGLang needs --enable-metrics); a counter is read as its rate"},
+			&cli.StringFlag{Name: "cost-log-regex", Usage: "read it from the server's output instead: `REGEX` whose first group is the number (default: SGLang's \"gen throughput (token/s): X\"; off = no costs)"},
+			&cli.DurationFlag{Name: "cost-after", Value: time.Minute, Usage: "how long after a window is ready its \"after\" throughput is measured (before: the same span before it)"},
+			&cli.Float64Flag{Name: "cost-slowdown", Value: 0.10, Usage: "a window after which the server stays slower than before by more than this fraction gets a slowdown finding"},
 			&cli.IntFlag{Name: "demo-ranks", Value: 2, Usage: "rank workers of the built-in demo target"},
 			&cli.StringFlag{Name: "min-free", Value: "100MiB", Usage: "free space the data dir needs for a window to start (0 = no floor)"},
 			&cli.DurationFlag{Name: "stop-timeout", Value: 5 * time.Minute, Usage: "how long one nsys stop may take before the window fails"},
@@ -176,10 +181,15 @@ func runAgent(c *cli.Context) error {
 		DataDir: c.String("data-dir"), Nsys: c.String("nsys"), Arm: c.String("arm"),
 		NsysArgs: c.StringSlice("nsys-arg"), SampleCPU: c.Bool("sample-cpu"), Session: c.String("session"),
 		Command: command, Env: env, ServerURL: c.String("server-url"),
-		Backend:     c.String("backend"),
+		Backend: c.String("backend"),
+		Cost: agent.CostConfig{Metric: c.String("cost-metric"), LogRegex: c.String("cost-log-regex"),
+			Before: c.Duration("cost-after"), After: c.Duration("cost-after"), Slowdown: c.Float64("cost-slowdown")},
 		StopTimeout: c.Duration("stop-timeout"), ReadyFile: c.String("ready-file"), Version: version,
 		Log:    slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 		Banner: c.App.ErrWriter,
+	}
+	if err := checkCostFlags(cfg.Cost); err != nil {
+		return err
 	}
 	if cfg.PluginDir, err = pluginDir(c); err != nil {
 		return err
@@ -220,6 +230,22 @@ func demoTarget(cfg *agent.Config, ranks int) error {
 	if cfg.Trace == nil {
 		// The demo's ranks are CPU programs: OS-runtime tracing is what shows them.
 		cfg.Trace = append(append([]string{}, nsys.DefaultTrace...), "osrt")
+	}
+	return nil
+}
+
+// checkCostFlags refuses cost settings that cannot work before anything starts.
+func checkCostFlags(cc agent.CostConfig) error {
+	if s := cc.Slowdown; s <= 0 || s >= 1 {
+		return usagef("--cost-slowdown: a fraction between 0 and 1 (0.1 = 10%% slower), got %v", s)
+	}
+	if cc.After <= 0 || cc.After > time.Hour {
+		return usagef("--cost-after: between 1s and 1h, got %s", cc.After)
+	}
+	if cc.LogRegex != "" && !strings.EqualFold(cc.LogRegex, "off") && cc.Metric == "" {
+		if _, err := cost.NewLogSource(cc.LogRegex); err != nil {
+			return usagef("--cost-log-regex: %v", err)
+		}
 	}
 	return nil
 }
