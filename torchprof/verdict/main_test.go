@@ -31,7 +31,7 @@ const (
 )
 
 // copyFile copies src into dir under name and returns the new path.
-func copyFile(t *testing.T, src, dir, name string) string {
+func copyFile(t testing.TB, src, dir, name string) string {
 	t.Helper()
 	in, err := os.Open(src)
 	if err != nil {
