@@ -24,7 +24,7 @@ func CheckExport(ctx context.Context, path string, e Expect) (Verdict, error) {
 	var ue *UnreadableError
 	switch {
 	case errors.As(err, &ue):
-		v.add(Finding{ID: IDReportUnreadable, Level: Broken, File: filepath.Base(path),
+		v.Add(Finding{ID: IDReportUnreadable, Level: Broken, File: filepath.Base(path),
 			Message: fmt.Sprintf("the SQLite export %s cannot be read: %v", filepath.Base(path), ue.Err),
 			Fix:     "export the report again (nsys export --type=sqlite --force-overwrite=true REPORT.nsys-rep); if that fails too, the report itself is damaged: take the window again"})
 		return v.done(), nil
@@ -78,7 +78,7 @@ func checkExportStats(v *Verdict, st *exportStats, e Expect, file string) {
 			f.Message = "no GPU kernel and no CUDA call was recorded in this window"
 			f.Fix = "either the target did no GPU work, or CUDA was not traced: the launch needs --trace=cuda, and rank workers forked without exec need --trace-fork-before-exec=true (nsys-agent run sets both)"
 		}
-		v.add(f)
+		v.Add(f)
 		v.skip("ranks and launches: nothing to compare, the window has no GPU work")
 	} else {
 		flagged := checkLaunches(v, st, pids, graphLevel, file)
@@ -110,11 +110,11 @@ func checkLaunches(v *Verdict, st *exportStats, pids []int, graphLevel bool, fil
 		case n == 0:
 		case rec == 0:
 			flagged[pid] = true
-			v.add(Finding{ID: IDLaunchesWithoutKernels, Level: Broken, PID: pid, File: file,
+			v.Add(Finding{ID: IDLaunchesWithoutKernels, Level: Broken, PID: pid, File: file,
 				Message: fmt.Sprintf("pid %d made %s and not one of their kernels was recorded on the GPU", pid, launchCount(n, graphs)),
 				Fix:     lostKernelsFix})
 		case n >= minLaunchesForShare && float64(n-rec) > partlyRecordedShare*float64(n):
-			v.add(Finding{ID: IDLaunchesPartlyRecorded, Level: Warning, PID: pid, File: file,
+			v.Add(Finding{ID: IDLaunchesPartlyRecorded, Level: Warning, PID: pid, File: file,
 				Message: fmt.Sprintf("pid %d: %d of its %d launches have no kernel recorded on the GPU (%.0f%%)", pid, n-rec, n, 100*float64(n-rec)/float64(n)),
 				Fix:     lostKernelsFix})
 		}
@@ -147,7 +147,7 @@ func checkRanks(v *Verdict, st *exportStats, e Expect, seen []int, flagged map[i
 			f.Message = fmt.Sprintf("pid %d, an expected rank, has no CUDA activity in this window: neither a kernel nor a CUDA call was recorded", pid)
 			f.Fix = "the process was not traced or was gone: rank workers forked without exec need --trace-fork-before-exec=true at launch (nsys-agent run sets it); a worker that execs a new program must inherit nsys's environment"
 		}
-		v.add(f)
+		v.Add(f)
 	}
 	for pid := range flagged {
 		if !slices.Contains(e.PIDs, pid) {
@@ -155,7 +155,7 @@ func checkRanks(v *Verdict, st *exportStats, e Expect, seen []int, flagged map[i
 		}
 	}
 	if e.RankCount > 0 && len(seen)+explained < e.RankCount {
-		v.add(Finding{ID: IDRankMissing, Level: Broken, File: file,
+		v.Add(Finding{ID: IDRankMissing, Level: Broken, File: file,
 			Message: fmt.Sprintf("only %d of %d expected ranks recorded GPU work in this window (%s)", len(seen), e.RankCount, pidListOr(seen, "none")),
 			Fix:     "the missing ranks were not traced: rank workers forked without exec need --trace-fork-before-exec=true at launch (nsys-agent run sets it); ranks on another host need their own agent"})
 	}
@@ -181,7 +181,7 @@ func checkGraphs(v *Verdict, st *exportStats, pids []int, file string) {
 	if n == 0 {
 		return
 	}
-	v.add(Finding{ID: IDGraphNotNode, Level: Warning, File: file,
+	v.Add(Finding{ID: IDGraphNotNode, Level: Warning, File: file,
 		Message: fmt.Sprintf("%d CUDA graph launches (%s) were traced as whole graphs: the kernels inside them are not in the report, so kernel counts and per-kernel times leave them out", n, pidList(who)),
 		Fix:     "arm the server with --cuda-graph-trace=node (nsys-agent run does; nsys itself defaults to graph); node tracing costs more per graph launch"})
 }
@@ -199,13 +199,13 @@ func checkNVTX(v *Verdict, st *exportStats, e Expect, seen []int, file string) {
 	}
 	const fix = "NVTX must be traced from the launch (--trace=cuda,nvtx) and the target's environment needs NSYS_NVTX_PROFILER_REGISTER_ONLY=0 (nsys-agent run sets both); SGLang's layerwise markers also need --enable-layerwise-nvtx-marker and --disable-cuda-graph (graph replays emit no NVTX)"
 	if total == 0 {
-		v.add(Finding{ID: IDNVTXMissing, Level: Broken, File: file,
+		v.Add(Finding{ID: IDNVTXMissing, Level: Broken, File: file,
 			Message: "NVTX ranges were expected and the window has none", Fix: fix})
 		return
 	}
 	for _, pid := range seen {
 		if st.procs[pid].nvtx == 0 {
-			v.add(Finding{ID: IDNVTXMissing, Level: Warning, PID: pid, File: file,
+			v.Add(Finding{ID: IDNVTXMissing, Level: Warning, PID: pid, File: file,
 				Message: fmt.Sprintf("pid %d ran kernels but recorded no NVTX range, while other processes did", pid), Fix: fix})
 		}
 	}
@@ -232,7 +232,7 @@ func checkSize(v *Verdict, st *exportStats, e Expect, file string) {
 	if rate <= float64(e.SizeBudgetPerSecond) {
 		return
 	}
-	v.add(Finding{ID: IDReportSize, Level: Warning, File: file,
+	v.Add(Finding{ID: IDReportSize, Level: Warning, File: file,
 		Message: fmt.Sprintf("the report is %s for %.1f s captured%s: %s per second, above the budget of %s per second",
 			diskspace.Human(uint64(e.ReportBytes)), secs, from, diskspace.Human(uint64(rate)), diskspace.Human(uint64(e.SizeBudgetPerSecond))),
 		Fix: "CPU sampling and context-switch tracing make reports large (a 4 s H100 window: 2 GB with them, 130 kB without): keep --sample=none --cpuctxsw=none (nsys-agent's default), trace fewer APIs, or take shorter windows"})
@@ -264,11 +264,10 @@ func pidListOr(pids []int, none string) string {
 	return pidList(pids)
 }
 
-// done sorts the findings and makes an empty list explicit (JSON [] rather than null).
+// done makes an empty list of findings explicit (JSON [] rather than null).
 func (v Verdict) done() Verdict {
 	if v.Findings == nil {
 		v.Findings = []Finding{}
 	}
-	v.sort()
 	return v
 }

@@ -55,7 +55,7 @@ func CheckKineto(ctx context.Context, files []torchprof.RankFile, merged string,
 				f.Message = fmt.Sprintf("%s's trace %s does not parse: %s", label, base, errText(err, rf.Path))
 				f.Fix = "the trace was cut short (the server was stopped, or its disk filled, while it wrote the traces) and cannot be repaired: take the window again"
 			}
-			v.add(f)
+			v.Add(f)
 			continue
 		}
 		s := res[i].s
@@ -65,12 +65,12 @@ func CheckKineto(ctx context.Context, files []torchprof.RankFile, merged string,
 		}
 		kernels += n
 		if n == 0 {
-			v.add(Finding{ID: IDNoKernels, Level: Broken, Rank: label, File: base,
+			v.Add(Finding{ID: IDNoKernels, Level: Broken, Rank: label, File: base,
 				Message: fmt.Sprintf("%s's trace %s holds no GPU kernel", label, base),
 				Fix:     "the profiler recorded no GPU activity for this rank: ask for it (SGLang /start_profile activities [\"CPU\", \"GPU\"]; vLLM --profiler-config profiler=torch), and capture while the server serves requests"})
 		}
 		if w := skippedEvents(s.Warnings); w != "" {
-			v.add(Finding{ID: IDEventsSkipped, Level: Warning, Rank: label, File: base,
+			v.Add(Finding{ID: IDEventsSkipped, Level: Warning, Rank: label, File: base,
 				Message: fmt.Sprintf("%s's trace %s has malformed events that analysis skipped: %s", label, base, w),
 				Fix:     "the per-rank times leave these events out; a profiler that writes them should be reported upstream"})
 		}
@@ -117,7 +117,7 @@ func checkRankFiles(v *Verdict, files []torchprof.RankFile, e Expect) {
 			msg += ": " + strings.Join(missing, ", ") + " missing"
 		}
 	}
-	v.add(Finding{ID: IDRankMissing, Level: Broken, Message: msg,
+	v.Add(Finding{ID: IDRankMissing, Level: Broken, Message: msg,
 		Fix: "the missing ranks wrote no trace into the window's folder: every rank must share the output_dir (on one host), and /stop_profile must have finished; see the server's log"})
 }
 
@@ -132,7 +132,7 @@ func checkMerged(ctx context.Context, v *Verdict, merged string, rankKernels int
 	}
 	const fix = "merge the rank traces again: nsys-agent merge WINDOW_DIR --out merged.trace.json.gz"
 	if err != nil {
-		v.add(Finding{ID: IDMergedTraceInvalid, Level: Broken, File: base,
+		v.Add(Finding{ID: IDMergedTraceInvalid, Level: Broken, File: base,
 			Message: fmt.Sprintf("the merged trace %s does not parse: %s", base, errText(err, merged)), Fix: fix})
 		return nil
 	}
@@ -141,7 +141,7 @@ func checkMerged(ctx context.Context, v *Verdict, merged string, rankKernels int
 		n += r.Kernels
 	}
 	if allRead && n < rankKernels {
-		v.add(Finding{ID: IDMergedTraceInvalid, Level: Broken, File: base,
+		v.Add(Finding{ID: IDMergedTraceInvalid, Level: Broken, File: base,
 			Message: fmt.Sprintf("the merged trace %s holds %d GPU kernels, the rank traces %d: the merge lost events", base, n, rankKernels), Fix: fix})
 	}
 	return nil

@@ -37,7 +37,7 @@ func CheckReport(ctx context.Context, report string, t Tools, e Expect) (Verdict
 		case !fi.Mode().IsRegular():
 			what = "is not a regular file"
 		}
-		v.add(Finding{ID: IDReportUnreadable, Level: Broken, File: base,
+		v.Add(Finding{ID: IDReportUnreadable, Level: Broken, File: base,
 			Message: fmt.Sprintf("the report %s %s", base, what),
 			Fix:     damagedFix(report, t.Importer)})
 		return v.done(), nil
@@ -59,7 +59,7 @@ func CheckReport(ctx context.Context, report string, t Tools, e Expect) (Verdict
 		if ctx.Err() != nil {
 			return Verdict{}, ctx.Err()
 		}
-		v.add(Finding{ID: IDReportUnreadable, Level: Broken, File: base,
+		v.Add(Finding{ID: IDReportUnreadable, Level: Broken, File: base,
 			Message: fmt.Sprintf("nsys cannot open the report %s: %s", base, oneLine(err.Error(), 300)),
 			Fix:     damagedFix(report, t.Importer)})
 		return v.done(), nil
@@ -72,7 +72,7 @@ func CheckReport(ctx context.Context, report string, t Tools, e Expect) (Verdict
 // by hand. importer is QdstrmImporter's path, when known.
 func CheckStream(qdstrm, importer string) Verdict {
 	var v Verdict
-	v.add(Finding{ID: IDReportMissing, Level: Broken, File: filepath.Base(qdstrm),
+	v.Add(Finding{ID: IDReportMissing, Level: Broken, File: filepath.Base(qdstrm),
 		Message: fmt.Sprintf("only the raw stream %s was written: nsys did not turn it into a report", filepath.Base(qdstrm)),
 		Fix:     importFix(qdstrm, importer)})
 	return v.done()

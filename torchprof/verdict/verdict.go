@@ -79,12 +79,14 @@ type Verdict struct {
 	Skipped []string `json:"skipped,omitempty"`
 }
 
-// add appends findings and raises the level to the worst of them.
-func (v *Verdict) add(fs ...Finding) {
+// Add appends findings (a check of another package, e.g. what the window cost the
+// server) and raises the level to the worst of them; findings stay sorted.
+func (v *Verdict) Add(fs ...Finding) {
 	for _, f := range fs {
 		v.Findings = append(v.Findings, f)
 		v.Level = max(v.Level, f.Level)
 	}
+	v.sort()
 }
 
 func (v *Verdict) skip(format string, a ...any) {
@@ -94,7 +96,7 @@ func (v *Verdict) skip(format string, a ...any) {
 // Merge adds other's findings and skipped checks to v, for a window checked in parts
 // (several reports of one window, or a report and its torch traces).
 func (v *Verdict) Merge(other Verdict) {
-	v.add(other.Findings...)
+	v.Add(other.Findings...)
 	for _, s := range other.Skipped {
 		if !slices.Contains(v.Skipped, s) {
 			v.Skipped = append(v.Skipped, s)

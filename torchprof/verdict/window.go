@@ -79,7 +79,7 @@ func CheckDir(ctx context.Context, dir string, t Tools, e Expect) (Verdict, erro
 		v.Merge(kv)
 	}
 	if len(reports)+len(exports)+len(streams) == 0 && !traces && len(merged) == 0 {
-		v.add(Finding{ID: IDReportMissing, Level: Broken, File: filepath.Base(dir),
+		v.Add(Finding{ID: IDReportMissing, Level: Broken, File: filepath.Base(dir),
 			Message: "the window folder holds no report, export, raw stream or trace",
 			Fix:     "the capture wrote nothing: the window's error says why (nsys-agent show WINDOW); a cudaProfilerApi range that never opened writes no file"})
 	}
@@ -95,7 +95,7 @@ func checkDirTraces(ctx context.Context, dir string, traces bool, merged []strin
 		var err error
 		files, err = torchprof.Discover(dir)
 		if err != nil {
-			v.add(Finding{ID: IDTraceUnreadable, Level: Broken, File: filepath.Base(dir),
+			v.Add(Finding{ID: IDTraceUnreadable, Level: Broken, File: filepath.Base(dir),
 				Message: oneLine(err.Error(), 300),
 				Fix:     "a window folder holds the traces of one capture: pass the files of one capture to analyze explicitly"})
 			return v.done(), nil
@@ -103,7 +103,7 @@ func checkDirTraces(ctx context.Context, dir string, traces bool, merged []strin
 	}
 	if len(merged) > 1 {
 		slices.Sort(merged)
-		v.add(Finding{ID: IDMergedTraceInvalid, Level: Warning, File: merged[0],
+		v.Add(Finding{ID: IDMergedTraceInvalid, Level: Warning, File: merged[0],
 			Message: fmt.Sprintf("the folder holds %d merged traces (%s); only %s was checked", len(merged), strings.Join(merged, ", "), merged[0]),
 			Fix:     "keep one merged trace per window"})
 	}
