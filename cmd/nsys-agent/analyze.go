@@ -15,12 +15,13 @@ import (
 	"github.com/nsys-agent/nsys-agent/internal/atomicfile"
 	"github.com/nsys-agent/nsys-agent/nsys"
 	"github.com/nsys-agent/nsys-agent/torchprof"
+	"github.com/nsys-agent/nsys-agent/torchprof/verdict"
 )
 
 func analyzeCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "analyze",
-		Usage:     "say where each rank's GPU time went and which rank is slow",
+		Usage:     "say where each rank's GPU time went, which rank is slow, and whether the capture can be trusted",
 		ArgsUsage: "WINDOW | FILES...",
 		Description: `Reads per-rank torch-profiler traces (*.trace.json.gz), an nsys SQLite export
 (*.sqlite) or an nsys report (*.nsys-rep, exported to SQLite beside it with nsys first),
@@ -28,14 +29,20 @@ given as files or as a window directory holding them (what 'pull' wrote), and pr
 rank: GPU busy time, kernel, communication (NCCL, custom all-reduce) and compute time, the
 top kernels; across ranks: the slowest rank and why, and per-kernel max/min ratios.
 
+Then CHECKS, the capture's verdict (ok, warning or broken), one line per finding with its
+fix: no kernels at all, a rank whose launches have no kernels, CUDA graphs traced whole
+(not node by node), a report nsys cannot open or a lone .qdstrm, rank traces that do not
+parse, a report too large per captured second. Checks that need an expectation run only
+when given one (--expect-ranks, --expect-pids, --expect-nvtx). In JSON: "verdict".
+
    nsys-agent analyze ./reports/w20261130-101500-a1b2c3 --html report.html
-   nsys-agent analyze report.nsys-rep
+   nsys-agent analyze report.nsys-rep --expect-ranks 2
    nsys-agent analyze -o json report.sqlite`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			outputFlag("output", "o"),
 			nsysFlag(),
 			&cli.StringFlag{Name: "html", Usage: "also write a self-contained HTML report to `FILE`"},
-		},
+		}, checkFlags()...),
 		Action: runAnalyze,
 	}
 }
@@ -55,9 +62,33 @@ func runAnalyze(c *cli.Context) error {
 	if format != "table" && format != "json" {
 		return usagef("analyze: -o %q: want table or json", format)
 	}
-	s, err := analyzeInputs(c, args)
+	expect, err := expectFromFlags(c)
 	if err != nil {
 		return err
+	}
+	s, err := analyzeInputs(c, args)
+	if err != nil {
+		// A window analyze cannot read (a lone .qdstrm, no kernels) is exactly one whose
+		// verdict says what to do: print it before the error.
+		var ue usageError
+		if !errors.As(err, &ue) && c.Context.Err() == nil {
+			if v, cerr := checkInputs(c, args, expect); cerr == nil && len(v.Findings) > 0 {
+				if format == "json" {
+					enc := json.NewEncoder(c.App.Writer)
+					enc.SetIndent("", "  ")
+					enc.Encode(struct {
+						Verdict verdict.Verdict `json:"verdict"`
+					}{v})
+				} else {
+					printChecks(c.App.Writer, v)
+				}
+			}
+		}
+		return err
+	}
+	v, err := checkInputs(c, args, expect)
+	if err != nil {
+		return fmt.Errorf("analyze: checking %s: %w", strings.Join(args, " "), err)
 	}
 	printWarnings(c.App.ErrWriter, s.Warnings)
 	if path := c.String("html"); path != "" {
@@ -68,9 +99,10 @@ func runAnalyze(c *cli.Context) error {
 	if format == "json" {
 		enc := json.NewEncoder(c.App.Writer)
 		enc.SetIndent("", "  ")
-		return enc.Encode(s)
+		return enc.Encode(analyzeJSON{s, v})
 	}
 	printSummary(c, s)
+	printChecks(c.App.Writer, v)
 	return nil
 }
 
