@@ -9,6 +9,10 @@ type Expect struct {
 	// RankCount is how many ranks should appear (a torch window: the server's tp_size,
 	// or its rank files; an nsys window: processes with kernels).
 	RankCount int `json:"rank_count,omitempty"`
+	// NoGPU says the target does no GPU work (none of its processes loaded the CUDA
+	// driver, as the agent sees in /proc; the built-in demo target is such a program): a
+	// window without kernels and without CUDA calls is then what it should be.
+	NoGPU bool `json:"no_gpu,omitempty"`
 	// NVTX says NVTX ranges were asked for (layerwise markers, step ranges).
 	NVTX bool `json:"nvtx,omitempty"`
 	// CapturedSeconds is how long the window captured. When zero, the export's own

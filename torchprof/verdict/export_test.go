@@ -29,6 +29,8 @@ var (
 		`DELETE FROM CUPTI_ACTIVITY_KIND_KERNEL WHERE graphNodeId IS NOT NULL`,
 		`UPDATE META_DATA_CAPTURE SET value = 'Graph' WHERE name LIKE '%CUDA_GRAPH_TRACE_OPTIONS:MODE'`,
 	}
+	// A CPU-only target: no kernel and no CUDA call (the demo target's windows).
+	dropAllCUDA   = []string{`DELETE FROM CUPTI_ACTIVITY_KIND_KERNEL`, `DELETE FROM CUPTI_ACTIVITY_KIND_RUNTIME`}
 	dropNVTX      = []string{`DELETE FROM NVTX_EVENTS`}
 	dropRank1NVTX = []string{`DELETE FROM NVTX_EVENTS WHERE ((globalTid >> 24) & 16777215) = 628`}
 	// Rank 1's eager kernels (its cuLaunchKernel calls; graph kernels have a graphNodeId).
@@ -79,6 +81,9 @@ func TestCheckExport(t *testing.T) {
 		{"rank 1 kernels removed", dropRank1Kernels, full, []string{"broken launches-without-kernels pid 628"}, Broken},
 		{"rank 1 kernels removed, nothing expected", dropRank1Kernels, Expect{}, []string{"broken launches-without-kernels pid 628"}, Broken},
 		{"all kernels removed", dropAllKernels, full, []string{"broken no-kernels"}, Broken},
+		{"all kernels removed, target without GPU", dropAllKernels, Expect{NoGPU: true}, []string{"broken no-kernels"}, Broken},
+		{"no CUDA at all, target without GPU", dropAllCUDA, Expect{NoGPU: true}, nil, OK},
+		{"no CUDA at all", dropAllCUDA, Expect{}, []string{"broken no-kernels"}, Broken},
 		{"graphs traced whole", collapseGraphs, full, []string{"warning graph-not-node"}, Warning},
 		{"NVTX removed, expected", dropNVTX, full, []string{"broken nvtx-missing"}, Broken},
 		{"NVTX removed, not expected", dropNVTX, Expect{PIDs: full.PIDs, RankCount: 2}, nil, OK},
