@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nsys-agent/nsys-agent/agent/windows"
+	"github.com/nsys-agent/nsys-agent/torchprof/verdict"
 )
 
 // Metrics holds the agent's Prometheus collectors. The window manager reports finalize
@@ -21,6 +22,8 @@ type Metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	finalize *prometheus.HistogramVec
+	findings *prometheus.CounterVec
+	verdicts *prometheus.CounterVec
 	windows  *windowsCollector
 }
 
@@ -43,10 +46,22 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 			// Finalizing takes seconds (nsys stop) to minutes (multi-rank torch traces).
 			Buckets: []float64{0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600},
 		}, []string{"backend", "state"}),
+		findings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nsys_agent_window_findings_total",
+			Help: "Findings of the windows' verdicts, by finding ID (torchprof/verdict's IDs) and level.",
+		}, []string{"id", "level"}),
+		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nsys_agent_window_verdicts_total",
+			Help: "Windows checked, by verdict: ok, warning or broken.",
+		}, []string{"level"}),
 		windows: &windowsCollector{desc: prometheus.NewDesc(
 			"nsys_agent_windows", "Windows known to the agent, by state.", []string{"state"}, nil)},
 	}
-	reg.MustRegister(m.requests, m.finalize, m.windows)
+	reg.MustRegister(m.requests, m.finalize, m.findings, m.verdicts, m.windows)
+	// Every series exists from the start, so a rate over them needs no first event.
+	for _, l := range []verdict.Level{verdict.OK, verdict.Warning, verdict.Broken} {
+		m.verdicts.WithLabelValues(l.String())
+	}
 	return m
 }
 
@@ -56,6 +71,24 @@ func (m *Metrics) ObserveFinalize(backend string, state windows.State, d time.Du
 		return
 	}
 	m.finalize.WithLabelValues(backend, string(state)).Observe(d.Seconds())
+}
+
+// ObserveVerdict counts a window's verdict and each of its findings.
+func (m *Metrics) ObserveVerdict(v verdict.Verdict) {
+	if m == nil {
+		return
+	}
+	m.verdicts.WithLabelValues(v.Level.String()).Inc()
+	for _, f := range v.Findings {
+		m.findings.WithLabelValues(f.ID, f.Level.String()).Inc()
+	}
+}
+
+// ObserveFinding counts a finding added after the verdict (the window's cost).
+func (m *Metrics) ObserveFinding(f verdict.Finding) {
+	if m != nil {
+		m.findings.WithLabelValues(f.ID, f.Level.String()).Inc()
+	}
 }
 
 // Registry is where the collectors live, for callers that add their own.

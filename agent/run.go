@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -139,7 +140,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	metrics := NewMetrics(nil)
-	var costWatch *costs // set once the Manager exists; it records costs through it
+	// Set once the Manager exists: they record through it what they learn of its windows.
+	var costWatch *costs
+	var checks *verdicts
 	mgr, err := windows.New(windows.Options{
 		Store: store, Backends: registry, Target: t.sup, TargetLog: targetLogPath(store.Root), Session: ctl.Session, Log: log,
 		Adopt: t.adoptCapture, AdoptBackend: backends.NsysName, MinFree: cfg.MinFree,
@@ -148,13 +151,23 @@ func Run(ctx context.Context, cfg Config) error {
 				metrics.ObserveFinalize(m.Backend, m.State, m.FinishedAt.Sub(*m.StoppedAt))
 			}
 			costWatch.observe(old, m)
+			checks.observe(old, m)
 		},
 	})
 	if err != nil {
 		_ = t.sup.Stop(30 * time.Second)
 		return err
 	}
-	if costWatch, err = startCosts(ctx, cfg.Cost, serverURL, t.sup, mgr.SetCost, log); err != nil {
+	checks = newVerdicts(mgr, store, metrics, t.sup.Ranks, ctl.Runner, info.Importer, log)
+	defer checks.close()
+	setCost := func(id string, raw json.RawMessage) error {
+		if err := mgr.SetCost(id, raw); err != nil {
+			return err
+		}
+		checks.addCostFinding(id, raw)
+		return nil
+	}
+	if costWatch, err = startCosts(ctx, cfg.Cost, serverURL, t.sup, setCost, log); err != nil {
 		// A cost source that cannot work is the user's to fix, but no reason to stop
 		// a server that is up: windows are captured without their cost.
 		log.Warn("window costs are off", "err", err)

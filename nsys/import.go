@@ -71,7 +71,12 @@ func (c *Controller) Export(ctx context.Context, report string) (string, error) 
 // ExportSQLite exports a report to SQLite, checking the result exists (nsys exit codes
 // prove little).
 func ExportSQLite(ctx context.Context, r Runner, report string, timeout time.Duration) (string, error) {
-	out := strings.TrimSuffix(report, filepath.Ext(report)) + ".sqlite"
+	return ExportSQLiteTo(ctx, r, report, strings.TrimSuffix(report, filepath.Ext(report))+".sqlite", timeout)
+}
+
+// ExportSQLiteTo exports a report to SQLite at out (the agent's checks export into a
+// scratch folder, so a window does not grow an export nobody asked for).
+func ExportSQLiteTo(ctx context.Context, r Runner, report, out string, timeout time.Duration) (string, error) {
 	args := []string{"export", "--type=sqlite", "--force-overwrite=true", "--output=" + out, report}
 	res, err := r.Run(ctx, Call{Args: args, Timeout: timeout})
 	if err != nil {

@@ -664,3 +664,40 @@ func TestValidateOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestAnnotations: the agent's verdict and cost land on a finished window, on disk too;
+// a window still capturing, an unknown one and non-JSON are refused.
+func TestAnnotations(t *testing.T) {
+	b := newFake("nsys")
+	m, store := newManager(t, nil, b)
+	ctx := context.Background()
+	w, err := m.CreateWindow(ctx, CreateRequest{}, who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetVerdict(w.ID, json.RawMessage(`{"level":"ok"}`)); !kindIs(err, ErrInvalid) {
+		t.Errorf("verdict on a capturing window: %v", err)
+	}
+	if _, err := m.StopWindow(ctx, w.ID, who); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, m, w.ID, StateReady)
+	if err := m.SetVerdict(w.ID, json.RawMessage(`{"level":"warning"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetCost(w.ID, json.RawMessage(`{"source":"log"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetCost(w.ID, json.RawMessage(`{`)); !kindIs(err, ErrInvalid) {
+		t.Errorf("non-JSON cost: %v", err)
+	}
+	if err := m.SetVerdict("nope", json.RawMessage(`{}`)); !kindIs(err, ErrNotFound) {
+		t.Errorf("unknown window: %v", err)
+	}
+	d := onDisk(t, store, m, w.ID)
+	var compact bytes.Buffer
+	_ = json.Compact(&compact, d.Verdict)
+	if compact.String() != `{"level":"warning"}` || !strings.Contains(string(d.Cost), `"log"`) {
+		t.Errorf("on disk: verdict %s cost %s", d.Verdict, d.Cost)
+	}
+}

@@ -105,11 +105,22 @@ func (m *Manager) copyOf(id string) *Manifest {
 }
 
 // SetCost records what a finished window cost the server (a JSON object from the agent's
-// cost watcher), saves and announces it. Only a ready or failed window that captured
-// has a cost.
+// cost watcher), saves and announces it.
 func (m *Manager) SetCost(id string, cost json.RawMessage) error {
-	if !json.Valid(cost) {
-		return errorf(ErrInvalid, "cost: not JSON")
+	return m.annotate(id, "cost", cost, func(w *Manifest, v json.RawMessage) { w.Cost = v })
+}
+
+// SetVerdict records a finished window's verdict (a JSON object from the agent's checks),
+// saves and announces it.
+func (m *Manager) SetVerdict(id string, verdict json.RawMessage) error {
+	return m.annotate(id, "verdict", verdict, func(w *Manifest, v json.RawMessage) { w.Verdict = v })
+}
+
+// annotate sets what the agent learned of a finished window after it settled. Only a
+// ready or failed window that captured has one.
+func (m *Manager) annotate(id, what string, raw json.RawMessage, set func(*Manifest, json.RawMessage)) error {
+	if !json.Valid(raw) {
+		return errorf(ErrInvalid, "%s: not JSON", what)
 	}
 	m.mu.Lock()
 	w, ok := m.windows[id]
@@ -119,9 +130,9 @@ func (m *Manager) SetCost(id string, cost json.RawMessage) error {
 		return errorf(ErrNotFound, "no window %s", id)
 	case !w.State.Terminal() || w.StartedAt == nil:
 		m.mu.Unlock()
-		return errorf(ErrInvalid, "window %s is %s: only a finished window that captured has a cost", id, w.State)
+		return errorf(ErrInvalid, "window %s is %s: only a finished window that captured has a %s", id, w.State, what)
 	}
-	w.Cost = append(json.RawMessage(nil), cost...)
+	set(w, append(json.RawMessage(nil), raw...))
 	m.mu.Unlock()
 	return m.trySave(id)
 }

@@ -94,8 +94,11 @@ type Manifest struct {
 	Summary     json.RawMessage   `json:"summary,omitempty"` // the backend's compact answer to "where did the GPU time go"
 	// Cost is what the window cost the server (throughput before, during and after it),
 	// set by the agent's cost watcher once the "after" span has passed.
-	Cost   json.RawMessage   `json:"cost,omitempty"`
-	Labels map[string]string `json:"labels,omitempty"`
+	Cost json.RawMessage `json:"cost,omitempty"`
+	// Verdict says whether the capture is complete and readable (ok, warning, broken,
+	// with one line per finding and its fix), set by the agent's checks once it is ready.
+	Verdict json.RawMessage   `json:"verdict,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
 }
 
 func (w *Manifest) clone() Manifest {
@@ -104,6 +107,7 @@ func (w *Manifest) clone() Manifest {
 	c.Warnings = append([]string(nil), w.Warnings...)
 	c.Summary = append(json.RawMessage(nil), w.Summary...)
 	c.Cost = append(json.RawMessage(nil), w.Cost...)
+	c.Verdict = append(json.RawMessage(nil), w.Verdict...)
 	c.Options = maps.Clone(w.Options)
 	if w.Progress != nil {
 		p := *w.Progress

@@ -17,6 +17,7 @@ import (
 	"github.com/nsys-agent/nsys-agent/agent"
 	"github.com/nsys-agent/nsys-agent/agent/cost"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
+	"github.com/nsys-agent/nsys-agent/torchprof/verdict"
 )
 
 // outcome is one agent's answer to a command. A value may come with an error (a stop
@@ -259,6 +260,16 @@ func printManifest(w io.Writer, m *windows.Manifest) {
 		field("WARNING", warn)
 	}
 	field("GPU TIME", summaryLine(m.Summary))
+	if v, ok := readVerdict(m.Verdict); ok {
+		field("VERDICT", verdictCell(m.Verdict))
+		for _, f := range v.Findings {
+			line := f.Message
+			if f.Fix != "" {
+				line += " — fix: " + f.Fix
+			}
+			field("  "+f.Level.String(), line)
+		}
+	}
 	cost, slow := costLines(m.Cost)
 	field("COST", cost)
 	field("SLOWDOWN", slow)
@@ -343,4 +354,25 @@ func shortHash(h string) string {
 		return h[:12]
 	}
 	return dash(h)
+}
+
+// readVerdict decodes a window's verdict; false when it has none (yet).
+func readVerdict(raw json.RawMessage) (verdict.Verdict, bool) {
+	var v verdict.Verdict
+	if len(raw) == 0 || json.Unmarshal(raw, &v) != nil {
+		return v, false
+	}
+	return v, true
+}
+
+// verdictCell is "ok", "warning (2)", "broken (1)", or "-" before the checks ran.
+func verdictCell(raw json.RawMessage) string {
+	v, ok := readVerdict(raw)
+	switch {
+	case !ok:
+		return "-"
+	case len(v.Findings) == 0:
+		return v.Level.String()
+	}
+	return fmt.Sprintf("%s (%d)", v.Level, len(v.Findings))
 }

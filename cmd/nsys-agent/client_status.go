@@ -146,11 +146,11 @@ func printWindows(w io.Writer, ac *apiClient, ws []windows.Manifest) {
 		return
 	}
 	tw := newTable(w)
-	fmt.Fprintln(tw, "WINDOW\tNAME\tBACKEND\tSTATE\tCREATED\tCAPTURED\tFILES\tSIZE")
+	fmt.Fprintln(tw, "WINDOW\tNAME\tBACKEND\tSTATE\tVERDICT\tCREATED\tCAPTURED\tFILES\tSIZE")
 	now := time.Now()
 	for i := range ws {
 		m := &ws[i]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", m.ID, dash(m.Name), m.Backend, m.State,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", m.ID, dash(m.Name), m.Backend, m.State, verdictCell(m.Verdict),
 			formatTime(m.CreatedAt), windowDuration(m, now), len(m.Artifacts), humanBytes(artifactBytes(m)))
 	}
 	tw.Flush()

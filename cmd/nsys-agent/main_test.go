@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -59,6 +61,7 @@ func TestScripts(t *testing.T) {
 			"sleep":           cmdSleep,
 			"gen-certs":       cmdGenCerts,
 			"reports-contain": cmdReportsContain,
+			"http-get":        cmdHTTPGet,
 		},
 	})
 }
@@ -113,5 +116,21 @@ func cleanupSessions(prefix string) {
 		if strings.HasPrefix(s.Name, prefix) {
 			(&nsys.Controller{Runner: r, Session: s.Name}).Kill(context.Background())
 		}
+	}
+}
+
+// http-get URL: GET URL; the body goes to stdout (no curl on a bare CI machine).
+func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: http-get URL")
+	}
+	resp, err := http.Get(args[0])
+	ts.Check(err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	ts.Check(err)
+	_, _ = ts.Stdout().Write(body)
+	if ok := resp.StatusCode == http.StatusOK; ok == neg {
+		ts.Fatalf("GET %s: %s", args[0], resp.Status)
 	}
 }

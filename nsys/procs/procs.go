@@ -6,8 +6,13 @@
 package procs
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/procfs"
@@ -191,4 +196,26 @@ func (r *Reader) proc(pid int) (procfs.Proc, error) {
 		return procfs.Proc{}, fmt.Errorf("process %d: %w", pid, err)
 	}
 	return p, nil
+}
+
+// Maps reports whether process pid has a file mapped whose path contains name (its
+// /proc/PID/maps): e.g. "libcuda.so" for a process that loaded the CUDA driver, which
+// every process that holds a CUDA context has.
+func (r *Reader) Maps(pid int, name string) (bool, error) {
+	if r.err != nil {
+		return false, r.err
+	}
+	f, err := os.Open(filepath.Join(r.root, strconv.Itoa(pid), "maps"))
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		if bytes.Contains(sc.Bytes(), []byte(name)) {
+			return true, nil
+		}
+	}
+	return false, sc.Err()
 }

@@ -273,3 +273,24 @@ func TestRealProc(t *testing.T) {
 		t.Errorf("the grandchild inherits the environment: got %q %v", v, ok)
 	}
 }
+
+func TestMaps(t *testing.T) {
+	r, err := procs.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This test binary maps itself, and no CUDA driver (the CPU machine has none).
+	if ok, err := r.Maps(os.Getpid(), filepath.Base(exe)); !ok || err != nil {
+		t.Errorf("Maps(self, %s) = %v, %v", filepath.Base(exe), ok, err)
+	}
+	if ok, err := r.Maps(os.Getpid(), "libcuda.so"); ok || err != nil {
+		t.Errorf("Maps(self, libcuda.so) = %v, %v", ok, err)
+	}
+	if _, err := r.Maps(1<<30, "x"); err == nil {
+		t.Error("a process that does not exist has no maps")
+	}
+}

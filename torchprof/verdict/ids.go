@@ -31,11 +31,14 @@ const (
 	IDMergedTraceInvalid = "merged-trace-invalid"
 	// IDEventsSkipped: a reader skipped malformed events (counts in the message).
 	IDEventsSkipped = "events-skipped"
+	// IDSlowdownAfter: the server's throughput stayed below its level before the window
+	// for the whole span measured after it (the agent's cost measurement).
+	IDSlowdownAfter = "slowdown-after"
 )
 
 // IDs lists every finding ID, so a counter can be created for each before any is seen.
 var IDs = []string{
 	IDNoKernels, IDRankMissing, IDLaunchesWithoutKernels, IDLaunchesPartlyRecorded,
 	IDGraphNotNode, IDNVTXMissing, IDReportSize, IDReportMissing, IDReportUnreadable,
-	IDTraceUnreadable, IDMergedTraceInvalid, IDEventsSkipped,
+	IDTraceUnreadable, IDMergedTraceInvalid, IDEventsSkipped, IDSlowdownAfter,
 }
