@@ -54,8 +54,8 @@ func (e *MarkerError) Error() string {
 	return fmt.Sprintf("malformed SGLang layer range text at byte %d: %s", e.Offset, e.Why)
 }
 
-// LooksLikeMarker is a cheap test for texts worth parsing: a dict repr naming a module.
-func LooksLikeMarker(text string) bool {
+// looksLikeMarker is a cheap test for texts worth parsing: a dict repr naming a module.
+func looksLikeMarker(text string) bool {
 	t := strings.TrimLeft(text, " \t\r\n")
 	return strings.HasPrefix(t, "{") && (strings.Contains(t, "'Module'") || strings.Contains(t, `"Module"`))
 }
@@ -64,7 +64,7 @@ func LooksLikeMarker(text string) bool {
 // ErrNotMarker; dicts that break Python's repr syntax, nest deeper than 64 or exceed
 // 64 KiB give a *MarkerError. Its work is linear in the text and bounded by the limits.
 func ParseMarker(text string) (Marker, error) {
-	if !LooksLikeMarker(text) {
+	if !looksLikeMarker(text) {
 		return Marker{}, ErrNotMarker
 	}
 	if len(text) > maxTextLen {

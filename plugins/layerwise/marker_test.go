@@ -150,7 +150,7 @@ func FuzzParseMarker(f *testing.F) {
 		if m.Module == "" || len(m.Module) > maxModuleLen || !utf8.ValidString(m.Module) {
 			t.Fatalf("marker %+v breaks the module rules", m)
 		}
-		if !LooksLikeMarker(text) || len(text) > maxTextLen {
+		if !looksLikeMarker(text) || len(text) > maxTextLen {
 			t.Fatalf("accepted %q, which is no layer range text", text)
 		}
 		if m.Layer < -1 || strings.Count(m.Kind, ".") != strings.Count(m.Module, ".") {
