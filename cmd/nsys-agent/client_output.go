@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/nsys-agent/nsys-agent/agent"
 	"github.com/nsys-agent/nsys-agent/agent/cost"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
+	"github.com/nsys-agent/nsys-agent/plugins/layerwise"
 	"github.com/nsys-agent/nsys-agent/torchprof/verdict"
 )
 
@@ -274,6 +276,13 @@ func printManifest(w io.Writer, m *windows.Manifest) {
 	field("COST", cost)
 	field("SLOWDOWN", slow)
 	tw.Flush()
+	// A layerwise-nvtx window's summary is a per-layer table (top 10 per rank here; the
+	// whole table is the window's layers.csv).
+	var layers bytes.Buffer
+	if ok, err := layerwise.WriteTable(&layers, m.Summary, 10); ok && err == nil {
+		fmt.Fprintln(w)
+		_, _ = w.Write(layers.Bytes())
+	}
 	if len(m.Artifacts) == 0 {
 		return
 	}

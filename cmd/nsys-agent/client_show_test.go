@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/nsys-agent/nsys-agent/agent/cost"
+	"github.com/nsys-agent/nsys-agent/agent/windows"
 )
 
 func TestCostLines(t *testing.T) {
@@ -24,5 +27,23 @@ func TestCostLines(t *testing.T) {
 	}
 	if line, finding = costLines(nil); line != "" || finding != "" {
 		t.Errorf("no cost: %q %q", line, finding)
+	}
+}
+
+// TestShowLayerTable: a layerwise-nvtx window's summary is printed as its layer table.
+func TestShowLayerTable(t *testing.T) {
+	summary, err := os.ReadFile("../../plugins/layerwise/testdata/h100-layers.summary.golden.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	printManifest(&out, &windows.Manifest{ID: "w1", State: windows.StateReady, Backend: "layerwise-nvtx", Summary: summary})
+	if !strings.Contains(out.String(), "layer ranges; modules by self time") || !strings.Contains(out.String(), "pid 627") {
+		t.Errorf("show of a layerwise window:\n%s", out.String())
+	}
+	out.Reset()
+	printManifest(&out, &windows.Manifest{ID: "w2", State: windows.StateReady, Backend: "nsys", Summary: json.RawMessage(`{"slowest_rank":"pid 1"}`)})
+	if strings.Contains(out.String(), "layer ranges") {
+		t.Errorf("a non-layerwise summary printed as a layer table:\n%s", out.String())
 	}
 }
