@@ -19,11 +19,16 @@ import (
 // buildTestPlugin builds the plugin host's scripted plugin
 // (agent/pluginhost/internal/testplugin) for one test.
 func buildTestPlugin(t *testing.T) string {
+	return buildPlugin(t, "testplugin", "../../agent/pluginhost/internal/testplugin")
+}
+
+// buildPlugin builds the plugin main at pkg into a temporary file named name.
+func buildPlugin(t *testing.T, name, pkg string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "testplugin")
-	out, err := exec.Command("go", "build", "-o", path, "../../agent/pluginhost/internal/testplugin").CombinedOutput()
+	path := filepath.Join(t.TempDir(), name)
+	out, err := exec.Command("go", "build", "-o", path, pkg).CombinedOutput()
 	if err != nil {
-		t.Fatalf("building the test plugin: %v\n%s", err, out)
+		t.Fatalf("building %s: %v\n%s", pkg, err, out)
 	}
 	return path
 }
@@ -33,10 +38,15 @@ func buildTestPlugin(t *testing.T) string {
 func TestPluginScripts(t *testing.T) {
 	nsysPath := nsystest.Require(t)
 	plugin := buildTestPlugin(t)
+	// The real plugins, as `make build` puts them beside nsys-agent.
+	torch := buildPlugin(t, "nsys-agent-backend-torch", "../nsys-agent-backend-torch")
+	layerwise := buildPlugin(t, "nsys-agent-backend-layerwise-nvtx", "../nsys-agent-backend-layerwise-nvtx")
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/plugins",
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("TESTPLUGIN", plugin)
+			env.Setenv("TORCHPLUGIN", torch)
+			env.Setenv("LAYERWISEPLUGIN", layerwise)
 			env.Setenv("NSYS", nsysPath)
 			env.Setenv(nsys.EnvNsys, nsysPath)
 			env.Setenv("SESSION", fmt.Sprintf("tp%d", time.Now().UnixNano()%1_000_000_000))
