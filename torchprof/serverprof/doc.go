@@ -22,6 +22,6 @@
 // size limit.
 //
 // The cuda-profiler backend (CUDA_PROFILER windows under nsys
-// --capture-range=cudaProfilerApi) and the torch-profiler plugin are meant to be built on
-// this client; neither exists yet (docs/backends.md).
+// --capture-range=cudaProfilerApi, agent/backends) and the torch plugin (plugins/torch)
+// are built on this client (docs/backends.md).
 package serverprof
