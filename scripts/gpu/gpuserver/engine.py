@@ -1,0 +1,306 @@
+"""One rank's GPU work: the model on its device, prefill and decode (decode replayed from a
+CUDA graph per batch size unless --disable-cuda-graph), the layerwise NVTX hooks, the slow
+rank's extra work, and the recorders a profile asks for (torch.profiler, cudaProfilerStart
+and Stop, the CUDA memory history).
+
+Device and communication: with --tp-size N and at least base_gpu_id + N visible GPUs,
+rank r runs on GPU base_gpu_id + r and the ranks all-reduce the row-parallel outputs with
+NCCL (NCCL_NVLS_ENABLE=0 is set by rank 0 before the ranks start). With fewer GPUs every
+rank runs on base_gpu_id and computes its own shard without combining them ("none"):
+NCCL refuses two ranks on one device, and the point of that mode is several processes'
+kernels on one GPU, not the numbers (the weights are random).
+"""
+import os
+import time
+
+import torch
+
+from . import model as modelmod
+from . import naming
+from .args import graph_batch_sizes
+
+SLOW_DIM = 4096  # the slow rank's extra matmul is SLOW_DIM x SLOW_DIM x SLOW_DIM, bf16
+
+
+class TorchEngine:
+    def __init__(self, rank, args, log):
+        t0 = time.time()
+        self.rank, self.args, self.log = rank, args, log
+        if not torch.cuda.is_available():
+            raise RuntimeError("torch sees no CUDA device (torch %s, CUDA %s): this engine needs a GPU; "
+                               "use --engine fake only for tests" % (torch.__version__, torch.version.cuda))
+        n = torch.cuda.device_count()
+        own = args.tp_size > 1 and args.base_gpu_id + args.tp_size <= n
+        if args.base_gpu_id >= n:
+            raise RuntimeError("--base-gpu-id %d, but only %d GPU(s) are visible" % (args.base_gpu_id, n))
+        self.gpu_id = args.base_gpu_id + rank if own else args.base_gpu_id
+        comm = args.comm
+        if comm == "auto":
+            comm = "nccl" if own else "none"
+        if comm == "nccl" and not own:
+            raise RuntimeError("--comm nccl needs one GPU per rank (%d ranks from GPU %d), but %d GPU(s) are "
+                               "visible; NCCL refuses two ranks on one device: use --comm none or auto"
+                               % (args.tp_size, args.base_gpu_id, n))
+        self.comm = comm
+        torch.cuda.set_device(self.gpu_id)
+        self.device = torch.device("cuda", self.gpu_id)
+        self.dtype = getattr(torch, args.dtype)
+        torch.set_grad_enabled(False)
+        reduce = self._init_nccl() if comm == "nccl" else None
+
+        self.shape = modelmod.load_shape(args)
+        self.model = modelmod.build(self.shape, args, rank, self.device, self.dtype, reduce)
+        self.kv = modelmod.KVCache(self.shape.layers, args.max_running_requests, args.context_length,
+                                   self.shape.kv_heads // args.tp_size, self.shape.head_dim, self.dtype, self.device)
+        self.counts = {"prefill_batches": 0, "decode_batches": 0, "graph_replays": 0, "eager_decodes": 0,
+                       "slow_work": 0, "nvtx_ranges": 0, "cuda_profiler_starts": 0, "cuda_profiler_stops": 0}
+        self.prof = None
+        self.slow = None
+        if rank == args.slow_rank and args.slow_rank_work > 0:
+            g = torch.Generator(device=self.device)
+            g.manual_seed(1234)
+            a = torch.randn(SLOW_DIM, SLOW_DIM, device=self.device, dtype=self.dtype, generator=g)
+            self.slow = (a, torch.empty_like(a))
+        if args.enable_layerwise_nvtx_marker:
+            self._register_layer_hooks()
+        self.graphs = {}
+        self.graph_check = None
+        if not args.disable_cuda_graph:
+            self._capture_graphs()
+            self.graph_check = self._check_graphs()
+        torch.cuda.synchronize()
+        log("rank %d ready in %.1f s: pid %d, GPU %d (%s), comm %s, model %s: %d layers, hidden %d, %.0fM "
+            "parameters on this rank, %s; cuda graph: %s%s%s" % (
+                rank, time.time() - t0, os.getpid(), self.gpu_id, torch.cuda.get_device_name(self.device), comm,
+                self.shape.source, self.shape.layers, self.shape.hidden, modelmod.param_count(self.model) / 1e6,
+                args.dtype, sorted(self.graphs) if self.graphs else False,
+                ", layerwise NVTX" if args.enable_layerwise_nvtx_marker else "",
+                ", slow rank (+%d matmuls of %d^3 per step)" % (args.slow_rank_work, SLOW_DIM) if self.slow else ""))
+        if self.graph_check and self.graph_check["equal"] != self.graph_check["tokens"]:
+            log("WARNING: graph replay and eager decode disagree on %d of %d tokens (%s)" % (
+                self.graph_check["tokens"] - self.graph_check["equal"], self.graph_check["tokens"], self.graph_check))
+
+    def _init_nccl(self):
+        import torch.distributed as dist
+        kw = dict(backend="nccl", init_method="tcp://127.0.0.1:%d" % self.args.dist_port, rank=self.rank,
+                  world_size=self.args.tp_size)
+        try:
+            dist.init_process_group(device_id=self.device, **kw)
+        except TypeError:  # torch before 2.3 has no device_id
+            dist.init_process_group(**kw)
+        t = torch.ones(1, device=self.device)
+        dist.all_reduce(t)  # the communicator exists before any graph capture uses it
+        torch.cuda.synchronize()
+        if int(t.item()) != self.args.tp_size:
+            raise RuntimeError("NCCL warm-up all-reduce gave %s, want %d" % (t.item(), self.args.tp_size))
+        v = torch.cuda.nccl.version()
+        self.log("NCCL process group of %d ranks up (NCCL %s, NCCL_NVLS_ENABLE=%s)" % (
+            self.args.tp_size, ".".join(map(str, v)) if isinstance(v, tuple) else v,
+            os.environ.get("NCCL_NVLS_ENABLE")))
+        return modelmod.AllReduce()
+
+    # ---- layerwise NVTX (SGLang's PytHooks) ----
+
+    def _register_layer_hooks(self):
+        skip = (torch.nn.Identity, torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)
+        names = {}
+        for name, module in self.model.named_modules(prefix="model"):
+            if isinstance(module, skip):
+                continue
+            names[module] = name
+            module.register_forward_pre_hook(self._pre_hook)
+            module.register_forward_hook(self._post_hook)
+        self.module_names = names
+
+    def _pre_hook(self, module, inputs):
+        if _compiling():
+            return
+        params = {n: list(p.size()) for n, p in module.named_parameters(recurse=False)}
+        static = None
+        if isinstance(module, torch.nn.Linear):
+            static = {"in_features": module.in_features, "out_features": module.out_features}
+        elif isinstance(module, torch.nn.Embedding):
+            static = {"num_embeddings": module.num_embeddings, "embedding_dim": module.embedding_dim}
+        text = naming.layer_marker(self.module_names.get(module, "unknown"), params, _shapes(inputs), static)
+        torch.cuda.nvtx.range_push(text)
+        self.counts["nvtx_ranges"] += 1
+
+    def _post_hook(self, module, inputs, output):
+        if _compiling():
+            return
+        torch.cuda.nvtx.range_pop()
+
+    # ---- CUDA graphs ----
+
+    def _capture_graphs(self):
+        sizes = graph_batch_sizes(self.args.cuda_graph_max_bs, self.args.max_running_requests)
+        pool = None
+        for bs in reversed(sizes):  # largest first: smaller graphs reuse its memory pool
+            ids = torch.zeros(bs, dtype=torch.long, device=self.device)
+            pos = torch.zeros(bs, dtype=torch.long, device=self.device)
+            slots = torch.full((bs,), self.kv.scratch, dtype=torch.long, device=self.device)
+            s = torch.cuda.Stream(self.device)
+            s.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(s):
+                for _ in range(2):
+                    self._decode_forward(ids, pos, slots)
+            torch.cuda.current_stream(self.device).wait_stream(s)
+            g = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(g, pool=pool):
+                    out = self._decode_forward(ids, pos, slots)
+            except Exception as e:
+                raise RuntimeError("CUDA graph capture of decode batch size %d failed (comm %s): %s; run with "
+                                   "--disable-cuda-graph" % (bs, self.comm, e)) from e
+            pool = g.pool()
+            self.graphs[bs] = (g, ids, pos, slots, out)
+
+    def _decode_forward(self, ids, pos, slots):
+        return self.model(ids, pos, modelmod.Batch(self.kv, True, slots=slots, positions=pos))
+
+    def _graph_for(self, n):
+        for bs in sorted(self.graphs):
+            if bs >= n:
+                return bs
+        return None
+
+    def _check_graphs(self):
+        """Replay each graph and run the same batch eagerly: the same kernels on the same
+        inputs give the same tokens. Run once at start, on free slots."""
+        equal = total = 0
+        for bs in sorted(self.graphs):
+            ids = [(7 * i + 11) % self.shape.vocab for i in range(bs)]
+            pos = [i % 5 for i in range(bs)]
+            slots = list(range(bs))  # graph sizes never exceed --max-running-requests: all distinct
+            a = self._replay(bs, slots, ids, pos)
+            b = self._decode_forward(*self._tensors(ids, pos, slots)).tolist()
+            equal += sum(x == y for x, y in zip(a, b))
+            total += bs
+        return {"tokens": total, "equal": equal}
+
+    def _tensors(self, ids, pos, slots):
+        d = self.device
+        return (torch.tensor(ids, dtype=torch.long, device=d), torch.tensor(pos, dtype=torch.long, device=d),
+                torch.tensor(slots, dtype=torch.long, device=d))
+
+    def _replay(self, bs, slots, ids, pos):
+        g, ids_t, pos_t, slots_t, out = self.graphs[bs]
+        n = len(ids)
+        pad = bs - n
+        a, b, c = self._tensors(list(ids) + [0] * pad, list(pos) + [0] * pad, list(slots) + [self.kv.scratch] * pad)
+        ids_t.copy_(a)
+        pos_t.copy_(b)
+        slots_t.copy_(c)
+        g.replay()
+        self.counts["graph_replays"] += 1
+        return out[:n].tolist()
+
+    # ---- steps ----
+
+    def _slow_work(self):
+        if self.slow is not None:
+            a, out = self.slow
+            for _ in range(self.args.slow_rank_work):
+                torch.matmul(a, a, out=out)
+            self.counts["slow_work"] += 1
+
+    def prefill(self, items):
+        outs = []
+        for slot, ids in items:
+            # ids come checked against --vocab-size; a --model-path config may have fewer
+            ids_t = torch.tensor(ids, dtype=torch.long, device=self.device).clamp_(max=self.shape.vocab - 1)
+            pos_t = torch.arange(len(ids), device=self.device)
+            outs.append(self.model(ids_t, pos_t, modelmod.Batch(self.kv, False, slot=slot)))
+        self._slow_work()
+        self.counts["prefill_batches"] += 1
+        return torch.cat(outs).tolist()
+
+    def decode(self, slots, ids, positions):
+        bs = self._graph_for(len(ids))
+        if bs is not None:
+            out = self._replay(bs, slots, ids, positions)
+        else:
+            out = self._decode_forward(*self._tensors(ids, positions, slots))
+            self.counts["eager_decodes"] += 1
+        self._slow_work()
+        self.counts["decode_batches"] += 1
+        if not isinstance(out, list):
+            out = out.tolist()
+        return out, bs is not None
+
+    # ---- profiling ----
+
+    def trace_start(self, activities, with_stack, record_shapes):
+        acts = [{"CPU": torch.profiler.ProfilerActivity.CPU, "GPU": torch.profiler.ProfilerActivity.CUDA}[a]
+                for a in activities]
+        self.prof = torch.profiler.profile(activities=acts,
+                                           with_stack=True if with_stack is None else with_stack,
+                                           record_shapes=False if record_shapes is None else record_shapes)
+        self.prof.start()
+
+    def trace_stop(self, path):
+        prof, self.prof = self.prof, None
+        prof.stop()
+        prof.export_chrome_trace(path)  # a .gz name is written gzipped
+
+    def mem_start(self):
+        torch.cuda.memory._record_memory_history(max_entries=100000)
+
+    def mem_dump(self, path):
+        torch.cuda.memory._dump_snapshot(path)
+        torch.cuda.memory._record_memory_history(enabled=None)
+
+    def cuda_profiler_start(self):
+        torch.cuda.synchronize(self.device)
+        torch.cuda.cudart().cudaProfilerStart()
+        self.counts["cuda_profiler_starts"] += 1
+
+    def cuda_profiler_stop(self):
+        torch.cuda.synchronize(self.device)
+        torch.cuda.cudart().cudaProfilerStop()
+        self.counts["cuda_profiler_stops"] += 1
+
+    # ---- the rest ----
+
+    def info(self):
+        return {"engine": "torch", "device": str(self.device), "gpu_id": self.gpu_id, "comm": self.comm,
+                "gpu_name": torch.cuda.get_device_name(self.device), "torch": torch.__version__,
+                "cuda": torch.version.cuda, "cuda_graph": bool(self.graphs), "graph_batch_sizes": sorted(self.graphs),
+                "graph_check": self.graph_check, "layerwise_nvtx": bool(self.args.enable_layerwise_nvtx_marker),
+                "model": {"source": self.shape.source, "layers": self.shape.layers, "hidden": self.shape.hidden,
+                          "heads": self.shape.heads, "kv_heads": self.shape.kv_heads, "vocab": self.shape.vocab,
+                          "params_this_rank": modelmod.param_count(self.model)}}
+
+    def stats(self):
+        return dict(self.counts)
+
+    def close(self):
+        if self.prof is not None:
+            try:
+                self.prof.stop()
+            except Exception:
+                pass
+            self.prof = None
+        torch.cuda.synchronize(self.device)
+        if self.comm == "nccl":
+            import torch.distributed as dist
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def _compiling():
+    c = getattr(torch, "compiler", None)
+    return bool(c is not None and hasattr(c, "is_compiling") and c.is_compiling())
+
+
+def _shapes(obj, out=None):
+    """The shapes of the tensors in a hook's inputs, nested lists and tuples descended
+    (SGLang's PytHooks.print_tensor)."""
+    if out is None:
+        out = []
+    if isinstance(obj, (list, tuple)):
+        for x in obj:
+            _shapes(x, out)
+    elif isinstance(obj, torch.Tensor):
+        out.append(list(obj.size()))
+    return out
