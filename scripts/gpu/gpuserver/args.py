@@ -7,6 +7,7 @@ server's own."""
 import argparse
 
 DEFAULT_MODEL = "nsys-agent/random-llama"
+BACKGROUND_PROMPT = 48  # tokens in a synthetic request's prompt
 
 
 class ArgError(ValueError):
@@ -104,9 +105,11 @@ def check(args):
     if args.background_requests < 0 or args.background_requests > args.max_running_requests:
         raise ArgError("--background-requests %d: want 0..--max-running-requests (%d)"
                        % (args.background_requests, args.max_running_requests))
-    if not 1 <= args.background_max_tokens < args.context_length:
-        raise ArgError("--background-max-tokens %d: want 1..%d (below --context-length)"
-                       % (args.background_max_tokens, args.context_length - 1))
+    if args.background_requests and not 1 <= args.background_max_tokens <= args.context_length - BACKGROUND_PROMPT:
+        raise ArgError("--background-max-tokens %d: want 1..%d (a synthetic request's %d prompt tokens and its "
+                       "output must fit --context-length %d)" % (args.background_max_tokens,
+                                                                 args.context_length - BACKGROUND_PROMPT,
+                                                                 BACKGROUND_PROMPT, args.context_length))
     if args.vocab_size < 260:
         raise ArgError("--vocab-size %d: the byte tokenizer needs at least 260 ids" % args.vocab_size)
     if not 0 <= args.port <= 65535:

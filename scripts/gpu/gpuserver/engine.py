@@ -16,7 +16,6 @@ import time
 import torch
 
 from . import model as modelmod
-from . import naming
 from .args import graph_batch_sizes
 
 SLOW_DIM = 4096  # the slow rank's extra matmul is SLOW_DIM x SLOW_DIM x SLOW_DIM, bf16
@@ -53,7 +52,7 @@ class TorchEngine:
         self.kv = modelmod.KVCache(self.shape.layers, args.max_running_requests, args.context_length,
                                    self.shape.kv_heads // args.tp_size, self.shape.head_dim, self.dtype, self.device)
         self.counts = {"prefill_batches": 0, "decode_batches": 0, "graph_replays": 0, "eager_decodes": 0,
-                       "slow_work": 0, "nvtx_ranges": 0, "cuda_profiler_starts": 0, "cuda_profiler_stops": 0}
+                       "slow_work": 0, "cuda_profiler_starts": 0, "cuda_profiler_stops": 0}
         self.prof = None
         self.slow = None
         if rank == args.slow_rank and args.slow_rank_work > 0:
@@ -61,8 +60,10 @@ class TorchEngine:
             g.manual_seed(1234)
             a = torch.randn(SLOW_DIM, SLOW_DIM, device=self.device, dtype=self.dtype, generator=g)
             self.slow = (a, torch.empty_like(a))
+        self.marker = None
         if args.enable_layerwise_nvtx_marker:
-            self._register_layer_hooks()
+            self.marker = modelmod.LayerwiseMarker(torch.cuda.nvtx.range_push, torch.cuda.nvtx.range_pop)
+            self.marker.register(self.model, module_prefix="model")
         self.graphs = {}
         self.graph_check = None
         if not args.disable_cuda_graph:
@@ -98,37 +99,6 @@ class TorchEngine:
             self.args.tp_size, ".".join(map(str, v)) if isinstance(v, tuple) else v,
             os.environ.get("NCCL_NVLS_ENABLE")))
         return modelmod.AllReduce()
-
-    # ---- layerwise NVTX (SGLang's PytHooks) ----
-
-    def _register_layer_hooks(self):
-        skip = (torch.nn.Identity, torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)
-        names = {}
-        for name, module in self.model.named_modules(prefix="model"):
-            if isinstance(module, skip):
-                continue
-            names[module] = name
-            module.register_forward_pre_hook(self._pre_hook)
-            module.register_forward_hook(self._post_hook)
-        self.module_names = names
-
-    def _pre_hook(self, module, inputs):
-        if _compiling():
-            return
-        params = {n: list(p.size()) for n, p in module.named_parameters(recurse=False)}
-        static = None
-        if isinstance(module, torch.nn.Linear):
-            static = {"in_features": module.in_features, "out_features": module.out_features}
-        elif isinstance(module, torch.nn.Embedding):
-            static = {"num_embeddings": module.num_embeddings, "embedding_dim": module.embedding_dim}
-        text = naming.layer_marker(self.module_names.get(module, "unknown"), params, _shapes(inputs), static)
-        torch.cuda.nvtx.range_push(text)
-        self.counts["nvtx_ranges"] += 1
-
-    def _post_hook(self, module, inputs, output):
-        if _compiling():
-            return
-        torch.cuda.nvtx.range_pop()
 
     # ---- CUDA graphs ----
 
@@ -272,7 +242,9 @@ class TorchEngine:
                           "params_this_rank": modelmod.param_count(self.model)}}
 
     def stats(self):
-        return dict(self.counts)
+        s = dict(self.counts)
+        s["nvtx_ranges"] = self.marker.pushed if self.marker else 0
+        return s
 
     def close(self):
         if self.prof is not None:
@@ -286,21 +258,3 @@ class TorchEngine:
             import torch.distributed as dist
             if dist.is_initialized():
                 dist.destroy_process_group()
-
-
-def _compiling():
-    c = getattr(torch, "compiler", None)
-    return bool(c is not None and hasattr(c, "is_compiling") and c.is_compiling())
-
-
-def _shapes(obj, out=None):
-    """The shapes of the tensors in a hook's inputs, nested lists and tuples descended
-    (SGLang's PytHooks.print_tensor)."""
-    if out is None:
-        out = []
-    if isinstance(obj, (list, tuple)):
-        for x in obj:
-            _shapes(x, out)
-    elif isinstance(obj, torch.Tensor):
-        out.append(list(obj.size()))
-    return out

@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import naming
+
 
 def load_shape(args):
     """The model's shape from a transformers config: a local dir's config.json when
@@ -258,11 +260,14 @@ class LlamaForCausalLM(nn.Module):
         self.lm_head = nn.Linear(shape.hidden, shape.vocab, bias=False)
 
     def forward(self, input_ids, positions, batch):
+        return torch.argmax(self.logits(input_ids, positions, batch), dim=-1)
+
+    def logits(self, input_ids, positions, batch):
         batch.positions_t = positions
         x = self.model(input_ids, positions, batch)
         if not batch.decode:
             x = x[-1:]
-        return torch.argmax(self.lm_head(x), dim=-1)
+        return self.lm_head(x)
 
 
 # Parameters split over ranks get a seed per rank; the rest are the same on every rank.
@@ -286,9 +291,12 @@ def init_random(model, seed, rank):
 
 
 def build(shape, args, rank, device, dtype, reduce):
-    with torch.device(device):
-        rotary = Rotary(shape.head_dim, args.context_length, shape.rope_theta, device)
-        m = LlamaForCausalLM(shape, args.tp_size, reduce, rotary)
+    rotary = Rotary(shape.head_dim, args.context_length, shape.rope_theta, device)
+    if hasattr(torch.device, "__enter__"):  # torch >= 2.0: parameters made on the GPU directly
+        with torch.device(device):
+            m = LlamaForCausalLM(shape, args.tp_size, reduce, rotary)
+    else:
+        m = LlamaForCausalLM(shape, args.tp_size, reduce, rotary).to(device)
     m = m.to(dtype).eval()
     with torch.no_grad():
         init_random(m, args.random_seed, rank)
@@ -297,3 +305,64 @@ def build(shape, args, rank, device, dtype, reduce):
 
 def param_count(model):
     return sum(p.numel() for p in model.parameters())
+
+
+class LayerwiseMarker:
+    """SGLang's --enable-layerwise-nvtx-marker (utils/nvtx_pytorch_hooks.py, PytHooks): a
+    forward pre-hook on every module (but Identity and Dropout) pushes a range whose text
+    is the dict repr of naming.layer_marker, the forward hook pops it. push and pop are
+    torch.cuda.nvtx.range_push/range_pop on a GPU. Hooks run when Python runs the module:
+    a CUDA graph replay runs none (hence --disable-cuda-graph)."""
+
+    SKIP = (nn.Identity, nn.Dropout) + tuple(getattr(nn, n) for n in ("Dropout1d", "Dropout2d", "Dropout3d")
+                                            if hasattr(nn, n))
+
+    def __init__(self, push, pop):
+        self.push, self.pop = push, pop
+        self.names = {}
+        self.pushed = 0
+
+    def register(self, model, module_prefix="model"):
+        for name, module in model.named_modules(prefix=module_prefix):
+            if isinstance(module, self.SKIP):
+                continue
+            if module in self.names:
+                raise ValueError("module instance %s is not unique" % name)
+            self.names[module] = name
+            module.register_forward_pre_hook(self._pre)
+            module.register_forward_hook(self._post)
+
+    def _pre(self, module, inputs):
+        if _compiling():
+            return
+        params = {n: list(p.size()) for n, p in module.named_parameters(recurse=False)}
+        static = None
+        if isinstance(module, nn.Linear):
+            static = {"in_features": module.in_features, "out_features": module.out_features}
+        elif isinstance(module, nn.Embedding):
+            static = {"num_embeddings": module.num_embeddings, "embedding_dim": module.embedding_dim}
+        self.push(naming.layer_marker(self.names.get(module, "unknown"), params, shapes(inputs), static))
+        self.pushed += 1
+
+    def _post(self, module, inputs, output):
+        if _compiling():
+            return
+        self.pop()
+
+
+def _compiling():
+    c = getattr(torch, "compiler", None)
+    return bool(c is not None and hasattr(c, "is_compiling") and c.is_compiling())
+
+
+def shapes(obj, out=None):
+    """The shapes of the tensors in a hook's inputs, nested lists and tuples descended
+    (SGLang's PytHooks.print_tensor)."""
+    if out is None:
+        out = []
+    if isinstance(obj, (list, tuple)):
+        for x in obj:
+            shapes(x, out)
+    elif isinstance(obj, torch.Tensor):
+        out.append(list(obj.size()))
+    return out

@@ -12,11 +12,11 @@ import threading
 import time
 
 from . import naming
+from .args import BACKGROUND_PROMPT
 from .profiler import Profiler
 from .ranks import RankError
 
 PREFILL_TOKEN_BUDGET = 8192  # prompt tokens per prefill batch (at least one request)
-BACKGROUND_PROMPT = 48
 
 
 class ShuttingDown(Exception):

@@ -27,7 +27,7 @@ class Parse(unittest.TestCase):
             (["--num-attention-heads", "16", "--num-key-value-heads", "5"], "multiple of"),
             (["--hidden-size", "1000", "--num-attention-heads", "16"], "must split"),
             (["--background-requests", "100"], "--background-requests 100"),
-            (["--background-max-tokens", "512"], "--background-max-tokens 512"),
+            (["--background-requests", "1", "--background-max-tokens", "500"], "--background-max-tokens 500"),
             (["--vocab-size", "100"], "byte tokenizer"),
             (["--cuda-graph-max-bs", "0"], "--cuda-graph-max-bs"),
             (["--port", "70000"], "--port 70000"),
