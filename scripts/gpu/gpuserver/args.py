@@ -59,6 +59,10 @@ def build_parser():
     a("--background-requests", type=int, default=0,
       help="keep this many synthetic requests running, so steps happen without clients")
     a("--background-max-tokens", type=int, default=128)
+    a("--step-overhead-ms", type=float, default=0.0,
+      help="CPU time rank 0 spends per batch besides the forward (a sleep), as a real scheduler does "
+           "(batching, sampling, detokenizing: milliseconds): keeps a capture's kernel rate near a real "
+           "server's; 0 = none")
     a("--engine", choices=["torch", "fake"], default="torch",
       help="fake: the CPU stand-in for tests on machines without torch (no GPU work, no kernels)")
     a("--self-check", action="store_true",
@@ -110,6 +114,8 @@ def check(args):
                        "output must fit --context-length %d)" % (args.background_max_tokens,
                                                                  args.context_length - BACKGROUND_PROMPT,
                                                                  BACKGROUND_PROMPT, args.context_length))
+    if not 0 <= args.step_overhead_ms <= 1000:
+        raise ArgError("--step-overhead-ms %g: want 0..1000" % args.step_overhead_ms)
     if args.vocab_size < 260:
         raise ArgError("--vocab-size %d: the byte tokenizer needs at least 260 ids" % args.vocab_size)
     if not 0 <= args.port <= 65535:

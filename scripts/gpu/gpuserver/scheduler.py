@@ -159,6 +159,10 @@ class Scheduler:
             self._prefill()
         elif self.running:
             self._decode()
+        else:
+            return
+        if self.args.step_overhead_ms:
+            time.sleep(self.args.step_overhead_ms / 1000.0)
 
     def _prefill(self):
         batch, tokens = [], 0

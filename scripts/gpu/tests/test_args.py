@@ -31,6 +31,7 @@ class Parse(unittest.TestCase):
             (["--vocab-size", "100"], "byte tokenizer"),
             (["--cuda-graph-max-bs", "0"], "--cuda-graph-max-bs"),
             (["--port", "70000"], "--port 70000"),
+            (["--step-overhead-ms", "-1"], "--step-overhead-ms -1"),
         ]
         for argv, want in cases:
             with self.subTest(argv=argv):

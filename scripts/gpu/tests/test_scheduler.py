@@ -80,6 +80,14 @@ class Batching(Setup):
         self.assertEqual(self.sched.forward_ct, 30)
         self.assertEqual(len(self.sched.running), 2)
 
+    def test_step_overhead_paces_batches(self):
+        import time
+        self.args.step_overhead_ms = 20
+        t0 = time.monotonic()
+        steps = self.run_until([Req([1, 2], 4, ignore_eos=True)])
+        self.assertEqual(steps, 4)
+        self.assertGreaterEqual(time.monotonic() - t0, 4 * 0.020)
+
     def test_stop_fails_waiting_requests(self):
         r = Req([1, 2], 5)
         self.sched.submit(r)
