@@ -11,6 +11,7 @@ from tests import util
 sys.path.insert(0, util.GPU_DIR)
 import checkreport  # noqa: E402
 import throughput  # noqa: E402
+import winfile  # noqa: E402
 
 INFO = {"nsys_agent_gpuserver": {"ranks": [{"tp_rank": 0, "pid": 501}, {"tp_rank": 1, "pid": 502}]}}
 
@@ -54,6 +55,46 @@ class CheckReport(unittest.TestCase):
         r = subprocess.run(cmd[:3] + [os.path.join(d, "missing.json")] + cmd[4:], stdout=subprocess.PIPE, text=True)
         self.assertEqual(r.returncode, 2)
         self.assertIn("cannot read the inputs", r.stdout)
+
+
+class WinFile(unittest.TestCase):
+    def setUp(self):
+        self.data = tempfile.mkdtemp()
+        for wid, name, created, state, arts in [
+                ("w1", "steps20", "2026-12-01T10:00:00Z", "failed", []),
+                ("w2", "steps20", "2026-12-01T11:00:00Z", "ready",
+                 [{"name": "steps20.sqlite", "kind": "sqlite"}, {"name": "server/1.0-TP-0.trace.json.gz", "kind": "trace"},
+                  {"name": "../../escape.sqlite", "kind": "sqlite"}]),
+                ("w3", "other", "2026-12-01T12:00:00Z", "ready", [])]:
+            os.makedirs(os.path.join(self.data, "windows", wid))
+            json.dump({"id": wid, "name": name, "created_at": created, "state": state, "artifacts": arts,
+                       "error": "boom" if state == "failed" else "", "summary": {"slowest_rank": "pid 1"}},
+                      open(os.path.join(self.data, "windows", wid, "manifest.json"), "w"))
+        os.makedirs(os.path.join(self.data, "windows", "broken"))
+        open(os.path.join(self.data, "windows", "broken", "manifest.json"), "w").write("{not json")
+
+    def run_it(self, *args):
+        import contextlib
+        import io
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            rc = winfile.main([self.data] + list(args))
+        return rc, buf.getvalue().split("\n")[:-1]
+
+    def test_newest_window_of_a_name(self):
+        self.assertEqual(self.run_it("steps20", "state"), (0, ["ready"]))
+        rc, lines = self.run_it("steps20", "dir")
+        self.assertTrue(lines[0].endswith("/windows/w2"))
+
+    def test_artifacts_stay_inside(self):
+        rc, lines = self.run_it("steps20", "sqlite")
+        self.assertEqual([os.path.basename(p) for p in lines], ["steps20.sqlite"])  # ../../escape.sqlite dropped
+        rc, lines = self.run_it("steps20", "trace")
+        self.assertTrue(lines[0].endswith("/w2/server/1.0-TP-0.trace.json.gz"))
+
+    def test_summary_and_missing(self):
+        self.assertEqual(self.run_it("other", "summary-json"), (0, ['{"slowest_rank": "pid 1"}']))
+        self.assertEqual(self.run_it("nope", "state")[0], 1)
 
 
 class Throughput(unittest.TestCase):
