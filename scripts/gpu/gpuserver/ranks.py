@@ -98,6 +98,9 @@ class RankRuntime:
         return s
 
     def profile_start(self, spec, stage):
+        """Start what the activities ask for. A recorder that fails is logged and left
+        out (its file will be missing, which the window's owner sees); it never ends the
+        server."""
         self.log(naming.profiling_starts_line(spec["output_dir"], spec["profile_id"], stage))
         acts = spec["activities"]
         torch_acts = [a for a in acts if a in ("CPU", "GPU")]
@@ -107,46 +110,62 @@ class RankRuntime:
                 self.log("A profile was still recording%s; writing it before the new one starts."
                          % ((" (" + old_stage + ")") if old_stage else ""))
                 self._write_trace(old_spec, old_stage)
-            self.engine.trace_start(torch_acts, spec["with_stack"], spec["record_shapes"])
-            self.tracing = (spec, stage)
+            if self._try("start the torch profiler", self.engine.trace_start, torch_acts, spec["with_stack"],
+                         spec["record_shapes"]):
+                self.tracing = (spec, stage)
         if "MEM" in acts and not self.mem:
-            self.engine.mem_start()
-            self.mem = True
+            self.mem = self._try("record the CUDA memory history", self.engine.mem_start)
         if "CUDA_PROFILER" in acts and not self.cuda_range:
             if cuda_profiler_calls(self.args, self.engine.info().get("gpu_id", self.args.base_gpu_id)):
-                self.engine.cuda_profiler_start()
-                self.cuda_range = True
-                self.cuda_ranges += 1
-                self.log("cudaProfilerStart (CUDA_PROFILER)")
+                if self._try("call cudaProfilerStart", self.engine.cuda_profiler_start):
+                    self.cuda_range = True
+                    self.cuda_ranges += 1
+                    self.log("cudaProfilerStart (CUDA_PROFILER)")
         return None
+
+    def _try(self, what, fn, *a):
+        try:
+            fn(*a)
+            return True
+        except Exception as e:
+            self.log("ERROR: rank %d could not %s: %s: %s" % (self.rank, what, type(e).__name__, e))
+            return False
 
     def profile_stop(self, spec, stage):
         out = spec["output_dir"]
-        os.makedirs(out, exist_ok=True)
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as e:
+            self.log("ERROR: rank %d cannot make %s: %s" % (self.rank, out, e))
         self.log(naming.stop_profiling_line(stage))
         files = []
         if self.tracing is not None:
             tspec, tstage = self.tracing
-            files.append(self._write_trace(tspec, stage if stage is not None else tstage))
+            path = self._write_trace(tspec, stage if stage is not None else tstage)
+            if path:
+                files.append(path)
         if self.mem:
             path = os.path.join(out, naming.memory_file_name(self.rank, stage))
-            self.engine.mem_dump(path)
+            if self._try("write the memory snapshot %s" % path, self.engine.mem_dump, path):
+                files.append(path)
             self.mem = False
-            files.append(path)
         if self.cuda_range:
-            self.engine.cuda_profiler_stop()
+            if self._try("call cudaProfilerStop", self.engine.cuda_profiler_stop):
+                self.log("cudaProfilerStop (CUDA_PROFILER)")
             self.cuda_range = False
-            self.log("cudaProfilerStop (CUDA_PROFILER)")
         self.log(naming.profiling_done_line(out))
         return files
 
     def _write_trace(self, spec, stage):
+        """The torch trace to its SGLang name; None when writing it failed (logged)."""
         path = os.path.join(spec["output_dir"], naming.trace_file_name(spec["profile_id"], self.rank,
                                                                         spec["prefix"], stage))
-        os.makedirs(spec["output_dir"], exist_ok=True)
-        self.engine.trace_stop(path)
         self.tracing = None
-        return path
+        try:
+            os.makedirs(spec["output_dir"], exist_ok=True)
+        except OSError as e:
+            self.log("ERROR: rank %d cannot make %s: %s" % (self.rank, spec["output_dir"], e))
+        return path if self._try("write the trace %s" % path, self.engine.trace_stop, path) else None
 
     def close(self):
         self.engine.close()
