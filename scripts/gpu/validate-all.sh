@@ -26,7 +26,8 @@ A=$PWD/.gpu/bin/nsys-agent
 PY=${PY:-python3}
 SCENARIOS=${SCENARIOS:-selfcheck nsys cp torch layer tp2}
 WIN_SECS=${WIN_SECS:-2}          # length of a wall-clock window
-OVERHEAD=${OVERHEAD:-2}          # server.py --step-overhead-ms: a real scheduler's CPU time per batch
+OVERHEAD=${OVERHEAD:-5}          # server.py --step-overhead-ms: a real scheduler's CPU time per batch
+                                 # (an 8B SGLang decode step is ~10 ms; this keeps reports near that rate)
 CHECKS=$OUT/checks.txt
 VA=/tmp/va
 T=${CLIENT_TIMEOUT:-300}         # seconds any one nsys-agent client call may take
@@ -182,9 +183,6 @@ if want selfcheck; then
   grep -E '^SELF-CHECK|FATAL|Error|ready in' "$OUT/selfcheck/tp2.log" | cut -c1-400
   if [ $rc = 0 ]; then check PASS "selfcheck: tp2 on one GPU"; else check FAIL "selfcheck: tp2 on one GPU (exit $rc)"; fi
   grep -q '^SELF-CHECK:' "$OUT/selfcheck/tp2.log" || { echo "FATAL: the server did not even start; nothing below can work"; tail -n 60 "$OUT/selfcheck/tp2.log"; exit 1; }
-  timeout 300 $PY $G/server.py --self-check --tp 2 --enable-layerwise-nvtx-marker --disable-cuda-graph >"$OUT/selfcheck/layerwise.log" 2>&1; rc=$?
-  grep -E '^SELF-CHECK (FAIL|PASS layerwise)|^SELF-CHECK:' "$OUT/selfcheck/layerwise.log" | cut -c1-400
-  if [ $rc = 0 ]; then check PASS "selfcheck: layerwise, eager"; else check FAIL "selfcheck: layerwise, eager (exit $rc)"; fi
 fi
 
 if want nsys; then
