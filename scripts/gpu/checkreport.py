@@ -5,9 +5,11 @@ communication kernels when the ranks use NCCL, and the slow rank is the one anal
 
     python3 scripts/gpu/checkreport.py --analyze a.json --server-info info.json \\
         --expect-ranks 2 [--expect-comm] [--expect-slow 1] [--name w3]
+    python3 scripts/gpu/checkreport.py --server-info info.json --print-pids   # PID,PID
 
 Ranks are matched by pid in an nsys capture (analyze labels them "pid N") and by TP rank
-in torch-profiler traces (labels "TP00", "TP01", ...). Prints one CHECK PASS/FAIL line per
+in torch-profiler traces (labels "TP00", "TP01", ...). When analyze gave its own verdict
+("verdict" in the JSON), a broken one fails too. Prints one CHECK PASS/FAIL line per
 fact; exit 1 if any failed, 2 on bad input.
 """
 import argparse
@@ -51,6 +53,13 @@ def check(summary, pids, expect_ranks, expect_comm=False, expect_slow=None, name
     def add(ok, what):
         out.append((bool(ok), "CHECK %s %s: %s" % ("PASS" if ok else "FAIL", name, what)))
 
+    v = summary.get("verdict")
+    if isinstance(v, dict):  # analyze's own checks (torchprof/verdict), when this nsys-agent has them
+        findings = ["%s %s: %s" % (f.get("level"), f.get("id"), f.get("message")) for f in v.get("findings") or []
+                    if isinstance(f, dict)]
+        add(v.get("level") in ("ok", "warning"), "analyze verdict %s%s" % (
+            v.get("level"), (" (" + "; ".join(findings) + ")") if findings else ""))
+
     add(len(pids) == expect_ranks, "the server has %d rank(s), want %d (pids %s)" % (len(pids), expect_ranks, pids))
     for tp in sorted(pids):
         r = find_rank(summary, tp, pids[tp])
@@ -71,15 +80,31 @@ def check(summary, pids, expect_ranks, expect_comm=False, expect_slow=None, name
     return out
 
 
+def pids_arg(server_info):
+    """The server's rank pids as analyze's --expect-pids value."""
+    return ",".join(str(p) for _, p in sorted(rank_map(server_info).items()))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="checkreport.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--analyze", required=True, help="nsys-agent analyze -o json output")
+    p.add_argument("--analyze", help="nsys-agent analyze -o json output")
     p.add_argument("--server-info", required=True, help="the server's GET /get_server_info, saved")
-    p.add_argument("--expect-ranks", type=int, required=True)
+    p.add_argument("--expect-ranks", type=int)
     p.add_argument("--expect-comm", action="store_true", help="every rank has NCCL kernels")
     p.add_argument("--expect-slow", type=int, default=None, help="TP rank analyze must name slowest")
     p.add_argument("--name", default="window")
+    p.add_argument("--print-pids", action="store_true", help="only print the ranks' pids as PID,PID (for analyze)")
     a = p.parse_args(argv)
+    if a.print_pids:
+        try:
+            with open(a.server_info) as f:
+                print(pids_arg(json.load(f)))
+            return 0
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print("cannot read %s: %s" % (a.server_info, e), file=sys.stderr)
+            return 2
+    if a.analyze is None or a.expect_ranks is None:
+        p.error("--analyze and --expect-ranks are needed (or --print-pids)")
     try:
         with open(a.analyze) as f:
             summary = json.load(f)

@@ -54,6 +54,8 @@ if grep -q -- '--plugin-dir' <<<"$RUNHELP"; then PLUGIN_ARGS=(--plugin-dir "$PWD
 export NSYS_AGENT_PLUGIN_DIR=$PWD/.gpu/bin
 RUN_BACKEND=0
 grep -q -- '--backend' <<<"$RUNHELP" && RUN_BACKEND=1
+ANALYZEHELP=$("$A" analyze --help 2>&1)
+AX=()
 # The torch backend needs no nsys; an arm without nsys, when the agent has one, keeps nsys's
 # CUPTI away from the torch profiler's.
 if [ -z "${TORCH_ARM:-}" ]; then
@@ -161,13 +163,23 @@ analyze_check() {
     local dir; dir=$($PY $G/winfile.py "$D/data" "$win" dir 2>/dev/null)
     inputs=$(find "${dir:-/nonexistent}" -name '*.sqlite' -o -name '*-TP-*.trace.json.gz' 2>/dev/null | sort)
   fi
-  if [ -z "$inputs" ]; then check FAIL "$name/$win: no SQLite export or rank traces to analyze"; return 1; fi
+  if [ -z "$inputs" ]; then check FAIL "$name/$win: no SQLite export or rank traces to analyze"; AX=(); return 1; fi
+  # analyze's own checks, where this nsys-agent has them: the ranks it must find (by pid in
+  # an nsys export), NVTX when the caller asked (AX=(--expect-nvtx)).
+  local ax=() pids
+  pids=$($PY $G/checkreport.py --server-info "$D/server-info.json" --print-pids)
+  if grep -q -- '--expect-ranks' <<<"$ANALYZEHELP" && [ -n "$pids" ]; then
+    ax+=(--expect-ranks "$(awk -F, '{ print NF }' <<<"$pids")")
+    case "$inputs" in *.sqlite) ax+=(--expect-pids "$pids") ;; esac
+    ax+=("${AX[@]}")
+  fi
+  AX=()
   # shellcheck disable=SC2086
-  if ! timeout "$T" "$A" analyze -o json $inputs >"$OUT/$name/analyze-$win.json" 2>"$OUT/$name/analyze-$win.err"; then
+  if ! timeout "$T" "$A" analyze -o json "${ax[@]}" $inputs >"$OUT/$name/analyze-$win.json" 2>"$OUT/$name/analyze-$win.err"; then
     check FAIL "$name/$win: analyze failed: $(tail -n 3 "$OUT/$name/analyze-$win.err")"; return 1
   fi
   # shellcheck disable=SC2086
-  timeout "$T" "$A" analyze $inputs 2>/dev/null | head -n 40
+  timeout "$T" "$A" analyze "${ax[@]}" $inputs 2>/dev/null | head -n 60
   $PY $G/checkreport.py --analyze "$OUT/$name/analyze-$win.json" --server-info "$D/server-info.json" \
     --name "$name/$win" "$@" | tee -a "$CHECKS"
 }
@@ -269,6 +281,7 @@ if want layer; then
     csv=$(find "${dir:-/nonexistent}" -name 'layers.csv' 2>/dev/null | head -n 1)
     if [ -n "$csv" ]; then cp "$csv" "$OUT/$name/layers.csv"; check PASS "$name/layers: layers.csv ($(wc -l <"$csv") lines)"; head -n 15 "$csv"
     else check FAIL "$name/layers: no layers.csv in the window"; fi
+    AX=(--expect-nvtx)
     analyze_check "$name" layers --expect-ranks 2
   fi
   agent_down "$name"

@@ -42,6 +42,19 @@ class CheckReport(unittest.TestCase):
         self.assertIn("rank 0 (pid 501): 0.000 ms in communication", fails[0])
         self.assertIn("rank 1 (pid 502) is not in the capture", fails[1])
 
+    def test_verdict(self):
+        s = {"ranks": [rank("TP00"), rank("TP01")],
+             "verdict": {"level": "broken", "findings": [{"id": "rank-missing", "level": "broken",
+                                                          "message": "rank TP01 wrote no trace"}]}}
+        res = checkreport.check(s, checkreport.rank_map(INFO), 2)
+        self.assertEqual(res[0], (False, "CHECK FAIL window: analyze verdict broken (broken rank-missing: rank "
+                                         "TP01 wrote no trace)"))
+        s["verdict"] = {"level": "warning", "findings": []}
+        self.assertTrue(checkreport.check(s, checkreport.rank_map(INFO), 2)[0][0])
+
+    def test_pids_arg(self):
+        self.assertEqual(checkreport.pids_arg(INFO), "501,502")
+
     def test_cli(self):
         d = tempfile.mkdtemp()
         a, i = os.path.join(d, "a.json"), os.path.join(d, "i.json")
@@ -55,6 +68,9 @@ class CheckReport(unittest.TestCase):
         r = subprocess.run(cmd[:3] + [os.path.join(d, "missing.json")] + cmd[4:], stdout=subprocess.PIPE, text=True)
         self.assertEqual(r.returncode, 2)
         self.assertIn("cannot read the inputs", r.stdout)
+        r = subprocess.run([sys.executable, os.path.join(util.GPU_DIR, "checkreport.py"), "--server-info", i,
+                            "--print-pids"], stdout=subprocess.PIPE, text=True)
+        self.assertEqual((r.returncode, r.stdout), (0, "501,502\n"))
 
 
 class WinFile(unittest.TestCase):
