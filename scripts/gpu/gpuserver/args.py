@@ -65,6 +65,9 @@ def build_parser():
            "server's; 0 = none")
     a("--engine", choices=["torch", "fake"], default="torch",
       help="fake: the CPU stand-in for tests on machines without torch (no GPU work, no kernels)")
+    a("--device", choices=["cuda", "cpu"], default="cuda",
+      help="cpu: the torch engine on torch's CPU backend, for tests without a GPU (implies "
+           "--disable-cuda-graph; no NCCL, NVTX, cudaProfiler or MEM)")
     a("--self-check", action="store_true",
       help="start on a free port, exercise every route and profiling mode, print PASS/FAIL, exit")
     a("--self-check-dir", default=None, help="where the self-check's traces go (default: a temp dir, removed)")
@@ -81,6 +84,10 @@ def parse(argv=None):
 
 
 def check(args):
+    if args.device == "cpu":
+        if args.comm == "nccl":
+            raise ArgError("--comm nccl needs --device cuda")
+        args.disable_cuda_graph = True
     if args.tp_size < 1:
         raise ArgError("--tp-size %d: want 1 or more rank processes" % args.tp_size)
     if not (args.slow_rank == -1 or 0 <= args.slow_rank < args.tp_size):
@@ -150,7 +157,7 @@ def server_info_args(args):
         "pp_size": 1,
         "ep_size": 1,
         "base_gpu_id": args.base_gpu_id,
-        "device": "cpu" if args.engine == "fake" else "cuda",
+        "device": "cpu" if args.engine == "fake" else args.device,
         "dtype": args.dtype,
         "disable_cuda_graph": args.disable_cuda_graph,
         "cuda_graph_max_bs": args.cuda_graph_max_bs,

@@ -19,12 +19,17 @@ from . import model as modelmod
 from .args import graph_batch_sizes
 
 SLOW_DIM = 4096  # the slow rank's extra matmul is SLOW_DIM x SLOW_DIM x SLOW_DIM, bf16
+SLOW_DIM_CPU = 256
 
 
 class TorchEngine:
     def __init__(self, rank, args, log):
         t0 = time.time()
         self.rank, self.args, self.log = rank, args, log
+        self.cuda = args.device == "cuda"
+        if not self.cuda:
+            self._init_cpu()
+            return
         if not torch.cuda.is_available():
             raise RuntimeError("torch sees no CUDA device (torch %s, CUDA %s): this engine needs a GPU; "
                                "use --engine fake only for tests" % (torch.__version__, torch.version.cuda))
@@ -46,7 +51,27 @@ class TorchEngine:
         self.dtype = getattr(torch, args.dtype)
         torch.set_grad_enabled(False)
         reduce = self._init_nccl() if comm == "nccl" else None
+        self._build(reduce, SLOW_DIM, torch.cuda.nvtx.range_push, torch.cuda.nvtx.range_pop)
+        if not args.disable_cuda_graph:
+            self._capture_graphs()
+            self.graph_check = self._check_graphs()
+        torch.cuda.synchronize()
+        self._ready(t0, torch.cuda.get_device_name(self.device))
 
+    def _init_cpu(self):
+        """--device cpu: the same model and steps on torch's CPU backend, for tests on a
+        machine without a GPU. No CUDA graphs, NCCL, NVTX (ranges are counted, not pushed),
+        cudaProfiler or memory history: those fail as they would on a broken GPU."""
+        t0 = time.time()
+        self.gpu_id, self.comm = self.args.base_gpu_id, "none"
+        self.device = torch.device("cpu")
+        self.dtype = getattr(torch, self.args.dtype)
+        torch.set_grad_enabled(False)
+        self._build(None, SLOW_DIM_CPU, lambda text: None, lambda: None)
+        self._ready(t0, "cpu")
+
+    def _build(self, reduce, slow_dim, push, pop):
+        args, rank = self.args, self.rank
         self.shape = modelmod.load_shape(args)
         self.model = modelmod.build(self.shape, args, rank, self.device, self.dtype, reduce)
         self.kv = modelmod.KVCache(self.shape.layers, args.max_running_requests, args.context_length,
@@ -58,27 +83,28 @@ class TorchEngine:
         if rank == args.slow_rank and args.slow_rank_work > 0:
             g = torch.Generator(device=self.device)
             g.manual_seed(1234)
-            a = torch.randn(SLOW_DIM, SLOW_DIM, device=self.device, dtype=self.dtype, generator=g)
+            a = torch.randn(slow_dim, slow_dim, device=self.device, dtype=self.dtype, generator=g)
             self.slow = (a, torch.empty_like(a))
+        self.slow_dim = slow_dim
         self.marker = None
         if args.enable_layerwise_nvtx_marker:
-            self.marker = modelmod.LayerwiseMarker(torch.cuda.nvtx.range_push, torch.cuda.nvtx.range_pop)
+            self.marker = modelmod.LayerwiseMarker(push, pop)
             self.marker.register(self.model, module_prefix="model")
         self.graphs = {}
         self.graph_check = None
-        if not args.disable_cuda_graph:
-            self._capture_graphs()
-            self.graph_check = self._check_graphs()
-        torch.cuda.synchronize()
-        log("rank %d ready in %.1f s: pid %d, GPU %d (%s), comm %s, model %s: %d layers, hidden %d, %.0fM "
-            "parameters on this rank, %s; cuda graph: %s%s%s" % (
-                rank, time.time() - t0, os.getpid(), self.gpu_id, torch.cuda.get_device_name(self.device), comm,
-                self.shape.source, self.shape.layers, self.shape.hidden, modelmod.param_count(self.model) / 1e6,
-                args.dtype, sorted(self.graphs) if self.graphs else False,
-                ", layerwise NVTX" if args.enable_layerwise_nvtx_marker else "",
-                ", slow rank (+%d matmuls of %d^3 per step)" % (args.slow_rank_work, SLOW_DIM) if self.slow else ""))
+
+    def _ready(self, t0, device_name):
+        args = self.args
+        self.log("rank %d ready in %.1f s: pid %d, GPU %d (%s), comm %s, model %s: %d layers, hidden %d, %.0fM "
+                 "parameters on this rank, %s; cuda graph: %s%s%s" % (
+                     self.rank, time.time() - t0, os.getpid(), self.gpu_id, device_name, self.comm,
+                     self.shape.source, self.shape.layers, self.shape.hidden,
+                     modelmod.param_count(self.model) / 1e6, args.dtype, sorted(self.graphs) if self.graphs else False,
+                     ", layerwise NVTX" if args.enable_layerwise_nvtx_marker else "",
+                     ", slow rank (+%d matmuls of %d^3 per step)" % (args.slow_rank_work, self.slow_dim)
+                     if self.slow else ""))
         if self.graph_check and self.graph_check["equal"] != self.graph_check["tokens"]:
-            log("WARNING: graph replay and eager decode disagree on %d of %d tokens (%s)" % (
+            self.log("WARNING: graph replay and eager decode disagree on %d of %d tokens (%s)" % (
                 self.graph_check["tokens"] - self.graph_check["equal"], self.graph_check["tokens"], self.graph_check))
 
     def _init_nccl(self):
@@ -201,6 +227,9 @@ class TorchEngine:
     # ---- profiling ----
 
     def trace_start(self, activities, with_stack, record_shapes):
+        if not self.cuda and "GPU" in activities:
+            self.log("no GPU activity on --device cpu: recording CPU only")
+            activities = ["CPU"]
         acts = [{"CPU": torch.profiler.ProfilerActivity.CPU, "GPU": torch.profiler.ProfilerActivity.CUDA}[a]
                 for a in activities]
         self.prof = torch.profiler.profile(activities=acts,
@@ -214,18 +243,25 @@ class TorchEngine:
         prof.export_chrome_trace(path)  # a .gz name is written gzipped
 
     def mem_start(self):
+        self._need_cuda("the CUDA memory history (MEM)")
         torch.cuda.memory._record_memory_history(max_entries=100000)
 
     def mem_dump(self, path):
         torch.cuda.memory._dump_snapshot(path)
         torch.cuda.memory._record_memory_history(enabled=None)
 
+    def _need_cuda(self, what):
+        if not self.cuda:
+            raise RuntimeError("%s needs a GPU (--device cpu)" % what)
+
     def cuda_profiler_start(self):
+        self._need_cuda("cudaProfilerStart")
         torch.cuda.synchronize(self.device)
         torch.cuda.cudart().cudaProfilerStart()
         self.counts["cuda_profiler_starts"] += 1
 
     def cuda_profiler_stop(self):
+        self._need_cuda("cudaProfilerStop")
         torch.cuda.synchronize(self.device)
         torch.cuda.cudart().cudaProfilerStop()
         self.counts["cuda_profiler_stops"] += 1
@@ -234,7 +270,8 @@ class TorchEngine:
 
     def info(self):
         return {"engine": "torch", "device": str(self.device), "gpu_id": self.gpu_id, "comm": self.comm,
-                "gpu_name": torch.cuda.get_device_name(self.device), "torch": torch.__version__,
+                "gpu_name": torch.cuda.get_device_name(self.device) if self.cuda else "cpu",
+                "torch": torch.__version__,
                 "cuda": torch.version.cuda, "cuda_graph": bool(self.graphs), "graph_batch_sizes": sorted(self.graphs),
                 "graph_check": self.graph_check, "layerwise_nvtx": bool(self.args.enable_layerwise_nvtx_marker),
                 "model": {"source": self.shape.source, "layers": self.shape.layers, "hidden": self.shape.hidden,
@@ -253,7 +290,8 @@ class TorchEngine:
             except Exception:
                 pass
             self.prof = None
-        torch.cuda.synchronize(self.device)
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
         if self.comm == "nccl":
             import torch.distributed as dist
             if dist.is_initialized():

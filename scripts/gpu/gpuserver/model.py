@@ -179,7 +179,7 @@ class CacheAttention(nn.Module):
             vc[batch.slots, pos] = v
             keys = _gqa(kc[batch.slots].transpose(1, 2), rep)  # [B, nq, S, D]
             vals = _gqa(vc[batch.slots].transpose(1, 2), rep)
-            o = F.scaled_dot_product_attention(q.unsqueeze(2), keys, vals, attn_mask=batch.mask)
+            o = _SDPA(q.unsqueeze(2), keys, vals, attn_mask=batch.mask)
             return o.reshape(q.shape[0], self.nq * self.head_dim)
         n = q.shape[0]
         kc[batch.slot, :n] = k
@@ -187,8 +187,22 @@ class CacheAttention(nn.Module):
         qh = q.transpose(0, 1).unsqueeze(0)  # [1, nq, n, D]
         kh = _gqa(k.transpose(0, 1).unsqueeze(0), rep)
         vh = _gqa(v.transpose(0, 1).unsqueeze(0), rep)
-        o = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True)
+        o = _SDPA(qh, kh, vh, is_causal=True)
         return o[0].transpose(0, 1).reshape(n, self.nq * self.head_dim)
+
+
+def _reference_sdpa(q, k, v, attn_mask=None, is_causal=False):
+    """softmax(q k^T / sqrt(d) + mask) v: scaled_dot_product_attention's documented
+    semantics, for torch before 2.0 (the CPU test machine's Debian torch 1.13)."""
+    s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if is_causal:
+        attn_mask = torch.ones(s.shape[-2], s.shape[-1], dtype=torch.bool, device=s.device).tril()
+    if attn_mask is not None:
+        s = s.masked_fill(~attn_mask, float("-inf"))
+    return torch.softmax(s, dim=-1) @ v
+
+
+_SDPA = getattr(F, "scaled_dot_product_attention", None) or _reference_sdpa
 
 
 def _gqa(t, rep):

@@ -39,6 +39,11 @@ class Parse(unittest.TestCase):
                     argsmod.parse(argv)
                 self.assertIn(want, str(cm.exception))
 
+    def test_cpu_device_implies_eager(self):
+        self.assertTrue(argsmod.parse(["--device", "cpu"]).disable_cuda_graph)
+        with self.assertRaises(argsmod.ArgError):
+            argsmod.parse(["--device", "cpu", "--comm", "nccl"])
+
     def test_server_info_has_what_clients_detect(self):
         # nsys-agent's client detects SGLang by tp_size or model_path in /get_server_info.
         info = argsmod.server_info_args(argsmod.parse(["--tp", "2", "--engine", "fake"]))

@@ -8,7 +8,6 @@ dpkg -x them into a folder, point PYTHONPATH and LD_LIBRARY_PATH there (see
 docs/gpu-validation.md), and run this file with /usr/bin/python3.
 """
 import ast
-import math
 import unittest
 
 from tests import util  # noqa: F401  (sys.path)
@@ -16,24 +15,11 @@ from gpuserver import args as argsmod
 
 try:
     import torch
-    import torch.nn.functional as F
 except ImportError:
     torch = None
 
 if torch is not None:
     from gpuserver import model
-
-
-def reference_sdpa(q, k, v, attn_mask=None, is_causal=False):
-    """softmax(q k^T / sqrt(d) + mask) v: the documented semantics of torch's
-    scaled_dot_product_attention, for torch builds older than 2.0 that lack it."""
-    s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    if is_causal:
-        n, m = s.shape[-2], s.shape[-1]
-        attn_mask = torch.ones(n, m, dtype=torch.bool).tril()
-    if attn_mask is not None:
-        s = s.masked_fill(~attn_mask, float("-inf"))
-    return torch.softmax(s, dim=-1) @ v
 
 
 ARGS = ["--engine", "torch", "--hidden-size", "64", "--num-attention-heads", "4", "--num-key-value-heads", "2",
@@ -45,8 +31,6 @@ ARGS = ["--engine", "torch", "--hidden-size", "64", "--num-attention-heads", "4"
 class Model(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not hasattr(F, "scaled_dot_product_attention"):
-            F.scaled_dot_product_attention = reference_sdpa
         torch.set_grad_enabled(False)
 
     def make(self, *extra, rank=0):
@@ -142,6 +126,19 @@ class Model(unittest.TestCase):
         self.assertEqual(texts[0]["Inputs"], [[4], [4]])
         emb = texts[names.index("model.model.embed_tokens")]
         self.assertEqual(emb["StaticParams"], {"num_embeddings": 300, "embedding_dim": 64})
+
+    def test_reference_attention_matches_torch(self):
+        # The fallback for torch < 2.0 against torch's own kernel, where torch has one.
+        import torch.nn.functional as F
+        if not hasattr(F, "scaled_dot_product_attention"):
+            self.skipTest("this torch has no scaled_dot_product_attention to compare with")
+        g = torch.Generator().manual_seed(3)
+        q, k, v = (torch.randn(2, 4, 5, 8, generator=g) for _ in range(3))
+        mask = torch.rand(2, 1, 5, 5, generator=g) > 0.3
+        mask[..., 0] = True
+        for kw in ({"attn_mask": mask}, {"is_causal": True}):
+            self.assertTrue(torch.allclose(model._reference_sdpa(q, k, v, **kw),
+                                           F.scaled_dot_product_attention(q, k, v, **kw), atol=1e-5))
 
     def test_rotary_positions_matter(self):
         args, shape, m, kv = self.make()
