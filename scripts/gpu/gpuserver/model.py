@@ -174,11 +174,13 @@ class CacheAttention(nn.Module):
         kc, vc = batch.kv.k[self.layer_id], batch.kv.v[self.layer_id]
         rep = self.nq // self.nkv
         if batch.decode:
-            pos = batch.positions_t
-            kc[batch.slots, pos] = k
-            vc[batch.slots, pos] = v
-            keys = _gqa(kc[batch.slots].transpose(1, 2), rep)  # [B, nq, S, D]
-            vals = _gqa(vc[batch.slots].transpose(1, 2), rep)
+            # index_copy_ and index_select on flat indices: plain gather/scatter kernels with
+            # no host sync, safe inside a CUDA graph capture.
+            flat = batch.slots * kc.shape[1] + batch.positions_t
+            kc.view(-1, self.nkv, self.head_dim).index_copy_(0, flat, k.contiguous())
+            vc.view(-1, self.nkv, self.head_dim).index_copy_(0, flat, v.contiguous())
+            keys = _gqa(torch.index_select(kc, 0, batch.slots).transpose(1, 2), rep)  # [B, nq, S, D]
+            vals = _gqa(torch.index_select(vc, 0, batch.slots).transpose(1, 2), rep)
             o = _SDPA(q.unsqueeze(2), keys, vals, attn_mask=batch.mask)
             return o.reshape(q.shape[0], self.nq * self.head_dim)
         n = q.shape[0]
