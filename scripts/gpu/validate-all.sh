@@ -320,7 +320,7 @@ if want tp2; then
         load_start; sleep 3
         client start --backend cuda-profiler --steps 20 --name steps20 --export --wait
         ready "$name" steps20
-        # With "first" only rank 0 calls cudaProfilerStart (SGLang since 2025): whether
+        # With "first" only rank 0 calls cudaProfilerStart (newer SGLang): whether
         # nsys then has rank 1's kernels is what this window measures.
         analyze_check "$name" steps20 --expect-ranks 2 --expect-comm
       fi

@@ -38,7 +38,7 @@ def build_parser():
       help="an NVTX range per module, with SGLang's dict text (graph replays emit none)")
     a("--cuda-profiler-ranks", choices=["first", "all"], default="first",
       help="which ranks call cudaProfilerStart/Stop for CUDA_PROFILER: first = only the ranks on "
-           "--base-gpu-id (SGLang since 2025), all = every rank (older SGLang)")
+           "--base-gpu-id (newer SGLang: gpu_id == base_gpu_id), all = every rank (older SGLang)")
     a("--max-running-requests", type=int, default=16)
     a("--context-length", type=int, default=512, help="longest prompt + output, per request")
     a("--decode-log-interval", type=int, default=40, help="decode steps per 'Decode batch' line (SGLang's 40)")
