@@ -5,7 +5,10 @@
 # Expects .gpu/bin/{nsys-agent,bench-control} (built on the CPU machine) and
 # .gpu/deb/{libdw1,libelf1}*.deb (QdstrmImporter needs libdw.so.1). Writes only logs,
 # manifests and analysis JSON to $OUT — never a report (they embed the environment).
+# ALL=1: then also scripts/gpu/validate-all.sh (the SGLang-compatible server.py: nsys,
+# cuda-profiler, torch and layerwise windows, two GPUs when there are); ALL=only: just that.
 set -uo pipefail
+if [ "${ALL:-0}" = only ]; then exec scripts/gpu/validate-all.sh; fi
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/validate.log") 2>&1
@@ -77,6 +80,7 @@ mkdir -p /tmp/keep/restart; cp "$D"/agent*.log "$D/data/target.log" /tmp/keep/re
 for m in "$D"/data/windows/*/manifest.json; do cp "$m" "/tmp/keep/restart/$(basename "$(dirname "$m")").json"; done
 
 tar -C /tmp/keep -czf "$OUT/manifests-and-logs.tgz" .
+if [ "${ALL:-0}" = 1 ]; then scripts/gpu/validate-all.sh; echo "validate-all exit: $?"; fi
 [ "${SKIP_BENCH:-0}" = 1 ] && exit 0
 
 echo; echo "######## bench (launch mode on both sides)"
