@@ -81,7 +81,7 @@ agent_up() {
   local run=()
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do run+=("$1"); shift; done
   shift
-  D=$VA/$name; rm -rf "$D"; mkdir -p "$D"
+  D=$VA/$name; rm -rf "$D"; mkdir -p "$D" "$OUT/$name"  # show-*.txt are written there while it runs
   URL=http://127.0.0.1:$port
   echo "agent: run ${run[*]} -- python3 $G/server.py --port $port $*"
   "$A" run "${PLUGIN_ARGS[@]}" --data-dir "$D/data" --ready-file "$D/ready" --listen 127.0.0.1:0 \
