@@ -28,6 +28,7 @@ type TargetRecord struct {
 	PID       int       `json:"nsys_pid"`
 	Group     int       `json:"server_pgid,omitempty"` // the server's own process group
 	ServerURL string    `json:"server_url,omitempty"`
+	Trace     []string  `json:"trace,omitempty"` // what the session's nsys traces
 	StartedAt time.Time `json:"started_at"`
 }
 

@@ -113,7 +113,11 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = t.sup.Stop(30 * time.Second)
 		return err
 	}
-	target := shared.Target{ServerURL: serverURL, Session: ctl.Session, Mode: string(ctl.Mode), Nsys: nsysPath, PIDs: t.sup.Ranks()}
+	trace := nsys.SessionTrace(cfg.Trace, cfg.NsysArgs)
+	if t.adopted != nil {
+		trace = t.adopted.Trace // the running session's, whatever this run was told
+	}
+	target := shared.Target{ServerURL: serverURL, Session: ctl.Session, Mode: string(ctl.Mode), Nsys: nsysPath, PIDs: t.sup.Ranks(), Trace: trace}
 	builtinErr, pluginErr := configureAll(ctx, builtin, host.Plugins(), target)
 	for i, e := range builtin {
 		if err := builtinErr[e.Info.Name]; err != nil && e.Unavailable == "" {
@@ -178,7 +182,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// ~110 ms a start takes); the check after the start always runs.
 	go ctl.Watch(ctx, 2*time.Second)
 	if err := SaveTarget(store.Root, &TargetRecord{Session: ctl.Session, Mode: string(ctl.Mode), First: ctl.FirstOutput, Command: t.sup.Command,
-		Nsys: nsysPath, PID: t.sup.PID(), Group: t.sup.ServerGroup(), ServerURL: serverURL, StartedAt: time.Now().UTC()}); err != nil {
+		Nsys: nsysPath, PID: t.sup.PID(), Group: t.sup.ServerGroup(), ServerURL: serverURL, Trace: trace, StartedAt: time.Now().UTC()}); err != nil {
 		log.Warn("recording the target for a restarted agent", "err", err)
 	}
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -207,4 +208,27 @@ func passThroughNames(args []string) map[string]bool {
 		names[name] = true
 	}
 	return names
+}
+
+// SessionTrace is what a session launched with trace and the pass-through options traces:
+// a --trace (or -t) among the pass-through options wins, as it does in LaunchArgs, then
+// trace, then DefaultTrace.
+func SessionTrace(trace, passThrough []string) []string {
+	for i, a := range passThrough {
+		name, value, hasValue := strings.Cut(a, "=")
+		if long, ok := shortNames[name]; ok {
+			name = long
+		}
+		if name != "--trace" {
+			continue
+		}
+		if !hasValue && i+1 < len(passThrough) {
+			value = passThrough[i+1]
+		}
+		return strings.Split(value, ",")
+	}
+	if len(trace) > 0 {
+		return slices.Clone(trace)
+	}
+	return slices.Clone(DefaultTrace)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -129,5 +130,21 @@ func TestImportNamesAMissingLibrary(t *testing.T) {
 	_, err := c.Import(context.Background(), q)
 	if err == nil || !strings.Contains(err.Error(), "libdw.so.1") || !strings.Contains(err.Error(), "libdw1") {
 		t.Fatalf("want a hint naming libdw, got %v", err)
+	}
+}
+
+func TestSessionTrace(t *testing.T) {
+	for _, tc := range []struct {
+		trace, pass, want []string
+	}{
+		{nil, nil, []string{"cuda", "nvtx"}},
+		{[]string{"nvtx", "osrt"}, nil, []string{"nvtx", "osrt"}},
+		{[]string{"cuda"}, []string{"--trace=nvtx"}, []string{"nvtx"}},
+		{nil, []string{"--sample=none", "-t", "osrt,nvtx"}, []string{"osrt", "nvtx"}},
+		{nil, []string{"-t=cuda"}, []string{"cuda"}},
+	} {
+		if got := SessionTrace(tc.trace, tc.pass); !slices.Equal(got, tc.want) {
+			t.Errorf("SessionTrace(%v, %v) = %v, want %v", tc.trace, tc.pass, got, tc.want)
+		}
 	}
 }

@@ -74,6 +74,10 @@ type Target struct {
 	Mode      string `json:"mode,omitempty"` // how the session was armed: start-later, launch, cuda-profiler
 	Nsys      string `json:"nsys,omitempty"` // the nsys binary every command for the session must use
 	PIDs      []int  `json:"pids,omitempty"`
+	// Trace is what the session's nsys traces (cuda, nvtx, osrt, ...; nil = unknown). A
+	// torch profiler in a server whose CUDA nsys traces records no GPU work: CUPTI takes
+	// one subscriber (measured on the H200, docs/nsys-facts.md).
+	Trace []string `json:"trace,omitempty"`
 }
 
 // Window is one capture as a backend sees it. Dir is absolute and the backend writes only

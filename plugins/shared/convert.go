@@ -49,6 +49,7 @@ func targetToProto(t Target) *backendv1.Target {
 		Mode:      t.Mode,
 		Nsys:      t.Nsys,
 		Pids:      mapSlice(t.PIDs, func(pid int) int64 { return int64(pid) }),
+		Trace:     t.Trace,
 	}
 }
 
@@ -59,6 +60,7 @@ func targetFromProto(p *backendv1.Target) Target {
 		Mode:      p.GetMode(),
 		Nsys:      p.GetNsys(),
 		PIDs:      mapSlice(p.GetPids(), func(pid int64) int { return int(pid) }),
+		Trace:     p.GetTrace(),
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,7 +58,10 @@ type Backend struct {
 	mu     sync.Mutex
 	url    string
 	client *serverprof.Client
-	wins   map[string]*window
+	// cudaTraced: the agent's nsys traces the server's CUDA (Target.Trace), which leaves
+	// the torch profiler no GPU data; windows are refused, saying so.
+	cudaTraced bool
+	wins       map[string]*window
 }
 
 // window is what the backend keeps of an open window.
@@ -102,6 +106,7 @@ func (b *Backend) Configure(ctx context.Context, t shared.Target) error {
 	}
 	b.mu.Lock()
 	b.url, b.client = url, nil
+	b.cudaTraced = slices.Contains(t.Trace, "cuda")
 	b.mu.Unlock()
 	_, err := b.serverClient(ctx)
 	if errors.Is(err, serverprof.ErrServerDown) || errors.Is(err, serverprof.ErrTimeout) {

@@ -20,6 +20,9 @@ func (b *Backend) Start(ctx context.Context, w shared.Window) error {
 	if err != nil {
 		return mapServerError(err)
 	}
+	if err := b.refuseUnderCUDATracing(w); err != nil {
+		return err
+	}
 	dir, err := serverDir(w)
 	if err != nil {
 		return err
@@ -129,4 +132,20 @@ func (b *Backend) Wait(ctx context.Context, w shared.Window) (shared.Result, err
 func (b *Backend) salvage(w shared.Window, tw *window, err error) (shared.Result, error) {
 	moved, warnings := b.collect(w, tw)
 	return shared.Result{Artifacts: moved, Warnings: warnings}, err
+}
+
+// refuseUnderCUDATracing refuses a window in a server whose CUDA the agent's nsys traces:
+// CUPTI takes one subscriber, and nsys holds it from the launch on, capturing or not. On
+// the H200 (nsys 2025.3.1, torch 2.11) a torch profile of 10 steps there held 0 kernels
+// and 0 CUDA runtime events per rank (PyTorch logged CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT
+// _SUPPORTED), against 2493 kernels per rank without nsys, or under nsys tracing only nvtx
+// or osrt,nvtx.
+func (b *Backend) refuseUnderCUDATracing(w shared.Window) error {
+	b.mu.Lock()
+	traced := b.cudaTraced
+	b.mu.Unlock()
+	if !traced {
+		return nil
+	}
+	return shared.Wrap(shared.ErrUnsupported, fmt.Errorf("window %s: the agent's nsys traces this server's CUDA, which leaves the torch profiler no GPU data (CUPTI takes one subscriber: its traces would hold no kernel); for torch windows run the agent with --trace nvtx (or osrt,nvtx), which keeps nsys windows for NVTX and OS runtime", w.ID))
 }

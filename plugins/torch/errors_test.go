@@ -97,3 +97,17 @@ func TestServerDir(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedUnderCUDATracing: a session whose nsys traces CUDA leaves the torch profiler
+// no GPU data (measured on the H200), so the window is refused before the server is asked.
+func TestRefusedUnderCUDATracing(t *testing.T) {
+	b := New("test")
+	// The URL is never reached: the refusal comes first.
+	if err := b.Configure(context.Background(), shared.Target{ServerURL: "http://127.0.0.1:1", Trace: []string{"cuda", "nvtx"}}); err != nil {
+		t.Fatal(err)
+	}
+	err := b.Start(context.Background(), shared.Window{ID: "w1", Dir: t.TempDir()})
+	if !errors.Is(err, shared.ErrUnsupported) || !strings.Contains(err.Error(), "--trace nvtx") {
+		t.Errorf("Start under CUDA tracing: %v", err)
+	}
+}

@@ -67,7 +67,7 @@ func CheckKineto(ctx context.Context, files []torchprof.RankFile, merged string,
 		if n == 0 {
 			v.Add(Finding{ID: IDNoKernels, Level: Broken, Rank: label, File: base,
 				Message: fmt.Sprintf("%s's trace %s holds no GPU kernel", label, base),
-				Fix:     "the profiler recorded no GPU activity for this rank: ask for it (SGLang /start_profile activities [\"CPU\", \"GPU\"]; vLLM --profiler-config profiler=torch), and capture while the server serves requests"})
+				Fix:     "the profiler recorded no GPU activity for this rank: ask for it (SGLang /start_profile activities [\"CPU\", \"GPU\"]; vLLM --profiler-config profiler=torch), capture while the server serves requests, and do not run the server under an nsys that traces CUDA (CUPTI takes one subscriber: the torch profiler then records no GPU data; nsys-agent run --trace nvtx)"})
 		}
 		if w := skippedEvents(s.Warnings); w != "" {
 			v.Add(Finding{ID: IDEventsSkipped, Level: Warning, Rank: label, File: base,

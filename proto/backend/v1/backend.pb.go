@@ -300,7 +300,9 @@ type Target struct {
 	// The nsys binary every command for the session must use.
 	Nsys string `protobuf:"bytes,4,opt,name=nsys,proto3" json:"nsys,omitempty"`
 	// The server's processes.
-	Pids          []int64 `protobuf:"varint,5,rep,packed,name=pids,proto3" json:"pids,omitempty"`
+	Pids []int64 `protobuf:"varint,5,rep,packed,name=pids,proto3" json:"pids,omitempty"`
+	// The APIs the session's nsys traces (cuda, nvtx, osrt, ...); empty = unknown.
+	Trace         []string `protobuf:"bytes,6,rep,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -366,6 +368,13 @@ func (x *Target) GetNsys() string {
 func (x *Target) GetPids() []int64 {
 	if x != nil {
 		return x.Pids
+	}
+	return nil
+}
+
+func (x *Target) GetTrace() []string {
+	if x != nil {
+		return x.Trace
 	}
 	return nil
 }
@@ -1293,14 +1302,15 @@ const file_backend_v1_backend_proto_rawDesc = "" +
 	"interfaces\"2\n" +
 	"\x06Option\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05usage\x18\x02 \x01(\tR\x05usage\"}\n" +
+	"\x05usage\x18\x02 \x01(\tR\x05usage\"\x93\x01\n" +
 	"\x06Target\x12\x1d\n" +
 	"\n" +
 	"server_url\x18\x01 \x01(\tR\tserverUrl\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x12\x12\n" +
 	"\x04mode\x18\x03 \x01(\tR\x04mode\x12\x12\n" +
 	"\x04nsys\x18\x04 \x01(\tR\x04nsys\x12\x12\n" +
-	"\x04pids\x18\x05 \x03(\x03R\x04pids\"\x8e\x02\n" +
+	"\x04pids\x18\x05 \x03(\x03R\x04pids\x12\x14\n" +
+	"\x05trace\x18\x06 \x03(\tR\x05trace\"\x8e\x02\n" +
 	"\x06Window\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x12\n" +
