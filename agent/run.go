@@ -162,7 +162,7 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = t.sup.Stop(30 * time.Second)
 		return err
 	}
-	checks = newVerdicts(mgr, store, metrics, t.sup.Ranks, ctl.Runner, info.Importer, log)
+	checks = newVerdicts(mgr, store, metrics, t.sup.Ranks, nsysPath, info.Importer, log)
 	defer checks.close()
 	setCost := func(id string, raw json.RawMessage) error {
 		if err := mgr.SetCost(id, raw); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,7 +29,7 @@ type verdicts struct {
 	metrics *Metrics
 	log     *slog.Logger
 	ranks   func() []int // the target's processes
-	runner  nsys.Runner  // exports reports for the checks (nil: reports go unchecked)
+	nsys    string       // the nsys binary that exports reports for the checks ("": reports go unchecked)
 	tools   verdict.Tools
 	budget  int64  // report bytes per captured second (verdict.DefaultSizeBudgetPerSecond)
 	scratch string // where reports are exported for a check, then removed
@@ -71,9 +72,9 @@ func (v *verdicts) keptLocked(id string) *keptVerdict {
 	return e
 }
 
-func newVerdicts(mgr *windows.Manager, store *windows.Store, metrics *Metrics, ranks func() []int, runner nsys.Runner, importer string, log *slog.Logger) *verdicts {
+func newVerdicts(mgr *windows.Manager, store *windows.Store, metrics *Metrics, ranks func() []int, nsysPath, importer string, log *slog.Logger) *verdicts {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &verdicts{mgr: mgr, store: store, metrics: metrics, log: log, ranks: ranks, runner: runner,
+	return &verdicts{mgr: mgr, store: store, metrics: metrics, log: log, ranks: ranks, nsys: nsysPath,
 		tools: verdict.Tools{Importer: importer}, budget: verdict.DefaultSizeBudgetPerSecond,
 		scratch: filepath.Join(store.Root, ".verdict"), ctx: ctx, cancel: cancel,
 		cuda: map[string][]int{}, kept: map[string]*keptVerdict{}}
@@ -155,14 +156,21 @@ func (v *verdicts) check(m windows.Manifest) {
 		return
 	}
 	tools := v.tools
-	if v.runner != nil {
+	if v.nsys != "" {
 		if err := os.MkdirAll(v.scratch, 0o700); err == nil {
 			scratch, err := os.MkdirTemp(v.scratch, m.ID+"-")
 			if err == nil {
 				defer os.RemoveAll(scratch)
+				// The export runs with its own TMPDIR, away from the session's state there
+				// (nsys keeps it under TMPDIR). Suspected, not proven: on the H200 (nsys
+				// 2025.3.1, launch mode) windows 2 and 3 of an agent, each started while the
+				// previous window's verdict export ran, held no CUDA call, while three
+				// windows taken by hand one after the other held every rank's kernels.
+				r := nsys.NewExecRunner(v.nsys)
+				r.Env = withEnv(os.Environ(), "TMPDIR", scratch)
 				tools.Export = func(ctx context.Context, report string) (string, error) {
 					out := filepath.Join(scratch, filepath.Base(report)+".sqlite")
-					return nsys.ExportSQLiteTo(ctx, v.runner, report, out, 10*time.Minute)
+					return nsys.ExportSQLiteTo(ctx, r, report, out, 10*time.Minute)
 				}
 			}
 		}
@@ -240,4 +248,10 @@ func (v *verdicts) addCostFinding(id string, raw json.RawMessage) {
 	}
 	v.addFinding(id, verdict.Finding{ID: verdict.IDSlowdownAfter, Level: verdict.Warning, Message: c.Slowdown,
 		Fix: "watch the server's throughput (nsys-agent show; its metrics); if it does not recover, restart it, and take shorter windows or fewer activities"})
+}
+
+// withEnv is env with name set to value (replaced where it was set).
+func withEnv(env []string, name, value string) []string {
+	out := slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, name+"=") })
+	return append(out, name+"="+value)
 }
