@@ -11,7 +11,8 @@ import (
 	"strings"
 	"sync"
 
-	_ "modernc.org/sqlite" // pure-Go SQLite for nsys exports
+	"github.com/nsys-agent/nsys-agent/internal/regularfile"
+	"github.com/nsys-agent/nsys-agent/torchprof/nsysdb"
 )
 
 // AnalyzeKineto reads per-rank Kineto traces (streaming, ranks in parallel) and says
@@ -215,31 +216,18 @@ var ErrNoKernels = errors.New("no GPU kernels in the capture")
 // kernel, memcpy/memset, NVTX, string and process tables, whose layout has been stable
 // across nsys versions, and never the export metadata tables, which have not.
 func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
-	// SQLite would block opening a FIFO.
-	f, err := openRegular(path)
+	db, err := nsysdb.Open(path, true)
+	if nr := (*regularfile.NotRegularError)(nil); errors.As(err, &nr) {
+		err = notRegular(path, nr.Mode) // says what it is: a FIFO, a directory, ...
+	}
 	if err != nil {
 		return nil, fmt.Errorf("analyze: %w", err)
 	}
-	f.Close()
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&immutable=1")
-	if err != nil {
-		return nil, fmt.Errorf("analyze: %s: %w", path, err)
-	}
 	defer db.Close()
-	tables := map[string]bool{}
-	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'`)
+	tables, err := nsysdb.Tables(ctx, db)
 	if err != nil {
 		return nil, fmt.Errorf("analyze: %s: not an SQLite database: %w", path, err)
 	}
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("analyze: %s: %w", path, err)
-		}
-		tables[n] = true
-	}
-	rows.Close()
 	if !tables["CUPTI_ACTIVITY_KIND_KERNEL"] {
 		return nil, fmt.Errorf("analyze: %s has no CUDA kernels (CUPTI_ACTIVITY_KIND_KERNEL): was the capture made with --trace=cuda? %w", path, ErrNoKernels)
 	}
@@ -268,7 +256,7 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 	// over the kernels reads integers only.
 	type nameIDs struct{ demangled, short int64 }
 	names := map[nameIDs]string{}
-	err = queryRows(ctx, db, `SELECT k.dn, k.sn, COALESCE(d.value, s.value, '?')
+	err = nsysdb.Rows(ctx, db, `SELECT k.dn, k.sn, COALESCE(d.value, s.value, '?')
 		FROM (SELECT DISTINCT IFNULL(demangledName, -1) AS dn, IFNULL(shortName, -1) AS sn FROM CUPTI_ACTIVITY_KIND_KERNEL) k
 		LEFT JOIN StringIds d ON d.id = k.dn
 		LEFT JOIN StringIds s ON s.id = k.sn`, func(r *sql.Rows) error {
@@ -299,7 +287,7 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 	}
 	kernels := map[kernelKey]kernelOf{}
 	badRows := map[string]int64{} // per table, rows that end before they start
-	err = queryRows(ctx, db, `SELECT (globalPid >> 24) & 16777215, start, end, IFNULL(demangledName, -1), IFNULL(shortName, -1)
+	err = nsysdb.Rows(ctx, db, `SELECT (globalPid >> 24) & 16777215, start, end, IFNULL(demangledName, -1), IFNULL(shortName, -1)
 		FROM CUPTI_ACTIVITY_KIND_KERNEL`, func(r *sql.Rows) error {
 		var key kernelKey
 		var start, end int64
@@ -339,7 +327,7 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 		if !tables[t] {
 			continue
 		}
-		err := queryRows(ctx, db, `SELECT (globalPid >> 24) & 16777215, start, end FROM `+t, func(r *sql.Rows) error {
+		err := nsysdb.Rows(ctx, db, `SELECT (globalPid >> 24) & 16777215, start, end FROM `+t, func(r *sql.Rows) error {
 			var pid int
 			var start, end int64
 			if err := r.Scan(&pid, &start, &end); err != nil {
@@ -367,7 +355,7 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 		if tables["StringIds"] {
 			text = "COALESCE(n.text, (SELECT value FROM StringIds WHERE id = n.textId), '')"
 		}
-		err := queryRows(ctx, db, `SELECT (n.globalTid >> 24) & 16777215, n.start, n.end, `+text+`
+		err := nsysdb.Rows(ctx, db, `SELECT (n.globalTid >> 24) & 16777215, n.start, n.end, `+text+`
 			FROM NVTX_EVENTS n WHERE n.end IS NOT NULL AND n.end > n.start ORDER BY n.start`, func(r *sql.Rows) error {
 			var pid int
 			var start, end int64
@@ -385,7 +373,7 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 		}
 	}
 	if tables["PROCESSES"] {
-		queryRows(ctx, db, `SELECT pid, name FROM PROCESSES`, func(r *sql.Rows) error {
+		nsysdb.Rows(ctx, db, `SELECT pid, name FROM PROCESSES`, func(r *sql.Rows) error {
 			var pid int
 			var n sql.NullString
 			if r.Scan(&pid, &n) == nil {
@@ -422,18 +410,4 @@ func AnalyzeNsysSQLite(ctx context.Context, path string) (*Summary, error) {
 		s.Warnings = append(s.Warnings, d.problems.warnings(path+" ("+d.label+")", "skipped")...)
 	}
 	return s, nil
-}
-
-func queryRows(ctx context.Context, db *sql.DB, q string, each func(*sql.Rows) error) error {
-	rows, err := db.QueryContext(ctx, q)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := each(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
 }

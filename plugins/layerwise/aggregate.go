@@ -26,9 +26,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/nsys-agent/nsys-agent/internal/regularfile"
-
-	_ "modernc.org/sqlite" // pure-Go SQLite for nsys exports
+	"github.com/nsys-agent/nsys-agent/torchprof/nsysdb"
 )
 
 // Bounds on what one analysis keeps.
@@ -117,19 +115,14 @@ func (a *Analysis) module(r *rankAcc, m Marker) *moduleAcc {
 
 // AddSQLite attributes the kernels of one nsys SQLite export to its layer ranges.
 func (a *Analysis) AddSQLite(ctx context.Context, path string) error {
-	// SQLite would block opening a FIFO, and a planted link must not be followed.
-	f, err := regularfile.Open(path, false)
+	// A planted link must not be followed (nsysdb refuses FIFOs and the like).
+	db, err := nsysdb.Open(path, false)
 	if err != nil {
 		return fmt.Errorf("layer table: %w", err)
 	}
-	f.Close()
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&immutable=1")
-	if err != nil {
-		return fmt.Errorf("layer table: opening %s: %w", path, err)
-	}
 	defer db.Close()
 	db.SetMaxOpenConns(2) // the two streams are read at once
-	tables, err := tableNames(ctx, db)
+	tables, err := nsysdb.Tables(ctx, db)
 	if err != nil {
 		return fmt.Errorf("layer table: %s is not an SQLite database: %w", path, err)
 	}
@@ -154,23 +147,10 @@ func (a *Analysis) AddSQLite(ctx context.Context, path string) error {
 	return nil
 }
 
-func tableNames(ctx context.Context, db *sql.DB) (map[string]bool, error) {
-	tables := map[string]bool{}
-	err := queryRows(ctx, db, `SELECT name FROM sqlite_master WHERE type = 'table'`, func(r *sql.Rows) error {
-		var n string
-		if err := r.Scan(&n); err != nil {
-			return err
-		}
-		tables[n] = true
-		return nil
-	})
-	return tables, err
-}
-
 // kernelTotals counts every kernel of every process: the window's kernel time a share is
 // taken of, whether or not its launch is known.
 func (a *Analysis) kernelTotals(ctx context.Context, db *sql.DB) error {
-	return queryRows(ctx, db, `SELECT (globalPid >> 24) & 16777215, COUNT(*), SUM(MAX(end - start, 0)), SUM(end < start)
+	return nsysdb.Rows(ctx, db, `SELECT (globalPid >> 24) & 16777215, COUNT(*), SUM(MAX(end - start, 0)), SUM(end < start)
 		FROM CUPTI_ACTIVITY_KIND_KERNEL GROUP BY 1`, func(r *sql.Rows) error {
 		var pid int
 		var n, ns, bad int64
@@ -186,7 +166,7 @@ func (a *Analysis) kernelTotals(ctx context.Context, db *sql.DB) error {
 }
 
 func (a *Analysis) processNames(ctx context.Context, db *sql.DB) error {
-	return queryRows(ctx, db, `SELECT pid, name FROM PROCESSES`, func(r *sql.Rows) error {
+	return nsysdb.Rows(ctx, db, `SELECT pid, name FROM PROCESSES`, func(r *sql.Rows) error {
 		var pid sql.NullInt64
 		var name sql.NullString
 		if err := r.Scan(&pid, &name); err != nil {
@@ -287,7 +267,7 @@ func (a *Analysis) push(stack []openRange, s span) []openRange {
 	for len(stack) > 0 && stack[len(stack)-1].end <= s.start {
 		stack = stack[:len(stack)-1]
 	}
-	rk := a.rank(pidOf(s.tid))
+	rk := a.rank(nsysdb.PID(s.tid))
 	m, err := ParseMarker(s.text)
 	switch {
 	case errors.Is(err, ErrNotMarker):
@@ -312,7 +292,7 @@ func (a *Analysis) charge(stack []openRange, l launch) []openRange {
 	for len(stack) > 0 && stack[len(stack)-1].end <= l.at {
 		stack = stack[:len(stack)-1]
 	}
-	rk := a.rank(pidOf(l.tid))
+	rk := a.rank(nsysdb.PID(l.tid))
 	rk.launched++
 	a.kernelN++
 	var inner *moduleAcc
@@ -380,22 +360,6 @@ func (a *Analysis) ranges(ctx context.Context, db *sql.DB, tables map[string]boo
 		FROM NVTX_EVENTS n
 		WHERE n.end IS NOT NULL AND n.end >= n.start AND n.globalTid IS NOT NULL`+kind+`
 		ORDER BY n.globalTid, n.start, n.end DESC`)
-}
-
-func pidOf(globalTid int64) int { return int((globalTid >> 24) & 0xFFFFFF) }
-
-func queryRows(ctx context.Context, db *sql.DB, q string, each func(*sql.Rows) error) error {
-	rows, err := db.QueryContext(ctx, q)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := each(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
 }
 
 // Warnings says what the analysis could not attribute and why, one line per cause.

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	_ "modernc.org/sqlite" // pure-Go SQLite for nsys exports
-
-	"github.com/nsys-agent/nsys-agent/internal/regularfile"
+	"github.com/nsys-agent/nsys-agent/torchprof/nsysdb"
 )
 
 // exportStats is what the completeness checks read from one nsys SQLite export. Every
@@ -60,33 +58,17 @@ type UnreadableError struct {
 func (e *UnreadableError) Error() string { return fmt.Sprintf("%s: %v", e.Path, e.Err) }
 func (e *UnreadableError) Unwrap() error { return e.Err }
 
-// pidOf is the process id inside nsys's serialized global ids (globalPid, globalTid).
-func pidOf(col string) string { return "((" + col + " >> 24) & 16777215)" }
-
 // readExport opens an export read-only and aggregates what the checks need. A file
 // that is not an SQLite database, or one missing the tables every CUDA export has, is
 // an *UnreadableError; a cancelled ctx is returned as is.
 func readExport(ctx context.Context, path string) (*exportStats, error) {
-	// SQLite would block opening a FIFO; a window folder holds regular files only.
-	f, err := regularfile.Open(path, true)
-	if err != nil {
-		return nil, &UnreadableError{path, err}
-	}
-	f.Close()
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&immutable=1")
+	db, err := nsysdb.Open(path, true)
 	if err != nil {
 		return nil, &UnreadableError{path, err}
 	}
 	defer db.Close()
-	s := &exportStats{tables: map[string]bool{}, procs: map[int]*procStats{}}
-	err = query(ctx, db, `SELECT name FROM sqlite_master WHERE type = 'table'`, func(r *sql.Rows) error {
-		var n string
-		if err := r.Scan(&n); err != nil {
-			return err
-		}
-		s.tables[n] = true
-		return nil
-	})
+	s := &exportStats{procs: map[int]*procStats{}}
+	s.tables, err = nsysdb.Tables(ctx, db)
 	if err != nil {
 		return nil, unreadable(ctx, path, fmt.Errorf("not an SQLite database: %w", err))
 	}
@@ -106,7 +88,7 @@ func readExport(ctx context.Context, path string) (*exportStats, error) {
 		if !s.tables[q.table] {
 			continue
 		}
-		err := query(ctx, db, `SELECT `+pidOf(q.pidCol)+`, count(*) FROM `+q.table+` `+q.where+` GROUP BY 1`, func(r *sql.Rows) error {
+		err := nsysdb.Rows(ctx, db, `SELECT `+nsysdb.PIDExpr(q.pidCol)+`, count(*) FROM `+q.table+` `+q.where+` GROUP BY 1`, func(r *sql.Rows) error {
 			var pid int
 			var n int64
 			if err := r.Scan(&pid, &n); err != nil {
@@ -162,7 +144,7 @@ func readLaunches(ctx context.Context, db *sql.DB, s *exportStats) error {
 	for _, t := range []string{"CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_GRAPH_TRACE",
 		"CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET"} {
 		if s.tables[t] {
-			gpu = append(gpu, `SELECT `+pidOf("globalPid")+` AS pid, correlationId AS c FROM `+t+` WHERE correlationId IS NOT NULL`)
+			gpu = append(gpu, `SELECT `+nsysdb.PIDExpr("globalPid")+` AS pid, correlationId AS c FROM `+t+` WHERE correlationId IS NOT NULL`)
 		}
 	}
 	if len(gpu) == 0 {
@@ -194,7 +176,7 @@ func readLaunches(ctx context.Context, db *sql.DB, s *exportStats) error {
 		FROM CUPTI_ACTIVITY_KIND_RUNTIME r JOIN names n ON n.id = r.nameId
 		WHERE n.kind IS NOT NULL AND r.returnValue = 0 AND r.globalTid IS NOT NULL
 	), launches AS (
-		SELECT ` + pidOf("tid") + ` AS pid, c, kind,
+		SELECT ` + nsysdb.PIDExpr("tid") + ` AS pid, c, kind,
 			depth - MIN(MIN(depth, 0)) OVER (PARTITION BY tid) > 0 AS captured
 		FROM calls
 	), gpu AS (SELECT DISTINCT pid, c FROM (` + strings.Join(gpu, " UNION ALL ") + `))
@@ -202,7 +184,7 @@ func readLaunches(ctx context.Context, db *sql.DB, s *exportStats) error {
 	FROM launches l LEFT JOIN gpu g ON g.pid = l.pid AND g.c = l.c
 	WHERE l.kind IN (1, 2)
 	GROUP BY l.pid, l.kind`
-	return query(ctx, db, q, func(r *sql.Rows) error {
+	return nsysdb.Rows(ctx, db, q, func(r *sql.Rows) error {
 		var pid, kind int
 		var n, captured, recorded int64
 		if err := r.Scan(&pid, &kind, &n, &captured, &recorded); err != nil {
@@ -224,18 +206,4 @@ func unreadable(ctx context.Context, path string, err error) error {
 		return ctx.Err()
 	}
 	return &UnreadableError{path, err}
-}
-
-func query(ctx context.Context, db *sql.DB, q string, each func(*sql.Rows) error) error {
-	rows, err := db.QueryContext(ctx, q)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := each(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
 }
