@@ -9,12 +9,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/nsys-agent/nsys-agent/internal/regularfile"
 )
 
 // collect finds the report(s) a stop produced wherever nsys put them, moves them into
@@ -170,25 +171,4 @@ func MoveFile(src, dst string) error {
 
 // CopyFile copies src to dst, which must not exist yet, with fsync; dst is 0600 (reports
 // and raw streams embed the server's environment). A failed copy leaves no dst.
-func CopyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(dst)
-	}
-	return err
-}
+func CopyFile(src, dst string) error { return regularfile.CopyNew(src, dst, true) }

@@ -2,6 +2,7 @@ package regularfile
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -39,5 +40,35 @@ func TestOpen(t *testing.T) {
 	}
 	if _, err := Open(filepath.Join(dir, "none"), true); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing: %v", err)
+	}
+}
+
+func TestCopyNew(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	if err := os.WriteFile(src, []byte("report"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := CopyNew(src, dst, false); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(dst); err != nil || string(b) != "report" {
+		t.Errorf("copy holds %q (%v)", b, err)
+	}
+	if fi, _ := os.Stat(dst); fi.Mode().Perm() != 0o600 {
+		t.Errorf("copy mode %v, want 0600", fi.Mode())
+	}
+	if err := CopyNew(src, dst, false); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("copy onto an existing file: %v", err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(src, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := CopyNew(link, filepath.Join(dir, "c"), false); err == nil {
+		t.Error("a link was copied with followLinks false")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "c")); !os.IsNotExist(err) {
+		t.Errorf("a refused copy left its destination: %v", err)
 	}
 }

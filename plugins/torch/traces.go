@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -245,32 +244,9 @@ func moveNoReplace(src, dst string) error {
 }
 
 func copyNoReplace(src, dst string) error {
-	in, err := regularfile.Open(src, false)
-	if err != nil {
-		return err
+	err := regularfile.CopyNew(src, dst, false)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s already exists", dst)
 	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
-	if err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%s already exists", dst)
-		}
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(dst)
-		return fmt.Errorf("copying %s to %s: %w", src, dst, err)
-	}
-	return nil
+	return err
 }
