@@ -87,6 +87,9 @@ func (m *Manager) markFinalizing(w *Manifest, r *run, who Requester) {
 	if r.cancelWait != nil {
 		r.cancelWait()
 	}
+	if r.stopBudget != nil {
+		r.stopBudget()
+	}
 	now := time.Now().UTC()
 	w.State, w.StoppedBy, w.StoppedAt = StateFinalizing, &who, &now
 	w.Progress = &Progress{Step: "stopping", Fraction: 0}
@@ -166,6 +169,9 @@ func (m *Manager) finish(id string, state State, errMsg string, res shared.Resul
 		if r.cancelWait != nil {
 			r.cancelWait()
 		}
+		if r.stopBudget != nil {
+			r.stopBudget()
+		}
 		if !r.starting {
 			r.lease.release() // a starting window's begin releases it (through abandon)
 		}
@@ -190,6 +196,7 @@ func (m *Manager) finish(id string, state State, errMsg string, res shared.Resul
 	if state == StateFailed {
 		m.log.Warn("window failed", "window", id, "err", errMsg)
 	}
+	m.retain() // a settled window may put the data dir over its budgets
 }
 
 func (m *Manager) terminal(id string) bool {
