@@ -288,3 +288,44 @@ func (s *Service) Subscriptions() int {
 	defer s.mu.Unlock()
 	return s.subscriptions
 }
+
+// Retention (issue 15, item 3): DeleteWindow and PinWindow follow the state machine's
+// rules: only a finished, unpinned window is removed, with its files.
+
+func (s *Service) DeleteWindow(ctx context.Context, id string, who windows.Requester) (*windows.Manifest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.windows[id]
+	switch {
+	case !ok:
+		return nil, domainErr(windows.ErrNotFound, "no window %q; list them with 'nsys-agent windows'", id)
+	case !m.State.Terminal():
+		return nil, domainErr(windows.ErrWindowActive, "window %s is %s: only a finished window can be removed; stop it first ('nsys-agent stop %s')", id, m.State, id)
+	case m.Pinned:
+		return nil, domainErr(windows.ErrPinned, "window %s is pinned; unpin it first ('nsys-agent unpin %s')", id, id)
+	}
+	if err := os.RemoveAll(filepath.Join(s.Dir, id)); err != nil {
+		return nil, err
+	}
+	delete(s.windows, id)
+	for i, o := range s.order {
+		if o == id {
+			s.order = append(s.order[:i], s.order[i+1:]...)
+			break
+		}
+	}
+	cp := *m
+	return &cp, nil
+}
+
+func (s *Service) PinWindow(ctx context.Context, id string, pinned bool, who windows.Requester) (*windows.Manifest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.windows[id]
+	if !ok {
+		return nil, domainErr(windows.ErrNotFound, "no window %q; list them with 'nsys-agent windows'", id)
+	}
+	m.Pinned = pinned
+	cp := *m
+	return &cp, nil
+}
