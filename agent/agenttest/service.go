@@ -37,6 +37,7 @@ type Service struct {
 	active  string
 	subs    map[chan windows.Event]bool
 	gets    int
+	created int // windows ever made: ids stay unique after a DeleteWindow
 
 	subscriptions int // ever opened
 }
@@ -83,7 +84,8 @@ func (s *Service) CreateWindow(ctx context.Context, req windows.CreateRequest, w
 		return nil, domainErr(windows.ErrWindowActive, "window %s is already capturing; stop it first ('nsys-agent stop %s')", s.active, s.active)
 	}
 	now := time.Now().UTC()
-	id := fmt.Sprintf("w%d", len(s.order)+1)
+	s.created = max(s.created, len(s.order)) + 1
+	id := fmt.Sprintf("w%d", s.created)
 	m := &windows.Manifest{ID: id, Name: req.Name, Backend: "nsys", State: windows.StateCapturing, Trigger: windows.TriggerAPI,
 		RequestedBy: who, Duration: req.Duration, CreatedAt: now, StartedAt: &now, Artifacts: []windows.Artifact{}}
 	if at, err := time.Parse(time.RFC3339, req.StartAt); err == nil && at.After(now) {
