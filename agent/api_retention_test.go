@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/nsys-agent/nsys-agent/agent/backends"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
 	"github.com/nsys-agent/nsys-agent/nsys/nsystest"
 	"github.com/nsys-agent/nsys-agent/plugins/shared"
@@ -121,3 +122,6 @@ func TestRetentionRoutes(t *testing.T) {
 		}
 	}
 }
+
+// The nsys backend measures its capture where nsys writes it ($TMPDIR), not the folder.
+var _ windows.CaptureSizer = (*backends.Nsys)(nil)

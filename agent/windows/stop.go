@@ -192,11 +192,13 @@ func (m *Manager) finish(id string, state State, errMsg string, res shared.Resul
 		w.Progress = &Progress{Step: "ready", Fraction: 1}
 	}
 	m.mu.Unlock()
+	// The budgets first: a client that sees this window settle then sees the data dir
+	// as retention left it.
+	m.retain()
 	m.save(id)
 	if state == StateFailed {
 		m.log.Warn("window failed", "window", id, "err", errMsg)
 	}
-	m.retain() // a settled window may put the data dir over its budgets
 }
 
 func (m *Manager) terminal(id string) bool {
