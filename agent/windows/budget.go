@@ -32,6 +32,7 @@ func (m *Manager) watchBudget(id string, r *run, limit int64) {
 		defer cancel()
 		tick := time.NewTicker(m.o.BudgetPoll)
 		defer tick.Stop()
+		failures := 0
 		for {
 			select {
 			case <-ctx.Done():
@@ -40,9 +41,15 @@ func (m *Manager) watchBudget(id string, r *run, limit int64) {
 			}
 			n, err := m.captureBytes(ctx, r)
 			if err != nil {
+				// Said once, on the window, after a few tries: a stream may appear a moment
+				// after the start.
+				if failures++; failures == unmeasuredTries {
+					m.unmeasured(id, limit, err)
+				}
 				m.log.Debug("measuring a capture against its budget", "window", id, "err", err)
 				continue
 			}
+			failures = 0
 			if n <= limit {
 				continue
 			}
@@ -50,6 +57,25 @@ func (m *Manager) watchBudget(id string, r *run, limit int64) {
 			return
 		}
 	}()
+}
+
+// unmeasuredTries is how many polls in a row may fail to measure a capture before the
+// window is told its budget is not enforced.
+const unmeasuredTries = 3
+
+// unmeasured records on the window that its budget cannot be enforced, and why.
+func (m *Manager) unmeasured(id string, limit int64, err error) {
+	msg := fmt.Sprintf("its budget of %s is not enforced: %v", human(limit), err)
+	m.mu.Lock()
+	w := m.windows[id]
+	if w == nil || w.State != StateCapturing {
+		m.mu.Unlock()
+		return
+	}
+	w.Warnings = append(w.Warnings, msg)
+	m.mu.Unlock()
+	m.save(id)
+	m.log.Warn("a window's byte budget cannot be enforced", "window", id, "err", err)
 }
 
 // overBudget records why the window stops and stops it, as its duration would.

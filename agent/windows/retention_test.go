@@ -2,6 +2,7 @@ package windows
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -228,13 +229,36 @@ func (b *growingBackend) Start(ctx context.Context, w shared.Window) error {
 	if err := b.fakeBackend.Start(ctx, w); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(w.Dir, "rank0-TP-0.trace.json.gz"), make([]byte, b.written.Load()), 0o600)
+	return os.WriteFile(filepath.Join(w.Dir, "rank0-TP-0.trace.json.gz"), make([]byte, max(b.written.Load(), 0)), 0o600)
 }
 
 type sizerBackend struct{ *growingBackend }
 
 func (b sizerBackend) CaptureBytes(ctx context.Context, w shared.Window) (int64, error) {
+	if b.written.Load() < 0 {
+		return 0, errors.New("no capture stream found")
+	}
 	return b.written.Load() * 100, nil // counted here, not in the folder
+}
+
+// TestBudgetNotMeasurableIsSaid: a capture whose size cannot be found keeps capturing,
+// and its window says its budget is not enforced, once.
+func TestBudgetNotMeasurableIsSaid(t *testing.T) {
+	g := &growingBackend{fakeBackend: newFake("nsys")}
+	g.written.Store(-1)
+	m, _ := newManagerWith(t, Options{MaxWindowBytes: 1000, BudgetPoll: 2 * time.Millisecond}, sizerBackend{g})
+	w, err := m.CreateWindow(context.Background(), CreateRequest{}, who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(60 * time.Millisecond) // 30 polls
+	got, _ := m.Window(context.Background(), w.ID)
+	if got.State != StateCapturing {
+		t.Fatalf("an unmeasurable window was stopped: %s", got.State)
+	}
+	if len(got.Warnings) != 1 || !strings.Contains(got.Warnings[0], "its budget of 1000 B is not enforced: no capture stream found") {
+		t.Errorf("warnings %q", got.Warnings)
+	}
 }
 
 // TestBudgetStopsWindowEarly: a capture over its budget is stopped with the reason; one
