@@ -75,6 +75,10 @@ func NewHandler(svc Service, opts APIOptions) http.Handler {
 	a.handle("GET /v1/windows/{id}", a.getWindow)
 	a.handle("POST /v1/windows/{id}/stop", a.stopWindow)
 	a.handle("GET /v1/windows/{id}/artifacts/{name}", a.artifact)
+	// Retention (issue 15, item 3): api_retention.go.
+	a.handle("DELETE /v1/windows/{id}", a.deleteWindow)
+	a.handle("POST /v1/windows/{id}/pin", a.pinWindow(true))
+	a.handle("POST /v1/windows/{id}/unpin", a.pinWindow(false))
 	a.mux.HandleFunc("GET /v1/events", a.serveEvents)
 	a.mux.Handle("GET /metrics", a.metrics.handler())
 	return a

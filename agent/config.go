@@ -51,6 +51,13 @@ type Config struct {
 	Log         *slog.Logger
 	// Banner receives the lines that tell a person what to do next (nil: none).
 	Banner io.Writer
+
+	// Retention (issue 15, item 3): MaxBytes bounds the bytes of all window folders,
+	// KeepWindows the finished, unpinned windows kept (0: no bound; the oldest go first);
+	// MaxWindowBytes stops a capture that has written more (0: none).
+	MaxBytes       int64
+	KeepWindows    int
+	MaxWindowBytes int64
 }
 
 // ErrConfig marks a configuration the agent refuses (a usage error: exit code 2).

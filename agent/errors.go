@@ -35,6 +35,7 @@ var domainStatus = []struct {
 	{windows.ErrCancelled, http.StatusConflict, CodeCancelled},
 	{windows.ErrTargetDown, http.StatusServiceUnavailable, CodeTargetDown},
 	{windows.ErrNoSpace, http.StatusInsufficientStorage, CodeNoSpace},
+	{windows.ErrPinned, http.StatusConflict, CodePinned}, // retention (issue 15, item 3)
 }
 
 // ErrorStatus maps an error to its HTTP status and body: the API's own errors, then the

@@ -150,6 +150,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mgr, err := windows.New(windows.Options{
 		Store: store, Backends: registry, Target: t.sup, TargetLog: targetLogPath(store.Root), Session: ctl.Session, Log: log,
 		Adopt: t.adoptCapture, AdoptBackend: backends.NsysName, MinFree: cfg.MinFree,
+		MaxBytes: cfg.MaxBytes, KeepWindows: cfg.KeepWindows, MaxWindowBytes: cfg.MaxWindowBytes, // retention (issue 15, item 3)
 		OnChange: func(old windows.State, m windows.Manifest) {
 			if m.State.Terminal() && !old.Terminal() && m.StoppedAt != nil && m.FinishedAt != nil {
 				metrics.ObserveFinalize(m.Backend, m.State, m.FinishedAt.Sub(*m.StoppedAt))

@@ -22,6 +22,12 @@ type Service interface {
 	ArtifactPath(ctx context.Context, id, name string) (string, *windows.Artifact, error)
 	// Subscribe streams events until cancel is called.
 	Subscribe() (events <-chan windows.Event, cancel func())
+
+	// Retention (issue 15, item 3): DeleteWindow removes a finished, unpinned window and
+	// its folder; PinWindow pins (true) or unpins a window. Pinned windows are never
+	// removed.
+	DeleteWindow(ctx context.Context, id string, who windows.Requester) (*windows.Manifest, error)
+	PinWindow(ctx context.Context, id string, pinned bool, who windows.Requester) (*windows.Manifest, error)
 }
 
 // daemon is the Service of a running agent: the window state machine, plus what only the

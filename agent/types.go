@@ -86,3 +86,6 @@ const (
 	CodeNoSpace      = "insufficient_storage"
 	CodeInternal     = "internal"
 )
+
+// CodePinned: a pinned window cannot be removed (retention, issue 15, item 3).
+const CodePinned = "pinned"

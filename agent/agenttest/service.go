@@ -37,6 +37,7 @@ type Service struct {
 	active  string
 	subs    map[chan windows.Event]bool
 	gets    int
+	created int // windows ever made: ids stay unique after a DeleteWindow
 
 	subscriptions int // ever opened
 }
@@ -83,7 +84,8 @@ func (s *Service) CreateWindow(ctx context.Context, req windows.CreateRequest, w
 		return nil, domainErr(windows.ErrWindowActive, "window %s is already capturing; stop it first ('nsys-agent stop %s')", s.active, s.active)
 	}
 	now := time.Now().UTC()
-	id := fmt.Sprintf("w%d", len(s.order)+1)
+	s.created = max(s.created, len(s.order)) + 1
+	id := fmt.Sprintf("w%d", s.created)
 	m := &windows.Manifest{ID: id, Name: req.Name, Backend: "nsys", State: windows.StateCapturing, Trigger: windows.TriggerAPI,
 		RequestedBy: who, Duration: req.Duration, CreatedAt: now, StartedAt: &now, Artifacts: []windows.Artifact{}}
 	if at, err := time.Parse(time.RFC3339, req.StartAt); err == nil && at.After(now) {
@@ -287,4 +289,45 @@ func (s *Service) Subscriptions() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.subscriptions
+}
+
+// Retention (issue 15, item 3): DeleteWindow and PinWindow follow the state machine's
+// rules: only a finished, unpinned window is removed, with its files.
+
+func (s *Service) DeleteWindow(ctx context.Context, id string, who windows.Requester) (*windows.Manifest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.windows[id]
+	switch {
+	case !ok:
+		return nil, domainErr(windows.ErrNotFound, "no window %q; list them with 'nsys-agent windows'", id)
+	case !m.State.Terminal():
+		return nil, domainErr(windows.ErrWindowActive, "window %s is %s: only a finished window can be removed; stop it first ('nsys-agent stop %s')", id, m.State, id)
+	case m.Pinned:
+		return nil, domainErr(windows.ErrPinned, "window %s is pinned; unpin it first ('nsys-agent unpin %s')", id, id)
+	}
+	if err := os.RemoveAll(filepath.Join(s.Dir, id)); err != nil {
+		return nil, err
+	}
+	delete(s.windows, id)
+	for i, o := range s.order {
+		if o == id {
+			s.order = append(s.order[:i], s.order[i+1:]...)
+			break
+		}
+	}
+	cp := *m
+	return &cp, nil
+}
+
+func (s *Service) PinWindow(ctx context.Context, id string, pinned bool, who windows.Requester) (*windows.Manifest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.windows[id]
+	if !ok {
+		return nil, domainErr(windows.ErrNotFound, "no window %q; list them with 'nsys-agent windows'", id)
+	}
+	m.Pinned = pinned
+	cp := *m
+	return &cp, nil
 }

@@ -64,6 +64,13 @@ func (b *Nsys) window(w shared.Window) nsys.Window {
 	return nsys.Window{Dir: w.Dir, Name: name}
 }
 
+// CaptureBytes is what the window's capture has streamed so far (the state machine's
+// CaptureSizer, for --max-window-bytes): nsys writes it into $TMPDIR until the stop, not
+// into the window folder.
+func (b *Nsys) CaptureBytes(ctx context.Context, w shared.Window) (int64, error) {
+	return nsys.CaptureBytes(b.Ctl.Session)
+}
+
 func (b *Nsys) Start(ctx context.Context, w shared.Window) error {
 	return mapNsysError(b.Ctl.Start(ctx, b.window(w)))
 }

@@ -15,6 +15,7 @@ var (
 	ErrNotFound     = errors.New("not found")              // no such window or artifact
 	ErrCancelled    = errors.New("cancelled while queued") // the caller gave up while the start waited
 	ErrNoSpace      = errors.New("not enough disk space")  // the data dir is below its free-space floor
+	ErrPinned       = errors.New("window pinned")          // a pinned window cannot be removed; unpin it first
 )
 
 // Error is a domain error: a kind above and a message for the person reading it. Cause,

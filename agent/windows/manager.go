@@ -1,6 +1,7 @@
 package windows
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -51,6 +52,16 @@ type Options struct {
 	// it: nothing is lost.
 	Adopt        bool
 	AdoptBackend string
+
+	// Retention (issue 15, item 3). MaxBytes bounds the bytes of all window folders and
+	// KeepWindows the number of finished, unpinned windows (0: no bound); the oldest
+	// finished, unpinned windows go first (retention.go). MaxWindowBytes stops a capture
+	// that has written more (0: no bound; a request's max_bytes overrides it); BudgetPoll
+	// is how often that is measured (default 1 s).
+	MaxBytes       int64
+	KeepWindows    int
+	MaxWindowBytes int64
+	BudgetPoll     time.Duration
 }
 
 // run is what a window has beyond its manifest while it is in flight.
@@ -63,6 +74,7 @@ type run struct {
 	cancelWait  context.CancelFunc // ends a Waiter's wait when the window is stopped
 	starting    bool               // the backend's Start is running
 	stopBy      *Requester         // a stop that came while the window was still requested
+	stopBudget  context.CancelFunc // ends the byte-budget watch (budget.go)
 }
 
 // Manager runs windows through their states, one capture at a time, finalizing in the
@@ -83,6 +95,7 @@ type Manager struct {
 	leftovers []string         // windows a dead agent left mid-flight (RescanLeftovers)
 
 	saveMu      sync.Mutex    // orders manifest saves: the last save writes the newest state
+	retainMu    sync.Mutex    // one retention pass at a time
 	version     atomic.Uint64 // bumped by every change of any window (WindowsJSON's cache key)
 	listMu      sync.Mutex
 	listJSON    []byte
@@ -108,10 +121,14 @@ func New(o Options) (*Manager, error) {
 	if o.QueueTimeout == 0 {
 		o.QueueTimeout = 20 * time.Second
 	}
+	if o.BudgetPoll == 0 {
+		o.BudgetPoll = time.Second
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{o: o, log: o.Log, bus: NewBus(), slot: newCaptureSlot(),
 		windows: map[string]*Manifest{}, runs: map[string]*run{}, saved: map[string]State{}, ctx: ctx, cancel: cancel}
 	m.load()
+	m.retain()
 	if o.Target != nil {
 		go m.watchTarget()
 	}
@@ -158,7 +175,8 @@ func (m *Manager) CreateWindow(ctx context.Context, req CreateRequest, who Reque
 	id := NewID(now)
 	dir, _ := m.o.Store.WindowDir(id)
 	w := &Manifest{ID: id, Name: req.Name, Backend: name, State: StateRequested, Trigger: trigger, RequestedBy: who,
-		Session: m.o.Session, Duration: req.Duration, Steps: req.Steps, Export: req.Export, Options: maps.Clone(req.Options), CreatedAt: now, Artifacts: []Artifact{}}
+		Session: m.o.Session, Duration: req.Duration, Steps: req.Steps, Export: req.Export, Options: maps.Clone(req.Options), CreatedAt: now, Artifacts: []Artifact{},
+		MaxBytes: cmp.Or(req.MaxBytes, m.o.MaxWindowBytes)}
 	r := &run{entry: entry, win: shared.Window{ID: id, Dir: dir, Name: req.Name, Duration: dur, Steps: req.Steps, Export: req.Export, Options: maps.Clone(req.Options)}}
 
 	m.mu.Lock()
@@ -270,6 +288,9 @@ func (m *Manager) begin(ctx context.Context, id string) error {
 		r.cancelWait = cancel
 		m.wg.Add(1)
 		go m.waitSteps(wctx, id, r, waiter)
+	}
+	if stopBy == nil && w.MaxBytes > 0 {
+		m.watchBudget(id, r, w.MaxBytes)
 	}
 	m.mu.Unlock()
 	m.save(id)

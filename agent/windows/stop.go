@@ -87,6 +87,9 @@ func (m *Manager) markFinalizing(w *Manifest, r *run, who Requester) {
 	if r.cancelWait != nil {
 		r.cancelWait()
 	}
+	if r.stopBudget != nil {
+		r.stopBudget()
+	}
 	now := time.Now().UTC()
 	w.State, w.StoppedBy, w.StoppedAt = StateFinalizing, &who, &now
 	w.Progress = &Progress{Step: "stopping", Fraction: 0}
@@ -166,6 +169,9 @@ func (m *Manager) finish(id string, state State, errMsg string, res shared.Resul
 		if r.cancelWait != nil {
 			r.cancelWait()
 		}
+		if r.stopBudget != nil {
+			r.stopBudget()
+		}
 		if !r.starting {
 			r.lease.release() // a starting window's begin releases it (through abandon)
 		}
@@ -186,6 +192,9 @@ func (m *Manager) finish(id string, state State, errMsg string, res shared.Resul
 		w.Progress = &Progress{Step: "ready", Fraction: 1}
 	}
 	m.mu.Unlock()
+	// The budgets first: a client that sees this window settle then sees the data dir
+	// as retention left it.
+	m.retain()
 	m.save(id)
 	if state == StateFailed {
 		m.log.Warn("window failed", "window", id, "err", errMsg)

@@ -43,6 +43,9 @@ const (
 	TriggerTargetExit Trigger = "target-exit" // the target died during the window
 )
 
+// Retention (issue 15, item 3): a window stopped because its capture outgrew its budget.
+const TriggerBudget Trigger = "budget"
+
 // Artifact is one file a window produced, beside its manifest.
 type Artifact struct {
 	Name   string `json:"name"`
@@ -99,6 +102,10 @@ type Manifest struct {
 	// with one line per finding and its fix), set by the agent's checks once it is ready.
 	Verdict json.RawMessage   `json:"verdict,omitempty"`
 	Labels  map[string]string `json:"labels,omitempty"`
+	// Retention (issue 15, item 3). Pinned: never removed by a budget or `rm`
+	// (`nsys-agent pin`); MaxBytes: the capture is stopped early once it writes more.
+	Pinned   bool  `json:"pinned,omitempty"`
+	MaxBytes int64 `json:"max_bytes,omitempty"`
 }
 
 func (w *Manifest) clone() Manifest {
@@ -131,11 +138,14 @@ type CreateRequest struct {
 	// Options are backend-specific settings (`start --option NAME=VALUE`); the backend's
 	// Info lists the names it accepts, every other name is refused.
 	Options map[string]string `json:"options,omitempty"`
+	// MaxBytes stops the capture early once it has written more than this (0: the agent's
+	// --max-window-bytes).
+	MaxBytes int64 `json:"max_bytes,omitempty"`
 }
 
 // Event is one change the state machine announces (GET /v1/events; event name = Type).
 type Event struct {
-	Type   string    `json:"type"` // window, target
+	Type   string    `json:"type"` // window, target, removed
 	Window *Manifest `json:"window,omitempty"`
 	Target string    `json:"target,omitempty"`
 	Time   time.Time `json:"time"`

@@ -38,6 +38,9 @@ func (r CreateRequest) Validate() error {
 	if r.Steps < 0 {
 		return bad("steps: must be 0 or more, got %d", r.Steps)
 	}
+	if r.MaxBytes < 0 {
+		return bad("max_bytes: must be 0 (the agent's --max-window-bytes) or more, got %d", r.MaxBytes)
+	}
 	if err := ValidateName(r.Name); err != nil {
 		return bad("name: %v", err)
 	}

@@ -234,6 +234,12 @@ func printManifest(w io.Writer, m *windows.Manifest) {
 	field("STATE", string(m.State))
 	field("BACKEND", m.Backend)
 	field("TRIGGER", string(m.Trigger))
+	if m.Pinned { // retention (issue 15, item 3)
+		field("PINNED", "yes: no budget or rm removes it")
+	}
+	if m.MaxBytes > 0 {
+		field("MAX BYTES", humanBytes(m.MaxBytes)+" (stopped early beyond it)")
+	}
 	if len(m.Options) > 0 {
 		var kv []string
 		for _, k := range slices.Sorted(maps.Keys(m.Options)) {

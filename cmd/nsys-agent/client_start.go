@@ -34,6 +34,7 @@ func startCommand() *cli.Command {
 			&cli.BoolFlag{Name: "export", Usage: "also export the report to SQLite"},
 			&cli.StringSliceFlag{Name: "option", Aliases: []string{"O"}, Usage: "backend option `NAME=VALUE`, repeatable (e.g. -O mem=true for torch; 'nsys-agent backends' lists each backend's)"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait until the window has ended (needs --duration or --steps), with stop's progress bar"},
+			&cli.StringFlag{Name: "max-bytes", Usage: "stop the window early once its capture has written `SIZE` (default: the agent's --max-window-bytes)"},
 		),
 		Action: runStart,
 	})
@@ -128,6 +129,13 @@ func createRequest(c *cli.Context, now time.Time) (windows.CreateRequest, error)
 		} else {
 			return req, usagef("--at: want an RFC 3339 time (2025-01-02T15:04:05Z) or a delay (30s), got %q", at)
 		}
+	}
+	if mb := c.String("max-bytes"); mb != "" { // retention (issue 15, item 3)
+		n, err := parseSize(mb)
+		if err != nil {
+			return req, usagef("--max-bytes: %v (examples: 500MiB, 2GB)", err)
+		}
+		req.MaxBytes = n
 	}
 	if err := req.Validate(); err != nil {
 		// The agent's messages name the JSON field; say the flag instead.

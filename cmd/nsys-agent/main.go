@@ -99,5 +99,9 @@ func commands() []*cli.Command {
 		analyzeCommand(),
 		versionCommand(),
 		completionCommand(),
+		// Retention (issue 15, item 3).
+		rmCommand(),
+		pinCommand(true),
+		pinCommand(false),
 	}
 }

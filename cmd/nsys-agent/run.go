@@ -82,6 +82,10 @@ nsys reports embed the server's whole environment: treat them as secrets.`,
 			&cli.Float64Flag{Name: "cost-slowdown", Value: 0.10, Usage: "a window after which the server stays slower than before by more than this fraction gets a slowdown finding"},
 			&cli.IntFlag{Name: "demo-ranks", Value: 2, Usage: "rank workers of the built-in demo target"},
 			&cli.StringFlag{Name: "min-free", Value: "100MiB", Usage: "free space the data dir needs for a window to start (0 = no floor)"},
+			// Retention (issue 15, item 3); read in run_retention.go.
+			&cli.StringFlag{Name: "max-bytes", Value: "0", Usage: "`SIZE` all window folders may hold; the oldest finished, unpinned windows are removed first (0 = no bound)"},
+			&cli.IntFlag{Name: "keep-windows", Usage: "keep at most `N` finished, unpinned windows; older ones are removed (0 = all)"},
+			&cli.StringFlag{Name: "max-window-bytes", Value: "0", Usage: "stop a window early once its capture has written `SIZE` (0 = no bound; start --max-bytes overrides)"},
 			&cli.DurationFlag{Name: "stop-timeout", Value: 5 * time.Minute, Usage: "how long one nsys stop may take before the window fails"},
 			&cli.StringFlag{Name: "ready-file", Usage: "write the API URL here once serving (for scripts)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
@@ -196,6 +200,9 @@ func runAgent(c *cli.Context) error {
 	}
 	if cfg.MinFree, err = humanize.ParseBytes(c.String("min-free")); err != nil {
 		return usagef("--min-free: %v (examples: 500MiB, 2GB, 0)", err)
+	}
+	if err := retentionConfig(c, &cfg); err != nil { // issue 15, item 3
+		return err
 	}
 	if t := c.String("trace"); t != "" {
 		cfg.Trace = strings.Split(t, ",")

@@ -219,3 +219,17 @@ func (r *Reader) Maps(pid int, name string) (bool, error) {
 	}
 	return false, sc.Err()
 }
+
+// OpenFiles lists the paths process pid has open (the targets of /proc/PID/fd); sockets,
+// pipes and deleted files come as the kernel names them ("socket:[123]").
+func (r *Reader) OpenFiles(pid int) ([]string, error) {
+	p, err := r.proc(pid)
+	if err != nil {
+		return nil, err
+	}
+	targets, err := p.FileDescriptorTargets()
+	if err != nil {
+		return nil, fmt.Errorf("process %d: open files: %w", pid, err)
+	}
+	return slices.DeleteFunc(targets, func(t string) bool { return t == "" }), nil
+}

@@ -294,3 +294,19 @@ func TestMaps(t *testing.T) {
 		t.Error("a process that does not exist has no maps")
 	}
 }
+
+// TestOpenFiles: this process's own open file is among its fd targets, by its path.
+func TestOpenFiles(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "capture-*.qdstrm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	files, err := procs.Default.OpenFiles(os.Getpid())
+	if err != nil || !slices.Contains(files, f.Name()) {
+		t.Errorf("open files of this process: %v %v, want %s among them", files, err, f.Name())
+	}
+	if _, err := procs.Default.OpenFiles(1 << 30); err == nil {
+		t.Error("a process that does not exist has no open files: want an error")
+	}
+}
