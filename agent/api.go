@@ -75,6 +75,9 @@ func NewHandler(svc Service, opts APIOptions) http.Handler {
 	a.handle("GET /v1/windows/{id}", a.getWindow)
 	a.handle("POST /v1/windows/{id}/stop", a.stopWindow)
 	a.handle("GET /v1/windows/{id}/artifacts/{name}", a.artifact)
+	// Issue 15, triggers part.
+	a.handle("GET /v1/triggers", a.listTriggers)
+	a.handle("POST /v1/triggers", a.addTrigger)
 	a.mux.HandleFunc("GET /v1/events", a.serveEvents)
 	a.mux.Handle("GET /metrics", a.metrics.handler())
 	return a
