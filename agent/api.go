@@ -79,6 +79,9 @@ func NewHandler(svc Service, opts APIOptions) http.Handler {
 	a.handle("DELETE /v1/windows/{id}", a.deleteWindow)
 	a.handle("POST /v1/windows/{id}/pin", a.pinWindow(true))
 	a.handle("POST /v1/windows/{id}/unpin", a.pinWindow(false))
+	// Issue 15, triggers part.
+	a.handle("GET /v1/triggers", a.listTriggers)
+	a.handle("POST /v1/triggers", a.addTrigger)
 	a.mux.HandleFunc("GET /v1/events", a.serveEvents)
 	a.mux.Handle("GET /metrics", a.metrics.handler())
 	return a

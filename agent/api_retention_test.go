@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nsys-agent/nsys-agent/agent"
 	"github.com/nsys-agent/nsys-agent/agent/backends"
+	"github.com/nsys-agent/nsys-agent/agent/triggers"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
 	"github.com/nsys-agent/nsys-agent/nsys/nsystest"
 	"github.com/nsys-agent/nsys-agent/plugins/shared"
@@ -38,6 +40,10 @@ type managerService struct{ *windows.Manager }
 
 func (managerService) Status(context.Context) agent.Status            { return agent.Status{} }
 func (managerService) Backends(context.Context) []agent.BackendStatus { return nil }
+func (managerService) Triggers(context.Context) []triggers.Status     { return nil }
+func (managerService) AddTrigger(context.Context, triggers.Spec, windows.Requester) (*triggers.Status, error) {
+	return nil, errors.New("this test serves no triggers")
+}
 
 // TestRetentionRoutes: DELETE, pin and unpin over HTTP against the real state machine:
 // a capturing or pinned window is refused with 409 and the reason, a finished one goes

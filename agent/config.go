@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/nsys-agent/nsys-agent/agent/triggers"
 )
 
 // Config is everything `nsys-agent run` decides from its flags.
@@ -43,6 +45,8 @@ type Config struct {
 	// Cost says where each window's cost (the server's throughput before, during and
 	// after it) is read from.
 	Cost CostConfig
+	// Triggers open windows by themselves (issue 15, triggers part; `run --trigger-*`).
+	Triggers []triggers.Spec
 
 	StopTimeout time.Duration // one nsys stop (default 5 min)
 	MinFree     uint64        // free space the data dir needs for a window to start (0: none)

@@ -178,6 +178,14 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Warn("window costs are off", "err", err)
 	}
 	defer costWatch.close()
+	// Issue 15, triggers part: armed once the windows and their costs are.
+	trig, err := startTriggers(cfg.Triggers, mgr, t.sup, serverURL, log)
+	if err != nil {
+		_ = mgr.Close(ctx)
+		_ = t.sup.Stop(30 * time.Second)
+		return err
+	}
+	defer trig.Close()
 	go rescanAfterPendingStops(ctx, mgr, ctl.Session, cfg.StopTimeout+time.Minute, log)
 	// A fresh cached session row lets a start skip one `nsys sessions list` (~10 ms of the
 	// ~110 ms a start takes); the check after the start always runs.
@@ -197,6 +205,7 @@ func Run(ctx context.Context, cfg Config) error {
 			s, err := ctl.State(ctx)
 			return string(s), err
 		}}
+	svc.triggers = trig // issue 15, triggers part
 	srv := newServer(svc, cfg, metrics)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -223,6 +232,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Finish (or fail) the open window, then end the target through nsys, then the API.
 	closeCtx, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout+time.Minute)
 	defer cancel()
+	trig.Close() // no trigger opens a window while they close
 	if err := mgr.Close(closeCtx); err != nil {
 		log.Warn("closing windows", "err", err)
 	}

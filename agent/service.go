@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/nsys-agent/nsys-agent/agent/triggers"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
 )
 
@@ -28,6 +29,10 @@ type Service interface {
 	// removed.
 	DeleteWindow(ctx context.Context, id string, who windows.Requester) (*windows.Manifest, error)
 	PinWindow(ctx context.Context, id string, pinned bool, who windows.Requester) (*windows.Manifest, error)
+	// Triggers (issue 15, triggers part): windows that open by themselves. Triggers lists
+	// them with their fires and why they did not fire; AddTrigger arms one more.
+	Triggers(ctx context.Context) []triggers.Status
+	AddTrigger(ctx context.Context, spec triggers.Spec, who windows.Requester) (*triggers.Status, error)
 }
 
 // daemon is the Service of a running agent: the window state machine, plus what only the
@@ -39,6 +44,7 @@ type daemon struct {
 	session      SessionStatus
 	sessionState func(ctx context.Context) (string, error) // nil: not asked
 	origins      Origins
+	triggers     *triggers.Set // issue 15, triggers part (nil: none)
 }
 
 func (d *daemon) Status(ctx context.Context) Status {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent"
+	"github.com/nsys-agent/nsys-agent/agent/triggers"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
 	"github.com/nsys-agent/nsys-agent/plugins/shared"
 )
@@ -40,13 +41,23 @@ type Service struct {
 	created int // windows ever made: ids stay unique after a DeleteWindow
 
 	subscriptions int // ever opened
+
+	// Issue 15, triggers part: a real trigger set over this fake's windows and a fake
+	// target output (Line).
+	triggers *triggers.Set
+	lineMu   sync.Mutex
+	lineSubs map[int]func(string)
+	lineNext int
 }
 
 var _ agent.Service = (*Service)(nil)
 
 // New returns an empty fake with its artifacts under a test temp dir.
 func New(t testing.TB) *Service {
-	return &Service{Dir: t.TempDir(), windows: map[string]*windows.Manifest{}, subs: map[chan windows.Event]bool{}}
+	s := &Service{Dir: t.TempDir(), windows: map[string]*windows.Manifest{}, subs: map[chan windows.Event]bool{}}
+	s.triggers = triggers.New(triggers.Options{Open: s.CreateWindow, Lines: s.subscribeLines, ServerURL: "http://127.0.0.1:1"})
+	t.Cleanup(s.triggers.Close)
+	return s
 }
 
 func domainErr(kind error, format string, a ...any) error {
@@ -88,6 +99,9 @@ func (s *Service) CreateWindow(ctx context.Context, req windows.CreateRequest, w
 	id := fmt.Sprintf("w%d", s.created)
 	m := &windows.Manifest{ID: id, Name: req.Name, Backend: "nsys", State: windows.StateCapturing, Trigger: windows.TriggerAPI,
 		RequestedBy: who, Duration: req.Duration, CreatedAt: now, StartedAt: &now, Artifacts: []windows.Artifact{}}
+	if windows.IsFired(who.Trigger) { // issue 15, triggers part: as the state machine records it
+		m.Trigger, m.Labels = who.Trigger, req.Labels
+	}
 	if at, err := time.Parse(time.RFC3339, req.StartAt); err == nil && at.After(now) {
 		// Scheduled: it waits in requested (a test moves it on with Change).
 		m.State, m.StartedAt = windows.StateRequested, nil

@@ -109,7 +109,15 @@ func TestLogSource(t *testing.T) {
 	if _, ok := src.Value("Prefill batch. #new-seq: 1, #new-token: 6"); ok {
 		t.Error("a prefill line carries no decode throughput")
 	}
-	for _, bad := range []string{`gen throughput`, `(a)(b)`, `(`} {
+	// With several groups, the one named value holds the number.
+	named, err := NewLogSource(`(Decode) batch.*gen throughput \(token/s\): (?P<value>[0-9.]+)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := named.Value("Decode batch, #running-req: 1, gen throughput (token/s): 35.99,"); !ok || v != 35.99 {
+		t.Errorf("named group: %v %v, want 35.99", v, ok)
+	}
+	for _, bad := range []string{`gen throughput`, `(a)(b)`, `(`, `(?P<other>[0-9]+)(x)`} {
 		if _, err := NewLogSource(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

@@ -22,22 +22,31 @@ import (
 // gen throughput (token/s): 1265.32, #queue-req: 0," (seen in real SGLang logs).
 const SGLangLogRegex = `gen throughput \(token/s\): ([0-9]+(?:\.[0-9]+)?)`
 
-// LogSource reads a throughput from log lines with a regular expression whose first
-// capture group is the number.
+// ValueGroup names the capture group that holds the number when a regex has several
+// groups (`(?P<value>[0-9.]+)`), as triggers' --trigger-log takes it.
+const ValueGroup = "value"
+
+// LogSource reads a throughput from log lines with a regular expression whose capture
+// group named ValueGroup, or else its only capture group, is the number.
 type LogSource struct {
-	re *regexp.Regexp
+	re    *regexp.Regexp
+	group int
 }
 
-// NewLogSource compiles expr; it must have exactly one capture group.
+// NewLogSource compiles expr; it must have a group named ValueGroup or exactly one
+// capture group.
 func NewLogSource(expr string) (*LogSource, error) {
 	re, err := regexp.Compile(expr)
 	if err != nil {
 		return nil, fmt.Errorf("the throughput log regex %q does not compile: %w", expr, err)
 	}
-	if re.NumSubexp() != 1 {
-		return nil, fmt.Errorf("the throughput log regex %q has %d capture groups; it needs exactly one, around the number (e.g. %s)", expr, re.NumSubexp(), SGLangLogRegex)
+	if i := re.SubexpIndex(ValueGroup); i > 0 {
+		return &LogSource{re: re, group: i}, nil
 	}
-	return &LogSource{re: re}, nil
+	if re.NumSubexp() != 1 {
+		return nil, fmt.Errorf("the throughput log regex %q has %d capture groups; it needs exactly one, around the number, or one named %s (e.g. %s)", expr, re.NumSubexp(), ValueGroup, SGLangLogRegex)
+	}
+	return &LogSource{re: re, group: 1}, nil
 }
 
 // Value is the number a line carries, if it matches.
@@ -46,7 +55,7 @@ func (l *LogSource) Value(line string) (float64, bool) {
 	if m == nil {
 		return 0, false
 	}
-	v, err := strconv.ParseFloat(m[1], 64)
+	v, err := strconv.ParseFloat(m[l.group], 64)
 	if err != nil {
 		return 0, false
 	}

@@ -170,13 +170,16 @@ func (m *Manager) CreateWindow(ctx context.Context, req CreateRequest, who Reque
 	if who.Trigger == "" {
 		who.Trigger = TriggerAPI
 	}
+	if IsFired(who.Trigger) {
+		trigger = who.Trigger // what opened it is the trigger; the duration only closes it
+	}
 
 	now := time.Now().UTC()
 	id := NewID(now)
 	dir, _ := m.o.Store.WindowDir(id)
 	w := &Manifest{ID: id, Name: req.Name, Backend: name, State: StateRequested, Trigger: trigger, RequestedBy: who,
 		Session: m.o.Session, Duration: req.Duration, Steps: req.Steps, Export: req.Export, Options: maps.Clone(req.Options), CreatedAt: now, Artifacts: []Artifact{},
-		MaxBytes: cmp.Or(req.MaxBytes, m.o.MaxWindowBytes)}
+		MaxBytes: cmp.Or(req.MaxBytes, m.o.MaxWindowBytes), Labels: maps.Clone(req.Labels)}
 	r := &run{entry: entry, win: shared.Window{ID: id, Dir: dir, Name: req.Name, Duration: dur, Steps: req.Steps, Export: req.Export, Options: maps.Clone(req.Options)}}
 
 	m.mu.Lock()

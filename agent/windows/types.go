@@ -11,6 +11,7 @@ package windows
 import (
 	"encoding/json"
 	"maps"
+	"strings"
 	"time"
 )
 
@@ -45,6 +46,16 @@ const (
 
 // Retention (issue 15, item 3): a window stopped because its capture outgrew its budget.
 const TriggerBudget Trigger = "budget"
+
+// TriggerFiredPrefix starts the Trigger of a window a trigger opened: "trigger:<name>".
+const TriggerFiredPrefix = "trigger:"
+
+// Fired is the Trigger of a window the trigger named name opened.
+func Fired(name string) Trigger { return Trigger(TriggerFiredPrefix + name) }
+
+// IsFired reports whether t names a trigger (agent/triggers) rather than a person or the
+// agent's own timers.
+func IsFired(t Trigger) bool { return strings.HasPrefix(string(t), TriggerFiredPrefix) }
 
 // Artifact is one file a window produced, beside its manifest.
 type Artifact struct {
@@ -116,6 +127,7 @@ func (w *Manifest) clone() Manifest {
 	c.Cost = append(json.RawMessage(nil), w.Cost...)
 	c.Verdict = append(json.RawMessage(nil), w.Verdict...)
 	c.Options = maps.Clone(w.Options)
+	c.Labels = maps.Clone(w.Labels)
 	if w.Progress != nil {
 		p := *w.Progress
 		c.Progress = &p
@@ -141,6 +153,9 @@ type CreateRequest struct {
 	// MaxBytes stops the capture early once it has written more than this (0: the agent's
 	// --max-window-bytes).
 	MaxBytes int64 `json:"max_bytes,omitempty"`
+	// Labels go into the manifest as they are. Set by the agent itself (a trigger records
+	// its name and the value that fired it), never from a request body.
+	Labels map[string]string `json:"-"`
 }
 
 // Event is one change the state machine announces (GET /v1/events; event name = Type).

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nsys-agent/nsys-agent/agent"
 	"github.com/nsys-agent/nsys-agent/agent/cost"
+	"github.com/nsys-agent/nsys-agent/agent/triggers"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
 	"github.com/nsys-agent/nsys-agent/plugins/layerwise"
 	"github.com/nsys-agent/nsys-agent/torchprof/verdict"
@@ -133,6 +134,8 @@ func summarize(v any) (window, state, detail string) {
 		}
 		newest := newestFirst(v)[0]
 		return newest.ID, string(newest.State), fmt.Sprintf("%d windows (newest shown)", len(v))
+	case []triggers.Status: // issue 15, triggers part
+		return "", "", fmt.Sprintf("%d triggers", len(v))
 	case *pullResult:
 		return v.Window, v.State, fmt.Sprintf("pulled %d files, %s in %s", len(v.Files), humanBytes(v.Bytes), v.Dir)
 	}

@@ -93,6 +93,7 @@ func commands() []*cli.Command {
 		showCommand(),
 		waitCommand(),
 		pullCommand(),
+		triggersCommand(), // issue 15, triggers part
 		demoServerCommand(),
 		demoWorkerCommand(),
 		mergeCommand(),

@@ -62,6 +62,8 @@ func TestScripts(t *testing.T) {
 			"gen-certs":       cmdGenCerts,
 			"reports-contain": cmdReportsContain,
 			"http-get":        cmdHTTPGet,
+			"metrics-server":  cmdMetricsServer, // issue 15, triggers part
+			"trigger-fires":   cmdTriggerFires,  // issue 15, triggers part
 		},
 	})
 }

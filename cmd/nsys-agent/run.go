@@ -18,6 +18,7 @@ import (
 
 	"github.com/nsys-agent/nsys-agent/agent"
 	"github.com/nsys-agent/nsys-agent/agent/cost"
+	"github.com/nsys-agent/nsys-agent/agent/triggers"
 	"github.com/nsys-agent/nsys-agent/nsys"
 )
 
@@ -80,6 +81,14 @@ nsys reports embed the server's whole environment: treat them as secrets.`,
 			&cli.StringFlag{Name: "cost-log-regex", Usage: "read it from the server's output instead: `REGEX` whose first group is the number (default: SGLang's \"gen throughput (token/s): X\"; off = no costs)"},
 			&cli.DurationFlag{Name: "cost-after", Value: time.Minute, Usage: "how long after a window is ready its \"after\" throughput is measured (before: the same span before it)"},
 			&cli.Float64Flag{Name: "cost-slowdown", Value: 0.10, Usage: "a window after which the server stays slower than before by more than this fraction gets a slowdown finding"},
+			// Issue 15, triggers part: windows that open by themselves (run_triggers.go).
+			&cli.StringFlag{Name: "trigger-log", Usage: "open a window when a line of the server's output matches `REGEX` (with --trigger-below/--trigger-above, its group named value is the number compared)"},
+			&cli.Float64Flag{Name: "trigger-below", Usage: "with --trigger-log: fire only when the captured value is below `X`"},
+			&cli.Float64Flag{Name: "trigger-above", Usage: "with --trigger-log: fire only when the captured value is above `X`"},
+			&cli.StringFlag{Name: "trigger-metric", Usage: "open a window when a Prometheus metric at <server-url>/metrics crosses a threshold: `'NAME<X'` or 'NAME>X' (read every 2 s)"},
+			&cli.DurationFlag{Name: "trigger-duration", Value: triggers.DefaultDuration, Usage: "how long each window a trigger opens captures"},
+			&cli.DurationFlag{Name: "trigger-cooldown", Value: triggers.DefaultCooldown, Usage: "the least time from one triggered window to the next"},
+			&cli.IntFlag{Name: "trigger-max", Value: triggers.DefaultMax, Usage: "how many windows each trigger opens in all"},
 			&cli.IntFlag{Name: "demo-ranks", Value: 2, Usage: "rank workers of the built-in demo target"},
 			&cli.StringFlag{Name: "min-free", Value: "100MiB", Usage: "free space the data dir needs for a window to start (0 = no floor)"},
 			// Retention (issue 15, item 3); read in run_retention.go.
@@ -193,6 +202,9 @@ func runAgent(c *cli.Context) error {
 		Banner: c.App.ErrWriter,
 	}
 	if err := checkCostFlags(cfg.Cost); err != nil {
+		return err
+	}
+	if cfg.Triggers, err = triggerSpecs(c); err != nil { // issue 15, triggers part
 		return err
 	}
 	if cfg.PluginDir, err = pluginDir(c); err != nil {
