@@ -99,5 +99,7 @@ func commands() []*cli.Command {
 		analyzeCommand(),
 		versionCommand(),
 		completionCommand(),
+		// issue 15, doctor: pre-flight checks of this host.
+		doctorCommand(),
 	}
 }
