@@ -67,8 +67,11 @@ func unreachable(err error) bool {
 func statusResult(url string, st *agent.Status) doctor.Result {
 	r := doctor.Result{Check: "agent", Status: doctor.OK}
 	target := st.Target.State
-	if st.Target.PID != 0 {
+	switch {
+	case st.Target.PID != 0 && len(st.Target.Ranks) > 0:
 		target += fmt.Sprintf(" (pid %d, %d processes)", st.Target.PID, len(st.Target.Ranks))
+	case st.Target.PID != 0:
+		target += fmt.Sprintf(" (pid %d)", st.Target.PID)
 	}
 	window := "no window capturing"
 	if st.Active != nil {

@@ -26,7 +26,7 @@ func checkDataDir(_ context.Context, s *state) []Result {
 	at, err := existingAncestor(dir)
 	if err != nil {
 		return []Result{{Check: "data dir", Status: Fail, Finding: fmt.Sprintf("data dir %s: %v", dir, err),
-			Fix: "give --data-dir a folder on a local file system"}}
+			Fix: "give --data-dir a folder (or a path where one can be made)"}}
 	}
 	if err := syscall.Access(at, 2 /* W_OK */); err != nil {
 		return []Result{{Check: "data dir", Status: Fail, Finding: fmt.Sprintf("data dir %s: %s is not writable (%v)", dir, at, err),
@@ -85,7 +85,8 @@ func existingAncestor(dir string) (string, error) {
 			}
 			return p, nil
 		}
-		if !errors.Is(err, os.ErrNotExist) {
+		// ENOTDIR: a file above it; walking up finds it and names it.
+		if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 			return "", err
 		}
 		parent := filepath.Dir(p)
