@@ -76,7 +76,7 @@ func TestCheckGPU(t *testing.T) {
 		{
 			name: "nvidia-smi missing, no CUPTI beside nsys", proc: map[string]string{"driver/nvidia/version": procVersion},
 			dev:  []string{"nvidiactl", "nvidia-uvm"},
-			want: []string{"gpu warn driver 535.183.01 loaded, but nvidia-smi failed: nvidia-smi not found", "cuda devices ok", "cupti fail no libcupti.so beside nsys"},
+			want: []string{"gpu warn driver 535.183.01 loaded, but nvidia-smi failed: nvidia-smi not found", "cuda devices ok", "cupti warn no libcupti.so in or beside"},
 		},
 		{
 			name: "nvidia-smi fails", proc: map[string]string{"driver/nvidia/version": procVersion},
@@ -125,5 +125,24 @@ func TestCheckGPU(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCuptiLibsSibling: CUPTI in a folder next to nsys' (a bundle that keeps it apart).
+func TestCuptiLibsSibling(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"bin", "cupti"} {
+		if err := os.Mkdir(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"bin/nsys", "cupti/libcupti.so.12.8"} {
+		if err := os.WriteFile(filepath.Join(root, f), nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := cuptiLibs(filepath.Join(root, "bin", "nsys"))
+	if r.Status != OK || !strings.Contains(r.Finding, filepath.Join(root, "cupti")) {
+		t.Errorf("got %+v", r)
 	}
 }
