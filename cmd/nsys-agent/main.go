@@ -104,5 +104,7 @@ func commands() []*cli.Command {
 		rmCommand(),
 		pinCommand(true),
 		pinCommand(false),
+		// issue 15, doctor: pre-flight checks of this host.
+		doctorCommand(),
 	}
 }

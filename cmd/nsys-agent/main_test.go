@@ -48,6 +48,8 @@ func TestScripts(t *testing.T) {
 			env.Setenv(nsys.EnvNsys, nsysPath)
 			env.Setenv("SESSION", fmt.Sprintf("ts%d", time.Now().UnixNano()%1_000_000_000))
 			env.Setenv("LAUNCH_LOCK", nsys.LockPath())
+			// issue 15, doctor: the real importer, copied into fake nsys layouts (doctor.txtar).
+			env.Setenv("IMPORTER", nsys.LocateImporter(nsysPath))
 			// nsys keeps session state under TMPDIR; every command of a session must agree.
 			env.Setenv("TMPDIR", os.TempDir())
 			env.Defer(func() { cleanupSessions(env.Getenv("SESSION")) })
