@@ -224,8 +224,13 @@ func runAgent(c *cli.Context) error {
 			return err
 		}
 	}
-	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(c.Context, stopSignals()...)
 	defer stop()
+	// A Go program writing to a closed pipe on stdout or stderr dies of SIGPIPE unless it
+	// handles the signal: an agent whose terminal or log reader went away died on its
+	// next log line and left its server to nobody. Handled, the write fails with EPIPE
+	// and the agent carries on (children still get the default disposition at exec).
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	err = agent.Run(ctx, cfg)
 	if errors.Is(err, agent.ErrConfig) {
 		return usageError{err}
@@ -267,4 +272,15 @@ func checkCostFlags(cc agent.CostConfig) error {
 		}
 	}
 	return nil
+}
+
+// stopSignals end the agent gracefully: the open window is finished and the server ended
+// through nsys. SIGHUP (the terminal went away) too, unless the agent was started with it
+// ignored (nohup), which must stay so.
+func stopSignals() []os.Signal {
+	sigs := []os.Signal{syscall.SIGINT, syscall.SIGTERM}
+	if !signal.Ignored(syscall.SIGHUP) {
+		sigs = append(sigs, syscall.SIGHUP)
+	}
+	return sigs
 }
