@@ -65,30 +65,18 @@ const unmeasuredTries = 3
 
 // unmeasured records on the window that its budget cannot be enforced, and why.
 func (m *Manager) unmeasured(id string, limit int64, err error) {
-	msg := fmt.Sprintf("its budget of %s is not enforced: %v", human(limit), err)
-	m.mu.Lock()
-	w := m.windows[id]
-	if w == nil || w.State != StateCapturing {
-		m.mu.Unlock()
+	if !m.warnCapturing(id, fmt.Sprintf("its budget of %s is not enforced: %v", human(limit), err)) {
 		return
 	}
-	w.Warnings = append(w.Warnings, msg)
-	m.mu.Unlock()
 	m.save(id)
 	m.log.Warn("a window's byte budget cannot be enforced", "window", id, "err", err)
 }
 
 // overBudget records why the window stops and stops it, as its duration would.
 func (m *Manager) overBudget(id string, n, limit int64) {
-	msg := fmt.Sprintf("stopped early: the capture wrote %s, exceeding its budget of %s (max_bytes, or the agent's --max-window-bytes)", human(n), human(limit))
-	m.mu.Lock()
-	w := m.windows[id]
-	if w == nil || w.State != StateCapturing {
-		m.mu.Unlock()
+	if !m.warnCapturing(id, fmt.Sprintf("stopped early: the capture wrote %s, exceeding its budget of %s (max_bytes, or the agent's --max-window-bytes)", human(n), human(limit))) {
 		return
 	}
-	w.Warnings = append(w.Warnings, msg)
-	m.mu.Unlock()
 	m.log.Warn("window over its byte budget: stopping it", "window", id, "bytes", n, "max_bytes", limit)
 	if _, err := m.StopWindow(m.ctx, id, Local(TriggerBudget)); err != nil {
 		m.log.Debug("budget stop", "window", id, "err", err)
@@ -100,4 +88,17 @@ func (m *Manager) captureBytes(ctx context.Context, r *run) (int64, error) {
 		return s.CaptureBytes(ctx, r.win)
 	}
 	return dirSize(r.win.Dir), nil
+}
+
+// warnCapturing adds msg to the window's warnings if it is still capturing, and says
+// whether it was.
+func (m *Manager) warnCapturing(id, msg string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w := m.windows[id]
+	if w == nil || w.State != StateCapturing {
+		return false
+	}
+	w.Warnings = append(w.Warnings, msg)
+	return true
 }
