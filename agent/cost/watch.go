@@ -109,22 +109,33 @@ func FollowLines(src *LogSource, s *Series) func(line string) {
 // Scrape reads src every interval into s until ctx ends. Failures are logged once per
 // kind of failure, not once a second.
 func Scrape(ctx context.Context, src *MetricSource, s *Series, interval time.Duration, log *slog.Logger) {
+	var lastErr string
+	Poll(ctx, src, interval, time.Now, func(at time.Time, v float64, err error) {
+		switch {
+		case err == nil:
+			s.Add(at, v)
+			lastErr = ""
+		case err.Error() != lastErr:
+			lastErr = err.Error()
+			log.Warn("reading the server's throughput", "err", err)
+		}
+	})
+}
+
+// Poll scrapes src at once and then every interval (default 1 s) until ctx ends, and
+// hands each reading or failure to each. A counter's first reading (ErrNoValue) and the
+// failure of a scrape cut short by ctx are not handed on.
+func Poll(ctx context.Context, src *MetricSource, interval time.Duration, now func() time.Time, each func(at time.Time, v float64, err error)) {
 	if interval <= 0 {
 		interval = time.Second
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var lastErr string
 	for {
-		v, err := src.Scrape(ctx, time.Now())
-		switch {
-		case err == nil:
-			s.Add(time.Now(), v)
-			lastErr = ""
-		case errors.Is(err, ErrNoValue), ctx.Err() != nil:
-		case err.Error() != lastErr:
-			lastErr = err.Error()
-			log.Warn("reading the server's throughput", "err", err)
+		at := now()
+		v, err := src.Scrape(ctx, at)
+		if !errors.Is(err, ErrNoValue) && (err == nil || ctx.Err() == nil) {
+			each(at, v, err)
 		}
 		select {
 		case <-ctx.Done():

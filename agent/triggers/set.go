@@ -202,24 +202,11 @@ func (s *Set) watchMetric(t *trigger) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		tick := time.NewTicker(s.o.ScrapeEvery)
-		defer tick.Stop()
-		for {
-			now := s.o.Now()
-			v, err := src.Scrape(s.ctx, now)
-			switch {
-			case err == nil:
-				t.setSourceError(nil)
-				t.handle(s.ctx, observation{at: now, value: v, has: true}, s.o.Open)
-			case errors.Is(err, cost.ErrNoValue): // a counter's first reading
-			case s.ctx.Err() == nil:
-				t.setSourceError(err)
+		cost.Poll(s.ctx, src, s.o.ScrapeEvery, s.o.Now, func(at time.Time, v float64, err error) {
+			t.setSourceError(err)
+			if err == nil {
+				t.handle(s.ctx, observation{at: at, value: v, has: true}, s.o.Open)
 			}
-			select {
-			case <-s.ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
+		})
 	}()
 }
