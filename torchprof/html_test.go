@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nsys-agent/nsys-agent/nsys/nsystest"
 )
 
 // TestHTMLRendersInChromium renders the report of both fixture kinds in headless
@@ -19,10 +21,7 @@ import (
 func TestHTMLRendersInChromium(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is not installed (run scripts/install-test-deps.sh); CI must run this test")
-		}
-		t.Skip("chromium is not installed; run scripts/install-test-deps.sh")
+		nsystest.Missing(t, "chromium is not installed; run scripts/install-test-deps.sh")
 	}
 	files, err := Discover(kinetoFixture)
 	if err != nil {

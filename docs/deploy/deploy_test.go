@@ -127,7 +127,7 @@ func systemdArgv(t *testing.T, line string, env map[string]string, credDir strin
 func TestSystemdUnit(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Skip("systemd-analyze not installed (Debian: apt-get install systemd)")
+		nsystest.Missing(t, "systemd-analyze not installed; run scripts/install-test-deps.sh (Debian: apt-get install systemd)")
 	}
 	raw, err := os.ReadFile("nsys-agent.service")
 	if err != nil {

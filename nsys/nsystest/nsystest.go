@@ -1,5 +1,6 @@
 // Package nsystest helps tests that run processes under nsys: it finds the real nsys and
-// the scripted fake, and collects process output safely.
+// the scripted fake, collects process output safely, and ends a test whose prerequisite
+// is missing the one way (fail in CI, skip elsewhere).
 package nsystest
 
 import (
@@ -16,16 +17,23 @@ import (
 // InCI reports whether tests run in CI (CI=true), where a missing nsys is a failure.
 func InCI() bool { return os.Getenv("CI") == "true" || os.Getenv("CI") == "1" }
 
-// Require returns the path of the real nsys. With CI=true a missing nsys fails the test;
-// elsewhere the test is skipped with the install hint.
+// Missing ends a test whose prerequisite (nsys, a tool, root) is not there: with CI=true
+// it fails, since CI installs everything the suite needs and a skip would hide a test
+// that never ran; elsewhere it skips, saying what is missing.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("CI=true and this test's prerequisite is missing: "+format, args...)
+	}
+	t.Skipf(format+" (CI=true turns this into a failure)", args...)
+}
+
+// Require returns the path of the real nsys; without one the test is Missing.
 func Require(t testing.TB) string {
 	t.Helper()
 	p, err := nsys.Locate("")
 	if err != nil {
-		if InCI() {
-			t.Fatalf("CI=true and nsys is required: %v", err)
-		}
-		t.Skipf("nsys not installed (%v); CI=true turns this into a failure", err)
+		Missing(t, "nsys not installed (%v)", err)
 	}
 	return p
 }

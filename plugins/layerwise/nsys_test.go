@@ -51,7 +51,7 @@ func TestFinalizeRealNsys(t *testing.T) {
 	nsysPath := nsystest.Require(t)
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
-		t.Skip("no gcc to build the NVTX program")
+		nsystest.Missing(t, "no gcc to build the NVTX program")
 	}
 	real, err := filepath.EvalSymlinks(nsysPath)
 	if err != nil {
@@ -59,7 +59,7 @@ func TestFinalizeRealNsys(t *testing.T) {
 	}
 	include := filepath.Join(filepath.Dir(real), "nvtx", "include")
 	if _, err := os.Stat(filepath.Join(include, "nvtx3", "nvToolsExt.h")); err != nil {
-		t.Skipf("no NVTX headers beside nsys (%v)", err)
+		nsystest.Missing(t, "no NVTX headers beside nsys (%v)", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
