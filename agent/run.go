@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent/backends"
@@ -107,11 +108,15 @@ func Run(ctx context.Context, cfg Config) error {
 	} else if serverURL == "" && cfg.ServerURLFile != "" {
 		serverURL = waitURLFile(ctx, cfg.ServerURLFile, t.sup)
 	}
+	// Before the windows take over, a failure ends the server this agent launched.
+	stopTarget := func(err error) error {
+		_ = t.sup.Stop(30 * time.Second)
+		return err
+	}
 	builtin, err := backends.Builtin(ctx, ctl, cfg.Version, nil,
 		backends.BuiltinOptions{ServerURL: serverURL, RangeWait: backends.RangeWaitFromEnv(), TargetLog: targetLogPath(store.Root)})
 	if err != nil {
-		_ = t.sup.Stop(30 * time.Second)
-		return err
+		return stopTarget(err)
 	}
 	trace := nsys.SessionTrace(cfg.Trace, cfg.NsysArgs)
 	if t.adopted != nil {
@@ -129,8 +134,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	entries, err := PluginEntries(ctx, builtin, host.Plugins(), pluginErr)
 	if err != nil {
-		_ = t.sup.Stop(30 * time.Second)
-		return err
+		return stopTarget(err)
 	}
 	if cfg.Backend != "" {
 		entries = defaultFirst(entries, cfg.Backend)
@@ -140,13 +144,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	registry, err := windows.NewRegistry(entries...)
 	if err != nil {
-		_ = t.sup.Stop(30 * time.Second)
-		return err
+		return stopTarget(err)
 	}
 	metrics := NewMetrics(nil)
 	// Set once the Manager exists: they record through it what they learn of its windows.
-	var costWatch *costs
-	var checks *verdicts
+	// The Manager may report a change from its own goroutines before that, hence atomics.
+	var costWatch atomic.Pointer[costs]
+	var checks atomic.Pointer[verdicts]
 	mgr, err := windows.New(windows.Options{
 		Store: store, Backends: registry, Target: t.sup, TargetLog: targetLogPath(store.Root), Session: ctl.Session, Log: log,
 		Adopt: t.adoptCapture, AdoptBackend: backends.NsysName, MinFree: cfg.MinFree,
@@ -155,35 +159,36 @@ func Run(ctx context.Context, cfg Config) error {
 			if m.State.Terminal() && !old.Terminal() && m.StoppedAt != nil && m.FinishedAt != nil {
 				metrics.ObserveFinalize(m.Backend, m.State, m.FinishedAt.Sub(*m.StoppedAt))
 			}
-			costWatch.observe(old, m)
-			checks.observe(old, m)
+			costWatch.Load().observe(old, m)
+			checks.Load().observe(old, m)
 		},
 	})
 	if err != nil {
-		_ = t.sup.Stop(30 * time.Second)
-		return err
+		return stopTarget(err)
 	}
-	checks = newVerdicts(mgr, store, metrics, t.sup.Ranks, nsysPath, info.Importer, log)
-	defer checks.close()
+	verdictChecks := newVerdicts(mgr, store, metrics, t.sup.Ranks, nsysPath, info.Importer, log)
+	checks.Store(verdictChecks)
+	defer verdictChecks.close()
 	setCost := func(id string, raw json.RawMessage) error {
 		if err := mgr.SetCost(id, raw); err != nil {
 			return err
 		}
-		checks.addCostFinding(id, raw)
+		verdictChecks.addCostFinding(id, raw)
 		return nil
 	}
-	if costWatch, err = startCosts(ctx, cfg.Cost, serverURL, t.sup, setCost, log); err != nil {
+	cw, err := startCosts(ctx, cfg.Cost, serverURL, t.sup, setCost, log)
+	if err != nil {
 		// A cost source that cannot work is the user's to fix, but no reason to stop
 		// a server that is up: windows are captured without their cost.
 		log.Warn("window costs are off", "err", err)
 	}
-	defer costWatch.close()
+	costWatch.Store(cw)
+	defer cw.close()
 	// Issue 15, triggers part: armed once the windows and their costs are.
 	trig, err := startTriggers(cfg.Triggers, mgr, t.sup, serverURL, log)
 	if err != nil {
 		_ = mgr.Close(ctx)
-		_ = t.sup.Stop(30 * time.Second)
-		return err
+		return stopTarget(err)
 	}
 	defer trig.Close()
 	go rescanAfterPendingStops(ctx, mgr, ctl.Session, cfg.StopTimeout+time.Minute, log)
