@@ -167,7 +167,7 @@ func (v *verdicts) check(m windows.Manifest) {
 				// previous window's verdict export ran, held no CUDA call, while three
 				// windows taken by hand one after the other held every rank's kernels.
 				r := nsys.NewExecRunner(v.nsys)
-				r.Env = withEnv(os.Environ(), "TMPDIR", scratch)
+				r.Env = exportEnv(scratch)
 				tools.Export = func(ctx context.Context, report string) (string, error) {
 					out := filepath.Join(scratch, filepath.Base(report)+".sqlite")
 					return nsys.ExportSQLiteTo(ctx, r, report, out, 10*time.Minute)
@@ -249,6 +249,10 @@ func (v *verdicts) addCostFinding(id string, raw json.RawMessage) {
 	v.addFinding(id, verdict.Finding{ID: verdict.IDSlowdownAfter, Level: verdict.Warning, Message: c.Slowdown,
 		Fix: "watch the server's throughput (nsys-agent show; its metrics); if it does not recover, restart it, and take shorter windows or fewer activities"})
 }
+
+// exportEnv is what a check's export runs with: the agent's environment without its
+// secrets, as every nsys command, and a TMPDIR of its own.
+func exportEnv(scratch string) []string { return withEnv(ChildEnv(), "TMPDIR", scratch) }
 
 // withEnv is env with name set to value (replaced where it was set).
 func withEnv(env []string, name, value string) []string {
