@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nsys-agent/nsys-agent/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/ from the current output")
@@ -39,42 +41,13 @@ func TestLayerTableGolden(t *testing.T) {
 	if err := a.WriteCSV(&csv, SortSelf); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "testdata/h100-layers.summary.golden.json", string(sum)+"\n")
-	golden(t, "testdata/h100-layers.golden.csv", csv.String())
+	golden.Check(t, "testdata/h100-layers.summary.golden.json", string(sum)+"\n", *update)
+	golden.Check(t, "testdata/h100-layers.golden.csv", csv.String(), *update)
 	var warn bytes.Buffer
 	for _, w := range a.Warnings() {
 		warn.WriteString(w + "\n")
 	}
-	golden(t, "testdata/h100-layers.warnings.golden.txt", warn.String())
-}
-
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		g, w := strings.Split(got, "\n"), strings.Split(string(want), "\n")
-		for i := range max(len(g), len(w)) {
-			if i >= len(g) || i >= len(w) || g[i] != w[i] {
-				t.Fatalf("%s differs at line %d:\n got %q\nwant %q\n(if the change is intended, rerun with -update and review the diff)", path, i+1, at(g, i), at(w, i))
-			}
-		}
-	}
-}
-
-func at(lines []string, i int) string {
-	if i < len(lines) {
-		return lines[i]
-	}
-	return "<end of output>"
+	golden.Check(t, "testdata/h100-layers.warnings.golden.txt", warn.String(), *update)
 }
 
 // TestLayerTableByHand checks the streaming attribution against a plain SQL computation

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/nsys-agent/nsys-agent/internal/golden"
 )
 
 // TestWriteTableGolden pins what `nsys-agent show` prints for the golden summary.
@@ -19,7 +21,7 @@ func TestWriteTableGolden(t *testing.T) {
 	if !ok || err != nil {
 		t.Fatal(ok, err)
 	}
-	golden(t, "testdata/h100-layers.show.golden.txt", out.String())
+	golden.Check(t, "testdata/h100-layers.show.golden.txt", out.String(), *update)
 }
 
 func TestWriteTable(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nsys-agent/nsys-agent/internal/golden"
 	"go.uber.org/goleak"
 )
 
@@ -88,22 +89,7 @@ func checkGolden(t *testing.T, name, dir string, v Verdict) {
 		got = strings.ReplaceAll(got, dir, "$DIR")
 	}
 	path := filepath.Join("testdata", goldenName.ReplaceAllString(name, "-")+".golden.json")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("verdict differs from %s (if intended, rerun with -update and review the diff):\n got %s\nwant %s", path, got, want)
-	}
+	golden.Check(t, path, got, *update)
 }
 
 // ids lists the findings as "level id pid rank" lines, for asserting what appears.
