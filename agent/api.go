@@ -82,6 +82,8 @@ func NewHandler(svc Service, opts APIOptions) http.Handler {
 	// Issue 15, triggers part.
 	a.handle("GET /v1/triggers", a.listTriggers)
 	a.handle("POST /v1/triggers", a.addTrigger)
+	a.handle("GET /v1/clock", a.clock)
+	a.handle("PUT /v1/windows/{id}/group", a.setGroup)
 	a.mux.HandleFunc("GET /v1/events", a.serveEvents)
 	a.mux.Handle("GET /metrics", a.metrics.handler())
 	return a

@@ -6,6 +6,7 @@ import (
 
 	"github.com/nsys-agent/nsys-agent/agent/triggers"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
+	"github.com/nsys-agent/nsys-agent/internal/hostclock"
 )
 
 // Service is what the HTTP API serves. The API only translates HTTP to these calls and
@@ -33,6 +34,11 @@ type Service interface {
 	// them with their fires and why they did not fire; AddTrigger arms one more.
 	Triggers(ctx context.Context) []triggers.Status
 	AddTrigger(ctx context.Context, spec triggers.Spec, who windows.Requester) (*triggers.Status, error)
+	// Group windows (issue 14): Clock reads the agent's clocks (a coordinator estimates
+	// its offset from the round trip); SetGroup stores the coordinator's record of the
+	// group a window belongs to.
+	Clock(ctx context.Context) windows.ClockReading
+	SetGroup(ctx context.Context, id string, rec windows.GroupRecord) (*windows.Manifest, error)
 }
 
 // daemon is the Service of a running agent: the window state machine, plus what only the
@@ -45,6 +51,10 @@ type daemon struct {
 	sessionState func(ctx context.Context) (string, error) // nil: not asked
 	origins      Origins
 	triggers     *triggers.Set // issue 15, triggers part (nil: none)
+}
+
+func (d *daemon) Clock(ctx context.Context) windows.ClockReading {
+	return windows.ClockReading{WallNs: hostclock.Now().UnixNano(), MonoNs: hostclock.Mono()}
 }
 
 func (d *daemon) Status(ctx context.Context) Status {

@@ -42,6 +42,9 @@ type Service struct {
 
 	subscriptions int // ever opened
 
+	// ClockShift moves the fake's clock (GET /v1/clock) from the real one (issue 14).
+	ClockShift time.Duration
+
 	// Issue 15, triggers part: a real trigger set over this fake's windows and a fake
 	// target output (Line).
 	triggers *triggers.Set
@@ -94,17 +97,22 @@ func (s *Service) CreateWindow(ctx context.Context, req windows.CreateRequest, w
 	if s.active != "" {
 		return nil, domainErr(windows.ErrWindowActive, "window %s is already capturing; stop it first ('nsys-agent stop %s')", s.active, s.active)
 	}
+	if req.Group != "" && s.resolve(req.Group) != req.Group {
+		return nil, domainErr(windows.ErrInvalid, "group: this agent already has window %s of group %s", s.resolve(req.Group), req.Group)
+	}
 	now := time.Now().UTC()
 	s.created = max(s.created, len(s.order)) + 1
 	id := fmt.Sprintf("w%d", s.created)
 	m := &windows.Manifest{ID: id, Name: req.Name, Backend: "nsys", State: windows.StateCapturing, Trigger: windows.TriggerAPI,
-		RequestedBy: who, Duration: req.Duration, CreatedAt: now, StartedAt: &now, Artifacts: []windows.Artifact{}}
+		RequestedBy: who, Duration: req.Duration, CreatedAt: now, StartedAt: &now, Artifacts: []windows.Artifact{}, Group: req.Group}
 	if windows.IsFired(who.Trigger) { // issue 15, triggers part: as the state machine records it
 		m.Trigger, m.Labels = who.Trigger, req.Labels
 	}
 	if at, err := time.Parse(time.RFC3339, req.StartAt); err == nil && at.After(now) {
 		// Scheduled: it waits in requested (a test moves it on with Change).
 		m.State, m.StartedAt = windows.StateRequested, nil
+		at = at.UTC()
+		m.StartAt = &at
 	}
 	s.windows[id], s.active = m, id
 	s.order = append(s.order, id)
@@ -118,6 +126,7 @@ func (s *Service) StopWindow(ctx context.Context, id string, who windows.Request
 	if id == "" {
 		id = s.active
 	}
+	id = s.resolve(id)
 	m, ok := s.windows[id]
 	if ok && m.State == windows.StateRequested {
 		// A scheduled window is cancelled, as the state machine does.
@@ -160,6 +169,7 @@ func (s *Service) Windows(ctx context.Context) []windows.Manifest {
 func (s *Service) Window(ctx context.Context, id string) (*windows.Manifest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	id = s.resolve(id)
 	m, ok := s.windows[id]
 	if !ok {
 		return nil, domainErr(windows.ErrNotFound, "no window %q; list them with 'nsys-agent windows'", id)
@@ -179,6 +189,7 @@ func (s *Service) Window(ctx context.Context, id string) (*windows.Manifest, err
 func (s *Service) ArtifactPath(ctx context.Context, id, name string) (string, *windows.Artifact, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	id = s.resolve(id)
 	m, ok := s.windows[id]
 	if !ok {
 		return "", nil, domainErr(windows.ErrNotFound, "no window %q", id)
@@ -311,6 +322,7 @@ func (s *Service) Subscriptions() int {
 func (s *Service) DeleteWindow(ctx context.Context, id string, who windows.Requester) (*windows.Manifest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	id = s.resolve(id)
 	m, ok := s.windows[id]
 	switch {
 	case !ok:
@@ -337,11 +349,61 @@ func (s *Service) DeleteWindow(ctx context.Context, id string, who windows.Reque
 func (s *Service) PinWindow(ctx context.Context, id string, pinned bool, who windows.Requester) (*windows.Manifest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	id = s.resolve(id)
 	m, ok := s.windows[id]
 	if !ok {
 		return nil, domainErr(windows.ErrNotFound, "no window %q; list them with 'nsys-agent windows'", id)
 	}
 	m.Pinned = pinned
+	cp := *m
+	return &cp, nil
+}
+
+// Group windows (issue 14).
+
+// resolve turns a group id into the id of this fake's window of that group (ids that are
+// no group's come back unchanged).
+func (s *Service) resolve(id string) string {
+	if !windows.ValidGroupID(id) {
+		return id
+	}
+	for _, wid := range s.order {
+		if s.windows[wid].Group == id {
+			return wid
+		}
+	}
+	return id
+}
+
+// Clock reads the fake's clock: the real one moved by ClockShift.
+func (s *Service) Clock(ctx context.Context) windows.ClockReading {
+	s.mu.Lock()
+	shift := s.ClockShift
+	s.mu.Unlock()
+	return windows.ClockReading{WallNs: time.Now().Add(shift).UnixNano(), MonoNs: time.Now().UnixNano()}
+}
+
+// SetClockShift moves the fake's clock, as a host whose clock is off.
+func (s *Service) SetClockShift(d time.Duration) {
+	s.mu.Lock()
+	s.ClockShift = d
+	s.mu.Unlock()
+}
+
+func (s *Service) SetGroup(ctx context.Context, id string, rec windows.GroupRecord) (*windows.Manifest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id = s.resolve(id)
+	m, ok := s.windows[id]
+	switch {
+	case !ok:
+		return nil, domainErr(windows.ErrNotFound, "no window %q; list them with 'nsys-agent windows'", id)
+	case m.Group == "" || m.Group != rec.ID:
+		return nil, domainErr(windows.ErrInvalid, "group: window %s is not a member of group %q", id, rec.ID)
+	}
+	r := rec
+	r.Members = append([]windows.GroupMember(nil), rec.Members...)
+	m.GroupInfo = &r
 	cp := *m
 	return &cp, nil
 }

@@ -117,6 +117,13 @@ type Manifest struct {
 	// (`nsys-agent pin`); MaxBytes: the capture is stopped early once it writes more.
 	Pinned   bool  `json:"pinned,omitempty"`
 	MaxBytes int64 `json:"max_bytes,omitempty"`
+	// Group windows (issue 14, group.go). Group is the id of the group this window
+	// belongs to; FiredAt when a scheduled window's timer fired; Clock the agent's clocks
+	// read as the capture was confirmed; GroupInfo the coordinator's record of the group.
+	Group     string        `json:"group,omitempty"`
+	FiredAt   *time.Time    `json:"fired_at,omitempty"`
+	Clock     *ClockReading `json:"clock,omitempty"`
+	GroupInfo *GroupRecord  `json:"group_info,omitempty"`
 }
 
 func (w *Manifest) clone() Manifest {
@@ -136,6 +143,11 @@ func (w *Manifest) clone() Manifest {
 		s := *w.StoppedBy
 		c.StoppedBy = &s
 	}
+	if w.GroupInfo != nil {
+		g := *w.GroupInfo
+		g.Members = append([]GroupMember(nil), w.GroupInfo.Members...)
+		c.GroupInfo = &g
+	}
 	return c
 }
 
@@ -153,6 +165,9 @@ type CreateRequest struct {
 	// MaxBytes stops the capture early once it has written more than this (0: the agent's
 	// --max-window-bytes).
 	MaxBytes int64 `json:"max_bytes,omitempty"`
+	// Group makes this window a member of a group window (issue 14): a window reference
+	// equal to it finds this window, and an agent holds at most one window of a group.
+	Group string `json:"group,omitempty"`
 	// Labels go into the manifest as they are. Set by the agent itself (a trigger records
 	// its name and the value that fired it), never from a request body.
 	Labels map[string]string `json:"-"`

@@ -24,6 +24,9 @@ const MaxNameLen = 64
 // the Manager knows (which backends exist) it checks itself.
 func (r CreateRequest) Validate() error {
 	bad := func(format string, a ...any) error { return errorf(ErrInvalid, format, a...) }
+	if r.Group != "" && !ValidGroupID(r.Group) {
+		return bad("group: want g- and then letters, digits, '.', '_', '-' (at most 64 in all), got %q", r.Group)
+	}
 	if r.Duration != "" {
 		d, err := time.ParseDuration(r.Duration)
 		switch {

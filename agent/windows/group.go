@@ -1,0 +1,101 @@
+package windows
+
+import (
+	"context"
+	"regexp"
+	"time"
+)
+
+// Group windows (issue 14): the same window opened on several agents at one instant, by a
+// client that coordinates them (agent/fleet). An agent knows of its group only what the
+// coordinator tells it: the group id in the create request, and the group's record once
+// every member acknowledged its capture (or one failed).
+
+// groupIDPattern is what a group id may be: it is used as a window reference in URLs and
+// as a folder name by pull, so it has the window name's alphabet and must not look like a
+// window id (those start with "w" and a digit) or a keyword ("latest", "active").
+var groupIDPattern = regexp.MustCompile(`^g-[A-Za-z0-9._-]{1,62}$`)
+
+// ValidGroupID says whether id can name a group.
+func ValidGroupID(id string) bool { return groupIDPattern.MatchString(id) && !containsDotDot(id) }
+
+func containsDotDot(s string) bool {
+	for i := 0; i+1 < len(s); i++ {
+		if s[i] == '.' && s[i+1] == '.' {
+			return true
+		}
+	}
+	return false
+}
+
+// ClockReading is an agent's clocks read at one instant: its wall clock (the clock of
+// every time in its manifests, and of a request's start_at) and CLOCK_MONOTONIC. GET
+// /v1/clock answers one; a window records one when its capture starts.
+type ClockReading struct {
+	WallNs int64 `json:"wall_ns"` // Unix nanoseconds
+	MonoNs int64 `json:"mono_ns"` // CLOCK_MONOTONIC nanoseconds
+}
+
+// GroupRecord is the group as its coordinator saw it: stored in every member's manifest
+// (PUT /v1/windows/{id}/group) and written as group.json by `pull GROUP`.
+type GroupRecord struct {
+	ID          string        `json:"id"`
+	Coordinator string        `json:"coordinator,omitempty"` // the client's host name
+	StartAt     time.Time     `json:"start_at"`              // on the coordinator's clock
+	State       string        `json:"state"`                 // capturing, failed
+	Error       string        `json:"error,omitempty"`       // why the group failed: which agent and why
+	Members     []GroupMember `json:"members"`
+	// SkewNs is the spread (latest minus earliest) of the members' capture starts on the
+	// coordinator's clock; FireSkewNs the spread of the moments their timers fired, the
+	// part the clock estimates decide (the rest is each backend's start latency).
+	SkewNs     int64 `json:"skew_ns"`
+	FireSkewNs int64 `json:"fire_skew_ns"`
+}
+
+// GroupMember is one agent of a group.
+type GroupMember struct {
+	Agent  string `json:"agent"`            // the URL the coordinator used
+	Host   string `json:"host"`             // its folder name in a pulled group (gpu-1_7477)
+	Window string `json:"window,omitempty"` // the window id on that agent
+	// OffsetNs is the agent's wall clock minus the coordinator's, estimated from request
+	// round trips (NTP-style: the probe with the shortest round trip wins); the true
+	// offset lies within ±UncertaintyNs of it.
+	OffsetNs      int64      `json:"offset_ns"`
+	UncertaintyNs int64      `json:"uncertainty_ns"`
+	RTTNs         int64      `json:"rtt_ns"`
+	FiredAt       *time.Time `json:"fired_at,omitempty"`   // its timer fired, on the coordinator's clock
+	StartedAt     *time.Time `json:"started_at,omitempty"` // its capture was confirmed, on the coordinator's clock
+	State         string     `json:"state"`                // the window's state when the record was made
+	Error         string     `json:"error,omitempty"`
+}
+
+// SetGroup stores the coordinator's record of the group window id belongs to (a window
+// reference, as Window takes), saves and announces it.
+func (m *Manager) SetGroup(ctx context.Context, id string, rec GroupRecord) (*Manifest, error) {
+	w, err := m.Window(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if w.Group == "" || w.Group != rec.ID {
+		return nil, errorf(ErrInvalid, "group: window %s is not a member of group %q", w.ID, rec.ID)
+	}
+	if len(rec.Members) > MaxGroupMembers {
+		return nil, errorf(ErrInvalid, "group: %d members, at most %d", len(rec.Members), MaxGroupMembers)
+	}
+	m.mu.Lock()
+	if cur, ok := m.windows[w.ID]; ok {
+		r := rec
+		r.Members = append([]GroupMember(nil), rec.Members...)
+		cur.GroupInfo = &r
+	}
+	m.mu.Unlock()
+	if err := m.trySave(w.ID); err != nil {
+		return nil, err
+	}
+	return m.copyOf(w.ID), nil
+}
+
+// MaxGroupMembers bounds a group record a client may store in a manifest: twice the
+// 1 000 hosts docs/fleet.md plans for; such a record (about 300 bytes a member) stays
+// below the API's 1 MiB request body limit.
+const MaxGroupMembers = 2048
