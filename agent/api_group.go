@@ -1,7 +1,7 @@
 package agent
 
 import (
-		"log/slog"
+	"log/slog"
 	"net/http"
 
 	"github.com/nsys-agent/nsys-agent/agent/windows"
