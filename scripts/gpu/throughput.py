@@ -46,6 +46,10 @@ def parse(argv=None):
     p.add_argument("--arm", default="start-later", help="nsys-agent run --arm (start-later, launch, cuda-profiler)")
     p.add_argument("--backend", default=None, help="nsys-agent start --backend (default: the agent's)")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--first-round", type=int, default=1,
+                   help="number of the first round: a later call continues an earlier one's interleaving")
+    p.add_argument("--combine", nargs="+", metavar="JSON", default=None,
+                   help="print one table of the samples of several --out files (rounds split over calls)")
     p.add_argument("--secs", type=float, default=10.0, help="seconds measured per phase")
     p.add_argument("--after", type=float, default=60.0, help="seconds measured after a window")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring")
@@ -55,7 +59,7 @@ def parse(argv=None):
     p.add_argument("--out", default=None, help="write the raw numbers and the table as JSON here")
     p.add_argument("--logs", default=None, help="keep the servers' and agents' logs in this dir")
     a = p.parse_args(argv)
-    if a.rounds < 1 or a.secs <= 0 or a.after <= 0:
+    if a.rounds < 1 or a.first_round < 1 or a.secs <= 0 or a.after <= 0:
         p.error("--rounds must be 1 or more, --secs and --after positive")
     a.server_args = server_args
     return a
@@ -183,12 +187,26 @@ def armed_round(a, logdir, rnd):
         shutil.rmtree(work, ignore_errors=True)  # the report embeds this machine's environment
 
 
+def combine(paths):
+    """One table of several calls' samples (each call a few rounds of the same setup)."""
+    samples = {c: [] for c in CONDITIONS}
+    for path in paths:
+        with open(path) as f:
+            d = json.load(f)
+        for c in CONDITIONS:
+            samples[c].extend(d["samples"].get(c, []))
+    print(format_table(table(samples)), flush=True)
+    return 0 if samples["bare"] and samples["armed-idle"] else 1
+
+
 def main(argv=None):
     a = parse(argv)
+    if a.combine:
+        return combine(a.combine)
     logdir = a.logs or tempfile.mkdtemp(prefix="tput-logs-")
     os.makedirs(logdir, exist_ok=True)
     samples = {c: [] for c in CONDITIONS}
-    for rnd in range(1, a.rounds + 1):
+    for rnd in range(a.first_round, a.first_round + a.rounds):
         # Interleaved, bare first in odd rounds and last in even ones, so a drift of the
         # machine over the run does not favour one side.
         order = (bare_round, armed_round) if rnd % 2 else (armed_round, bare_round)

@@ -9,7 +9,8 @@
 #   layer      a layerwise-nvtx window: per-layer table in show, layers.csv
 #   tp2        with 2+ GPUs: ranks on their own GPUs, NCCL all-reduce; nsys, cuda-profiler
 #              (first-GPU ranks, then every rank) and torch windows; analyze names the slow rank
-#   tput       decode throughput bare / armed-idle / capturing / after a window (throughput.py)
+#   tput       decode throughput bare / armed-idle / capturing / after a window (throughput.py;
+#              FIRST_ROUND continues the interleaving of an earlier call's rounds)
 # Every capture is checked with `nsys-agent analyze -o json` + checkreport.py: every rank's
 # kernels are in it (and NCCL kernels with tp2), and analyze names --slow-rank 1.
 # Expects .gpu/bin/nsys-agent (plugins nsys-agent-backend-* beside it) and .gpu/deb/*.deb
@@ -198,7 +199,7 @@ fi
 
 if want nsys; then
   port=30101
-  for arm in start-later launch; do
+  for arm in ${NSYS_ARMS:-start-later launch}; do
     say "nsys windows, --arm $arm"
     name=nsys-$arm
     if agent_up "$name" $port --arm "$arm" -- "${SRV[@]}"; then
@@ -211,6 +212,11 @@ if want nsys; then
         timed "stop w$i (CLI, waits for ready)" client stop
       done
       for i in 1 2 3; do ready "$name" "w$i"; done
+      sleep 10 # the agent's checks of the last window
+      for i in 1 2 3; do
+        v=$($PY $G/winfile.py "$D/data" "w$i" verdict 2>&1)
+        case $v in ok*) check PASS "$name/w$i: verdict $v" ;; *) check FAIL "$name/w$i: verdict $v" ;; esac
+      done
       client show w3 | tee "$OUT/$name/show-w3.txt"
       analyze_check "$name" w3 --expect-ranks 2 --expect-slow 1
     fi
@@ -339,7 +345,7 @@ fi
 
 if want tput; then
   say "throughput: bare / armed-idle / capturing / after-window"
-  $PY $G/throughput.py --agent "$A" --rounds "${ROUNDS:-3}" --secs "${TPUT_SECS:-10}" --after "${AFTER:-60}" \
+  $PY $G/throughput.py --agent "$A" --rounds "${ROUNDS:-3}" --first-round "${FIRST_ROUND:-1}" --secs "${TPUT_SECS:-10}" --after "${AFTER:-60}" \
     --logs "$OUT/throughput-logs" --out "$OUT/throughput.json" -- --tp 2 --step-overhead-ms "$OVERHEAD"
   # The servers' logs stay; nothing else of the runs is kept.
 fi

@@ -67,6 +67,11 @@ def main(argv=None):
         print(m.get("error", ""))
     elif what == "summary-json":
         print(json.dumps(m.get("summary")))
+    elif what == "verdict":
+        # "level: first finding" (the agent's checks may still be running: empty then)
+        v = m.get("verdict") or {}
+        f = (v.get("findings") or [{}])[0]
+        print(("%s: %s" % (v.get("level", ""), f.get("message", f.get("id", "")))).strip(": "))
     else:
         for p in artifacts(folder, m, what):
             print(p)
