@@ -27,12 +27,13 @@ type hook struct {
 
 var read = sync.OnceValue(func() hook {
 	v := os.Getenv(ShiftEnv)
-	d, err := parseShift(v)
+	d, err := ParseShift(v)
 	return hook{value: v, shift: d, err: err}
 })
 
-// parseShift reads the hook's value: "" is no shift, anything else must be a Go duration.
-func parseShift(v string) (time.Duration, error) {
+// ParseShift reads a value of the hook: "" is no shift, anything else must be a Go
+// duration; the error names the variable and says the clock is then not shifted.
+func ParseShift(v string) (time.Duration, error) {
 	if v == "" {
 		return 0, nil
 	}

@@ -39,12 +39,12 @@ func TestParseShift(t *testing.T) {
 		{"soon", 0, false},
 		{" 1s", 0, false},
 	} {
-		got, err := parseShift(c.in)
+		got, err := ParseShift(c.in)
 		if got != c.want || (err == nil) != c.ok {
-			t.Errorf("parseShift(%q) = %v, %v; want %v, ok=%v", c.in, got, err, c.want, c.ok)
+			t.Errorf("ParseShift(%q) = %v, %v; want %v, ok=%v", c.in, got, err, c.want, c.ok)
 		}
 		if err != nil && !strings.Contains(err.Error(), ShiftEnv) {
-			t.Errorf("parseShift(%q): the error should name %s: %v", c.in, ShiftEnv, err)
+			t.Errorf("ParseShift(%q): the error should name %s: %v", c.in, ShiftEnv, err)
 		}
 	}
 }
