@@ -41,7 +41,6 @@ type managerService struct{ *windows.Manager }
 func (managerService) Status(context.Context) agent.Status            { return agent.Status{} }
 func (managerService) Backends(context.Context) []agent.BackendStatus { return nil }
 func (managerService) Triggers(context.Context) []triggers.Status     { return nil }
-func (managerService) Clock(context.Context) windows.ClockReading     { return windows.ClockReading{} }
 func (managerService) AddTrigger(context.Context, triggers.Spec, windows.Requester) (*triggers.Status, error) {
 	return nil, errors.New("this test serves no triggers")
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent/triggers"
+	"github.com/nsys-agent/nsys-agent/internal/hostclock"
 )
 
 // Config is everything `nsys-agent run` decides from its flags.
@@ -114,6 +115,20 @@ func (c *Config) tokenWarnings() []string {
 		}
 	}
 	return w
+}
+
+// clockHookWarning is what the agent says at startup about the clock-shift test hook
+// (issue 14, hostclock): "" when unset. A shifted agent records every time off by the
+// shift and reads every start_at on that clock, which must never go unnoticed on a real
+// host; a value that is no duration is ignored, and that is said too.
+func clockHookWarning(value string, shift time.Duration, err error) string {
+	switch {
+	case err != nil:
+		return "test hook ignored: " + err.Error()
+	case value == "":
+		return ""
+	}
+	return fmt.Sprintf("test hook: this agent's clock is shifted by %s (%s=%s): its manifests, events, GET /v1/clock and start_at are on that clock; unset it unless this is a test", shift, hostclock.ShiftEnv, value)
 }
 
 // isLoopback reports whether a listen address only accepts local connections.

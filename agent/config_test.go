@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nsys-agent/nsys-agent/internal/hostclock"
 )
 
 func TestIsLoopback(t *testing.T) {
@@ -24,9 +27,15 @@ func TestIsLoopback(t *testing.T) {
 // token never reaches it; NVTX capture ranges get what they need.
 func TestTargetEnvDropsTheToken(t *testing.T) {
 	t.Setenv("NSYS_AGENT_TOKEN", "s3cret")
+	t.Setenv(hostclock.ShiftEnv, "-2.5s")
 	env := strings.Join(TargetEnv(), "\n")
 	if strings.Contains(env, "s3cret") || strings.Contains(env, "NSYS_AGENT_TOKEN=") {
 		t.Fatal("the agent's token would be in the target's environment")
+	}
+	// The clock-shift test hook reaches the target (the demo target writes its traces on
+	// the shifted clock, as a server on a host with that clock would).
+	if !strings.Contains(env, hostclock.ShiftEnv+"=-2.5s") {
+		t.Errorf("%s missing from the target's environment", hostclock.ShiftEnv)
 	}
 	if !strings.Contains(env, "NSYS_NVTX_PROFILER_REGISTER_ONLY=0") {
 		t.Error("NSYS_NVTX_PROFILER_REGISTER_ONLY=0 missing")
@@ -72,5 +81,32 @@ func TestTokenWarnings(t *testing.T) {
 	c = Config{Token: strings.Repeat("k", 32), TokenFile: closed}
 	if w := c.tokenWarnings(); len(w) != 0 {
 		t.Errorf("a long token in a private file: %v", w)
+	}
+}
+
+// TestClockHookWarning: a shifted clock is always said at startup, with its shift; a
+// value that is no duration is said to be ignored; no hook, no word.
+func TestClockHookWarning(t *testing.T) {
+	_, bad := hostclock.ParseShift("soon")
+	for _, c := range []struct {
+		value string
+		shift time.Duration
+		err   error
+		want  []string
+	}{
+		{"", 0, nil, nil},
+		{"-2.5s", -2500 * time.Millisecond, nil, []string{"test hook: this agent's clock is shifted by -2.5s", hostclock.ShiftEnv + "=-2.5s"}},
+		{"0s", 0, nil, []string{"shifted by 0s"}},
+		{"soon", 0, bad, []string{"test hook ignored", `"soon" is not a Go duration`, "not shifted"}},
+	} {
+		got := clockHookWarning(c.value, c.shift, c.err)
+		if len(c.want) == 0 && got != "" {
+			t.Errorf("%q: want no warning, got %q", c.value, got)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%q: warning %q lacks %q", c.value, got, w)
+			}
+		}
 	}
 }

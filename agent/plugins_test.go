@@ -12,6 +12,7 @@ import (
 	"github.com/nsys-agent/nsys-agent/agent/backends"
 	"github.com/nsys-agent/nsys-agent/agent/pluginhost"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
+	"github.com/nsys-agent/nsys-agent/internal/hostclock"
 	"github.com/nsys-agent/nsys-agent/nsys/procs"
 	"github.com/nsys-agent/nsys-agent/plugins/shared"
 )
@@ -137,10 +138,12 @@ func TestBackendChoiceAndLaunchHook(t *testing.T) {
 }
 
 // TestPluginsDoNotGetTheToken: a plugin's environment is the agent's without its secrets
-// (go-plugin would append the agent's whole environment; SkipHostEnv stops it).
+// (go-plugin would append the agent's whole environment; SkipHostEnv stops it), the
+// clock-shift test hook included.
 func TestPluginsDoNotGetTheToken(t *testing.T) {
 	t.Setenv("NSYS_AGENT_TOKEN", "sekret-token-value")
 	t.Setenv("NSYS_AGENT_TEST_MARKER", "kept")
+	t.Setenv(hostclock.ShiftEnv, "1h") // a plugin on a shifted agent shares its clock
 	dir := t.TempDir()
 	bin := filepath.Join(dir, pluginhost.Prefix+"envcheck")
 	if out, err := exec.Command("go", "build", "-o", bin, "./pluginhost/internal/testplugin").CombinedOutput(); err != nil {
@@ -159,7 +162,7 @@ func TestPluginsDoNotGetTheToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	joined := strings.Join(env, "\n")
-	if strings.Contains(joined, "sekret-token-value") || !strings.Contains(joined, "NSYS_AGENT_TEST_MARKER=kept") {
+	if strings.Contains(joined, "sekret-token-value") || !strings.Contains(joined, "NSYS_AGENT_TEST_MARKER=kept") || !strings.Contains(joined, hostclock.ShiftEnv+"=1h") {
 		t.Errorf("plugin environment:\n%s", joined)
 	}
 }

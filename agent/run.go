@@ -13,6 +13,7 @@ import (
 	"github.com/nsys-agent/nsys-agent/agent/backends"
 	"github.com/nsys-agent/nsys-agent/agent/pluginhost"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
+	"github.com/nsys-agent/nsys-agent/internal/hostclock"
 	"github.com/nsys-agent/nsys-agent/nsys"
 	"github.com/nsys-agent/nsys-agent/plugins/shared"
 )
@@ -29,6 +30,9 @@ func Run(ctx context.Context, cfg Config) error {
 	log := cfg.Log
 	for _, w := range cfg.tokenWarnings() {
 		log.Warn(w)
+	}
+	if value, err := hostclock.Hook(); value != "" {
+		log.Warn(clockHookWarning(value, hostclock.Shift(), err))
 	}
 	nsysPath, err := nsys.Locate(cfg.Nsys)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/nsys-agent/nsys-agent/agent/triggers"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
-	"github.com/nsys-agent/nsys-agent/internal/hostclock"
 )
 
 // Service is what the HTTP API serves. The API only translates HTTP to these calls and
@@ -42,7 +41,8 @@ type Service interface {
 }
 
 // daemon is the Service of a running agent: the window state machine, plus what only the
-// agent knows (the target, the session, where each backend comes from).
+// agent knows (the target, the session, where each backend comes from). Its Clock is the
+// Manager's: GET /v1/clock answers the clock the manifests are written on.
 type daemon struct {
 	*windows.Manager
 	version      string
@@ -51,10 +51,6 @@ type daemon struct {
 	sessionState func(ctx context.Context) (string, error) // nil: not asked
 	origins      Origins
 	triggers     *triggers.Set // issue 15, triggers part (nil: none)
-}
-
-func (d *daemon) Clock(ctx context.Context) windows.ClockReading {
-	return windows.ClockReading{WallNs: hostclock.Now().UnixNano(), MonoNs: hostclock.Mono()}
 }
 
 func (d *daemon) Status(ctx context.Context) Status {

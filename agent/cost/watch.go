@@ -9,7 +9,12 @@ import (
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent/windows"
+	"github.com/nsys-agent/nsys-agent/internal/hostclock"
 )
+
+// Throughput readings are timed on the agent's clock (hostclock), the clock of the
+// manifests whose started_at and stopped_at cut the series into spans: with the clock-shift
+// test hook on, the machine's clock would put every span off by the shift.
 
 // Watcher turns every finished window into a cost: when a window that captured settles
 // (ready or failed), it waits for the "after" span and records the three readings on it.
@@ -33,7 +38,7 @@ func NewWatcher(s *Series, source string, m Measure, set func(string, json.RawMe
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Watcher{series: s, source: source, measure: m.withDefaults(), set: set, log: log, now: time.Now, pending: map[string]*time.Timer{}}
+	return &Watcher{series: s, source: source, measure: m.withDefaults(), set: set, log: log, now: hostclock.Now, pending: map[string]*time.Timer{}}
 }
 
 // Observe is the Manager's OnChange hook: it sees every saved state of every window, in
@@ -101,7 +106,7 @@ func (w *Watcher) Close() {
 func FollowLines(src *LogSource, s *Series) func(line string) {
 	return func(line string) {
 		if v, ok := src.Value(line); ok {
-			s.Add(time.Now(), v)
+			s.Add(hostclock.Now(), v)
 		}
 	}
 }
@@ -110,7 +115,7 @@ func FollowLines(src *LogSource, s *Series) func(line string) {
 // kind of failure, not once a second.
 func Scrape(ctx context.Context, src *MetricSource, s *Series, interval time.Duration, log *slog.Logger) {
 	var lastErr string
-	Poll(ctx, src, interval, time.Now, func(at time.Time, v float64, err error) {
+	Poll(ctx, src, interval, hostclock.Now, func(at time.Time, v float64, err error) {
 		switch {
 		case err == nil:
 			s.Add(at, v)

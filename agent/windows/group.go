@@ -2,6 +2,7 @@ package windows
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"time"
 )
@@ -70,29 +71,38 @@ type GroupMember struct {
 }
 
 // SetGroup stores the coordinator's record of the group window id belongs to (a window
-// reference, as Window takes), saves and announces it.
+// reference, as Window takes: a group id names this agent's window of it), saves and
+// announces it. A record of another group, or for a window of no group, is refused.
 func (m *Manager) SetGroup(ctx context.Context, id string, rec GroupRecord) (*Manifest, error) {
-	w, err := m.Window(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if w.Group == "" || w.Group != rec.ID {
-		return nil, errorf(ErrInvalid, "group: window %s is not a member of group %q", w.ID, rec.ID)
-	}
 	if len(rec.Members) > MaxGroupMembers {
-		return nil, errorf(ErrInvalid, "group: %d members, at most %d", len(rec.Members), MaxGroupMembers)
+		return nil, errorf(ErrInvalid, "members: %d, at most %d", len(rec.Members), MaxGroupMembers)
 	}
 	m.mu.Lock()
-	if cur, ok := m.windows[w.ID]; ok {
-		r := rec
-		r.Members = append([]GroupMember(nil), rec.Members...)
-		cur.GroupInfo = &r
-	}
-	m.mu.Unlock()
-	if err := m.trySave(w.ID); err != nil {
+	w, err := m.resolveLocked(id)
+	switch {
+	case err != nil:
+		m.mu.Unlock()
 		return nil, err
+	case w.Group == "":
+		m.mu.Unlock()
+		return nil, errorf(ErrInvalid, "id: window %s belongs to no group; only a window created with a group takes a group record", w.ID)
+	case w.Group != rec.ID:
+		m.mu.Unlock()
+		return nil, errorf(ErrInvalid, "id: window %s is a member of group %s, not of group %q", w.ID, w.Group, rec.ID)
 	}
-	return m.copyOf(w.ID), nil
+	r := rec
+	r.Members = append([]GroupMember(nil), rec.Members...)
+	w.GroupInfo = &r
+	wid := w.ID
+	m.mu.Unlock()
+	if err := m.trySave(wid); err != nil {
+		return nil, fmt.Errorf("window %s: saving its group record: %w; free some space in %s and send it again", wid, err, m.o.Store.Root)
+	}
+	if c := m.copyOf(wid); c != nil {
+		return c, nil
+	}
+	// A DELETE came between the set and the save: never answer 200 with no window.
+	return nil, errorf(ErrNotFound, "window %s was removed while its group record was stored", wid)
 }
 
 // MaxGroupMembers bounds a group record a client may store in a manifest: twice the

@@ -34,7 +34,7 @@ func (m *Manager) load() {
 		return
 	}
 	if adopted == "" {
-		now := time.Now().UTC()
+		now := m.now()
 		w := &Manifest{ID: NewID(now), Name: "recovered", Backend: m.o.AdoptBackend, State: StateCapturing, Trigger: TriggerRecovered,
 			RequestedBy: Local(TriggerRecovered), Session: m.o.Session, CreatedAt: now, StartedAt: &now,
 			Warnings:  []string{"the session was capturing when this agent attached, with no window on record; stop this window to keep that capture"},
@@ -67,7 +67,7 @@ func (m *Manager) rearmDuration(w *Manifest, r *run) {
 		return
 	}
 	r.win.Duration = d
-	left := max(time.Until(w.StartedAt.Add(d)), 0)
+	left := max(w.StartedAt.Add(d).Sub(m.now()), 0)
 	id := w.ID
 	m.mu.Lock() // the timer may fire at once; its stop reads r.timer under m.mu
 	r.timer = time.AfterFunc(left, func() {
@@ -121,7 +121,7 @@ func (m *Manager) failLeftover(w *Manifest) {
 	}
 	arts, warnings := m.o.Store.Artifacts(w.ID)
 	w.Artifacts, w.Warnings = arts, append(w.Warnings, warnings...)
-	now := time.Now().UTC()
+	now := m.now()
 	w.State, w.FinishedAt = StateFailed, &now
 	m.save(w.ID)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/internal/diskspace"
+	"github.com/nsys-agent/nsys-agent/internal/hostclock"
 	"github.com/nsys-agent/nsys-agent/plugins/shared"
 )
 
@@ -62,6 +63,12 @@ type Options struct {
 	KeepWindows    int
 	MaxWindowBytes int64
 	BudgetPoll     time.Duration
+
+	// Now is the agent's wall clock (default hostclock.Now): every time in a manifest and
+	// in an event, and the clock a request's start_at is read on. Group windows (issue 14)
+	// compare these times across agents, so they all come from this one clock; tests give
+	// a shifted one.
+	Now func() time.Time
 }
 
 // run is what a window has beyond its manifest while it is in flight.
@@ -124,6 +131,9 @@ func New(o Options) (*Manager, error) {
 	if o.BudgetPoll == 0 {
 		o.BudgetPoll = time.Second
 	}
+	if o.Now == nil {
+		o.Now = hostclock.Now
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{o: o, log: o.Log, bus: NewBus(), slot: newCaptureSlot(),
 		windows: map[string]*Manifest{}, runs: map[string]*run{}, saved: map[string]State{}, ctx: ctx, cancel: cancel}
@@ -139,7 +149,7 @@ func New(o Options) (*Manager, error) {
 // confirmed (or scheduled). A start queued behind the previous window's stop gives up
 // when ctx ends.
 func (m *Manager) CreateWindow(ctx context.Context, req CreateRequest, who Requester) (*Manifest, error) {
-	if err := req.Validate(); err != nil {
+	if err := req.validate(m.now()); err != nil {
 		return nil, err
 	}
 	entry, err := m.o.Backends.pick(req.Backend)
@@ -174,15 +184,25 @@ func (m *Manager) CreateWindow(ctx context.Context, req CreateRequest, who Reque
 		trigger = who.Trigger // what opened it is the trigger; the duration only closes it
 	}
 
-	now := time.Now().UTC()
+	now := m.now()
 	id := NewID(now)
 	dir, _ := m.o.Store.WindowDir(id)
 	w := &Manifest{ID: id, Name: req.Name, Backend: name, State: StateRequested, Trigger: trigger, RequestedBy: who,
 		Session: m.o.Session, Duration: req.Duration, Steps: req.Steps, Export: req.Export, Options: maps.Clone(req.Options), CreatedAt: now, Artifacts: []Artifact{},
-		MaxBytes: cmp.Or(req.MaxBytes, m.o.MaxWindowBytes), Labels: maps.Clone(req.Labels)}
+		MaxBytes: cmp.Or(req.MaxBytes, m.o.MaxWindowBytes), Labels: maps.Clone(req.Labels), Group: req.Group}
+	if !startAt.IsZero() {
+		at := startAt.UTC()
+		w.StartAt = &at
+	}
 	r := &run{entry: entry, win: shared.Window{ID: id, Dir: dir, Name: req.Name, Duration: dur, Steps: req.Steps, Export: req.Export, Options: maps.Clone(req.Options)}}
 
 	m.mu.Lock()
+	if g := m.groupWindowLocked(req.Group); g != nil {
+		// One window per group on an agent, so that the group id names it: a coordinator
+		// retrying a create whose answer it lost hears which window it already has.
+		m.mu.Unlock()
+		return nil, errorf(ErrInvalid, "group: this agent already has window %s (%s) of group %s; use it, or remove it first ('nsys-agent rm %s')", g.ID, g.State, req.Group, g.ID)
+	}
 	switch {
 	case m.down || m.closing:
 		m.mu.Unlock()
@@ -202,14 +222,22 @@ func (m *Manager) CreateWindow(ctx context.Context, req CreateRequest, who Reque
 		return nil, &Error{Kind: ErrNoSpace, Cause: err, Msg: fmt.Sprintf("cannot write the window's manifest in %s: %v; free some space (or remove old windows) and try again", m.o.Store.Root, err)}
 	}
 
-	if delay := time.Until(startAt); !startAt.IsZero() && delay > 0 {
-		// Scheduled: the window holds the active place, in state requested, until its time.
-		at := startAt.UTC()
-		m.mu.Lock()
-		w.StartAt = &at
-		r.timer = time.AfterFunc(delay, func() { _ = m.begin(m.ctx, id) })
-		m.mu.Unlock()
-		return m.copyOf(id), nil
+	if !startAt.IsZero() {
+		// start_at is on this agent's clock (a group's coordinator converts its own time
+		// with its offset estimate): the delay is measured on the same clock. One already
+		// past starts at once: its timer fires now.
+		if delay := startAt.Sub(m.now()); delay > 0 {
+			// Scheduled: the window holds the active place, in state requested, until its time.
+			m.mu.Lock()
+			r.timer = time.AfterFunc(delay, func() {
+				if m.fired(id) {
+					_ = m.begin(m.ctx, id)
+				}
+			})
+			m.mu.Unlock()
+			return m.copyOf(id), nil
+		}
+		m.fired(id)
 	}
 	if err := m.begin(ctx, id); err != nil {
 		return nil, err
@@ -275,9 +303,11 @@ func (m *Manager) begin(ctx context.Context, id string) error {
 		m.abandon(r)
 		return m.downError()
 	}
-	now := time.Now().UTC()
+	now, mono := m.now(), hostclock.Mono()
 	m.mu.Lock()
-	w.State, w.StartedAt = StateCapturing, &now
+	// The clocks as the capture is confirmed: a group's merge maps this agent's traces
+	// onto the coordinator's time axis from this pair.
+	w.State, w.StartedAt, w.Clock = StateCapturing, &now, &ClockReading{WallNs: now.UnixNano(), MonoNs: mono}
 	if stopBy == nil && r.win.Duration > 0 {
 		r.timer = time.AfterFunc(r.win.Duration, func() {
 			if _, err := m.StopWindow(m.ctx, id, Local(TriggerDuration)); err != nil {
@@ -329,7 +359,7 @@ func (m *Manager) checkSpace() error {
 func (m *Manager) queueBudget() time.Duration {
 	budget := m.o.QueueTimeout
 	if w := m.copyOf(m.slot.owner()); w != nil && w.StoppedAt != nil {
-		budget -= time.Since(*w.StoppedAt)
+		budget -= m.now().Sub(*w.StoppedAt)
 	}
 	return max(budget, time.Millisecond)
 }
@@ -342,7 +372,7 @@ func (m *Manager) busyWith() string {
 		return "another window is capturing or stopping"
 	}
 	if w.StoppedAt != nil {
-		return fmt.Sprintf("window %s has been stopping for %s (%s)", w.ID, time.Since(*w.StoppedAt).Round(time.Second), progressText(w.Progress))
+		return fmt.Sprintf("window %s has been stopping for %s (%s)", w.ID, m.now().Sub(*w.StoppedAt).Round(time.Second), progressText(w.Progress))
 	}
 	return fmt.Sprintf("window %s is %s", w.ID, w.State)
 }
@@ -370,7 +400,7 @@ func (m *Manager) forget(id string) {
 	if dir, err := m.o.Store.WindowDir(id); err == nil {
 		_ = os.RemoveAll(dir)
 	}
-	m.bus.Publish(Event{Type: "window", Window: &Manifest{ID: id, State: StateCancelled, Error: "refused: the target was busy"}, Time: time.Now().UTC()})
+	m.bus.Publish(Event{Type: "window", Window: &Manifest{ID: id, State: StateCancelled, Error: "refused: the target was busy"}, Time: m.now()})
 }
 
 // abandon ends a capture that no window owns any more and frees the slot.
@@ -427,7 +457,7 @@ func (m *Manager) watchTarget() {
 	id := m.active
 	m.mu.Unlock()
 	m.log.Warn("target exited", "exit_code", code)
-	m.bus.Publish(Event{Type: "target", Target: fmt.Sprintf("exited with code %d", code), Time: time.Now().UTC()})
+	m.bus.Publish(Event{Type: "target", Target: fmt.Sprintf("exited with code %d", code), Time: m.now()})
 	if id == "" {
 		return
 	}

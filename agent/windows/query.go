@@ -35,17 +35,17 @@ func (m *Manager) WindowsJSON(ctx context.Context) []byte {
 	return m.listJSON
 }
 
-// Window returns one window; "active" or "-" is the requested or capturing one.
+// Window returns one window by reference (ref.go): its id, "active" or "-" for the
+// requested or capturing one, or a group id.
 func (m *Manager) Window(ctx context.Context, id string) (*Manifest, error) {
-	if id == "active" || id == "-" {
-		m.mu.Lock()
-		id = m.active
-		m.mu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w, err := m.resolveLocked(id)
+	if err != nil {
+		return nil, err
 	}
-	if w := m.copyOf(id); w != nil {
-		return w, nil
-	}
-	return nil, errorf(ErrNotFound, "no window %q; list them with 'nsys-agent windows'", id)
+	c := w.clone()
+	return &c, nil
 }
 
 // Active is a copy of the requested or capturing window, or nil.
@@ -123,16 +123,17 @@ func (m *Manager) annotate(id, what string, raw json.RawMessage, set func(*Manif
 		return errorf(ErrInvalid, "%s: not JSON", what)
 	}
 	m.mu.Lock()
-	w, ok := m.windows[id]
+	w, err := m.resolveLocked(id)
 	switch {
-	case !ok:
+	case err != nil:
 		m.mu.Unlock()
-		return errorf(ErrNotFound, "no window %s", id)
+		return err
 	case !w.State.Terminal() || w.StartedAt == nil:
 		m.mu.Unlock()
-		return errorf(ErrInvalid, "window %s is %s: only a finished window that captured has a %s", id, w.State, what)
+		return errorf(ErrInvalid, "window %s is %s: only a finished window that captured has a %s", w.ID, w.State, what)
 	}
 	set(w, append(json.RawMessage(nil), raw...))
+	id = w.ID
 	m.mu.Unlock()
 	return m.trySave(id)
 }

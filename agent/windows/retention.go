@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/nsys-agent/nsys-agent/internal/diskspace"
 )
@@ -36,11 +35,12 @@ func (m *Manager) DeleteWindow(ctx context.Context, id string, who Requester) (*
 // (when a window settles, or at the next start of the agent).
 func (m *Manager) PinWindow(ctx context.Context, id string, pinned bool, who Requester) (*Manifest, error) {
 	m.mu.Lock()
-	w, ok := m.windows[id]
-	if !ok {
+	w, err := m.resolveLocked(id)
+	if err != nil {
 		m.mu.Unlock()
-		return nil, errorf(ErrNotFound, "no window %q; list them with 'nsys-agent windows'", id)
+		return nil, err
 	}
+	id = w.ID
 	changed := w.Pinned != pinned
 	w.Pinned = pinned
 	m.mu.Unlock()
@@ -61,11 +61,12 @@ func (m *Manager) remove(id string, allowed func(*Manifest) error, why string) (
 	m.saveMu.Lock()
 	defer m.saveMu.Unlock()
 	m.mu.Lock()
-	w, ok := m.windows[id]
-	if !ok {
+	w, err := m.resolveLocked(id)
+	if err != nil {
 		m.mu.Unlock()
-		return nil, errorf(ErrNotFound, "no window %q; list them with 'nsys-agent windows'", id)
+		return nil, err
 	}
+	id = w.ID
 	if err := allowed(w); err != nil {
 		m.mu.Unlock()
 		return nil, err
@@ -85,7 +86,7 @@ func (m *Manager) remove(id string, allowed func(*Manifest) error, why string) (
 			err = os.RemoveAll(dir)
 		}
 	}
-	m.bus.Publish(Event{Type: "removed", Window: &c, Time: time.Now().UTC()})
+	m.bus.Publish(Event{Type: "removed", Window: &c, Time: m.now()})
 	if err != nil {
 		m.log.Error("removing a window's folder", "window", id, "why", why, "err", err)
 		return &c, fmt.Errorf("window %s is forgotten but its folder %s could not be removed: %w; remove it by hand", id, dir, err)

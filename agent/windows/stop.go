@@ -17,16 +17,19 @@ func (m *Manager) StopWindow(ctx context.Context, id string, who Requester) (*Ma
 	}
 	m.mu.Lock()
 	if id == "" || id == "active" || id == "-" {
+		if m.active == "" {
+			m.mu.Unlock()
+			return nil, errorf(ErrNoWindow, "no window is capturing; start one with 'nsys-agent start'")
+		}
 		id = m.active
 	}
-	w, ok := m.windows[id]
+	w, err := m.resolveLocked(id)
+	if err != nil {
+		m.mu.Unlock()
+		return nil, err
+	}
+	id = w.ID
 	switch {
-	case id == "":
-		m.mu.Unlock()
-		return nil, errorf(ErrNoWindow, "no window is capturing; start one with 'nsys-agent start'")
-	case !ok:
-		m.mu.Unlock()
-		return nil, errorf(ErrNotFound, "no window %q; list them with 'nsys-agent windows'", id)
 	case w.State == StateRequested:
 		r := m.runs[id]
 		if r.stopBy == nil {
@@ -90,7 +93,7 @@ func (m *Manager) markFinalizing(w *Manifest, r *run, who Requester) {
 	if r.stopBudget != nil {
 		r.stopBudget()
 	}
-	now := time.Now().UTC()
+	now := m.now()
 	w.State, w.StoppedBy, w.StoppedAt = StateFinalizing, &who, &now
 	w.Progress = &Progress{Step: "stopping", Fraction: 0}
 	if m.active == w.ID {
@@ -183,7 +186,7 @@ func (m *Manager) finish(id string, state State, errMsg string, res shared.Resul
 	if len(res.Summary) > 0 {
 		w.Summary = res.Summary
 	}
-	now := time.Now().UTC()
+	now := m.now()
 	w.FinishedAt = &now
 	if state == StateCancelled && w.StoppedAt == nil {
 		w.StoppedAt = &now
@@ -251,7 +254,7 @@ func (m *Manager) trySave(id string) error {
 	if err != nil {
 		m.log.Error("saving manifest: the window's state lives only in memory until a save succeeds", "window", c.ID, "err", err)
 	}
-	m.bus.Publish(Event{Type: "window", Window: &c, Time: time.Now().UTC()})
+	m.bus.Publish(Event{Type: "window", Window: &c, Time: m.now()})
 	if m.o.OnChange != nil {
 		m.o.OnChange(old, c)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/nsys-agent/nsys-agent/internal/hostclock"
 	"github.com/nsys-agent/nsys-agent/plugins/shared"
 )
 
@@ -21,8 +22,12 @@ const MaxStartDelay = 24 * time.Hour
 const MaxNameLen = 64
 
 // Validate checks a request field by field (ErrInvalid naming the JSON field); what only
-// the Manager knows (which backends exist) it checks itself.
-func (r CreateRequest) Validate() error {
+// the Manager knows (which backends exist) it checks itself. start_at is checked against
+// this process's clock (hostclock.Now); the Manager checks it again on its own clock.
+func (r CreateRequest) Validate() error { return r.validate(hostclock.Now()) }
+
+// validate is Validate with start_at read against now.
+func (r CreateRequest) validate(now time.Time) error {
 	bad := func(format string, a ...any) error { return errorf(ErrInvalid, format, a...) }
 	if r.Group != "" && !ValidGroupID(r.Group) {
 		return bad("group: want g- and then letters, digits, '.', '_', '-' (at most 64 in all), got %q", r.Group)
@@ -57,7 +62,7 @@ func (r CreateRequest) Validate() error {
 		}
 		// A scheduled window holds the target's one capture place until its time: bound
 		// how long it can keep every other window out.
-		if until := time.Until(at); until > MaxStartDelay {
+		if until := at.Sub(now); until > MaxStartDelay {
 			return bad("start_at: at most %s ahead, got %s (%s from now)", MaxStartDelay, r.StartAt, until.Round(time.Minute))
 		}
 	}

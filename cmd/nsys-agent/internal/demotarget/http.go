@@ -10,7 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
+
+	"github.com/nsys-agent/nsys-agent/internal/hostclock"
 )
 
 // handler serves SGLang's HTTP API. Status codes and bodies copy SGLang (FastAPI): plain
@@ -98,7 +99,7 @@ func (h *handler) modelInfo(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) models(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []map[string]any{{
-		"id": ModelPath, "object": "model", "created": time.Now().Unix(), "owned_by": "sglang", "root": ModelPath,
+		"id": ModelPath, "object": "model", "created": hostclock.Now().Unix(), "owned_by": "sglang", "root": ModelPath,
 	}}})
 }
 
@@ -233,7 +234,7 @@ func (h *handler) completions(w http.ResponseWriter, r *http.Request) {
 	id := make([]byte, 16)
 	rand.Read(id)
 	writeJSON(w, http.StatusOK, map[string]any{
-		"id": fmt.Sprintf("%x", id), "object": "text_completion", "created": time.Now().Unix(), "model": ModelPath,
+		"id": fmt.Sprintf("%x", id), "object": "text_completion", "created": hostclock.Now().Unix(), "model": ModelPath,
 		"choices": []map[string]any{{"index": 0, "text": res.body, "logprobs": nil,
 			"finish_reason": "length", "matched_stop": nil}},
 		"usage": map[string]any{"prompt_tokens": promptTokens, "completion_tokens": maxTokens,

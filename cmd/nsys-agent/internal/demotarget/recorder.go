@@ -3,6 +3,8 @@ package demotarget
 import (
 	"fmt"
 	"time"
+
+	"github.com/nsys-agent/nsys-agent/internal/hostclock"
 )
 
 // recorder collects the events of one profiled stage on one rank, as the torch profiler
@@ -102,7 +104,7 @@ func (r *recorder) step(w *worker, start, end time.Time, spans []opSpan) {
 func (w *worker) metadata(r *recorder) []traceEvent {
 	ts := usTS(r.first, r.args.BaseNanos)
 	if r.first.IsZero() {
-		ts = usTS(time.Now(), r.args.BaseNanos)
+		ts = usTS(hostclock.Now(), r.args.BaseNanos)
 	}
 	m := func(name string, pid, tid any, args map[string]any) traceEvent {
 		return traceEvent{Ph: "M", Name: name, PID: pid, TID: tid, TS: ts, Args: args}
@@ -133,7 +135,8 @@ func (w *worker) metadata(r *recorder) []traceEvent {
 func (r *recorder) trailer() []traceEvent {
 	first, last := r.first, r.last
 	if first.IsZero() {
-		first, last = time.Now(), time.Now()
+		first = hostclock.Now()
+		last = first
 	}
 	ts := usTS(first, r.args.BaseNanos)
 	return []traceEvent{

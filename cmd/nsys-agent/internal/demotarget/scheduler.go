@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nsys-agent/nsys-agent/internal/hostclock"
 )
 
 // scheduler is the parent's one loop over the ranks, like SGLang's scheduler event loop: it
@@ -186,7 +188,9 @@ func (s *scheduler) startProfile(ctx context.Context, req startReq) (ctlResult, 
 
 // activate starts recording on every rank; the next step is the first one profiled.
 func (s *scheduler) activate(ctx context.Context, req startReq) error {
-	now := time.Now()
+	// The host's clock, as SGLang's time.time(): the profile id and the traces' base time
+	// move with the agent's clock-shift test hook, as they would on a host with that clock.
+	now := hostclock.Now()
 	us := now.UnixMicro()
 	a := &activeProfile{
 		req:    req,
@@ -435,5 +439,5 @@ func (l *logger) line(tag, format string, a ...any) {
 	msg := fmt.Sprintf(format, a...)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	fmt.Fprintf(l.w, "[%s%s] %s\n", time.Now().Format("2006-01-02 15:04:05"), tag, msg)
+	fmt.Fprintf(l.w, "[%s%s] %s\n", hostclock.Now().Format("2006-01-02 15:04:05"), tag, msg)
 }

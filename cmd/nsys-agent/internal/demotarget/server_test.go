@@ -26,9 +26,13 @@ import (
 )
 
 // The test binary doubles as the rank worker: Run re-executes it with "demo-worker".
+// With serveEnv set it is a whole demo server (clock_test.go).
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == workerSubcmd {
 		os.Exit(testWorkerMain(os.Args[2:]))
+	}
+	if ready := os.Getenv(serveEnv); ready != "" {
+		os.Exit(testServerMain(ready))
 	}
 	goleak.VerifyTestMain(m)
 }
@@ -178,6 +182,7 @@ type kinetoTrace struct {
 		Ph   string          `json:"ph"`
 		Cat  string          `json:"cat"`
 		Name string          `json:"name"`
+		TS   float64         `json:"ts"`
 		PID  json.RawMessage `json:"pid"`
 		TID  json.RawMessage `json:"tid"`
 		Dur  float64         `json:"dur"`

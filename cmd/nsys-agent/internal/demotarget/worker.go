@@ -14,6 +14,8 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/nsys-agent/nsys-agent/internal/hostclock"
 )
 
 // WorkerOptions configures one rank worker. The rest of its configuration (world size, step
@@ -175,20 +177,22 @@ func (w *worker) step(ctx context.Context, a stepArgs) {
 	if w.prof != nil {
 		rec = w.prof.recorderFor(a.Prefill)
 	}
-	start := time.Now()
+	// Op times are the host's wall clock (hostclock: shifted by the test hook), as
+	// Kineto's are; durations come from the monotonic reading these keep.
+	start := hostclock.Now()
 	var spans []opSpan
 	for range simLayers {
 		for i := range layerOps {
 			op := &layerOps[i]
-			t0 := time.Now()
+			t0 := hostclock.Now()
 			w.burn(time.Duration(work * op.share / simLayers))
-			spans = append(spans, opSpan{op: op, t0: t0, t1: time.Now()})
+			spans = append(spans, opSpan{op: op, t0: t0, t1: hostclock.Now()})
 			if ctx.Err() != nil {
 				return
 			}
 		}
 	}
-	end := time.Now()
+	end := hostclock.Now()
 	if rec != nil {
 		rec.step(w, start, end, spans)
 	}
