@@ -53,6 +53,9 @@ def parse(argv=None):
     p.add_argument("--secs", type=float, default=10.0, help="seconds measured per phase")
     p.add_argument("--after", type=float, default=60.0, help="seconds measured after a window")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring")
+    p.add_argument("--slice", type=float, default=10.0,
+                   help="the after-window span is also reported in slices of this many seconds (when does it recover?)")
+    p.add_argument("--only", choices=("bare", "armed"), default=None, help="run only one side of each round")
     p.add_argument("-c", "--concurrency", type=int, default=8)
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--port", type=int, default=30011)
@@ -176,7 +179,11 @@ def armed_round(a, logdir, rnd):
         t0 = time.monotonic()
         run_agent(a, "stop", env=env)
         print("round %d: stop took %.1f s" % (rnd, time.monotonic() - t0), flush=True)
-        out["after-window"] = measure(base, a.after)
+        slices, t_after, n_after = [], time.monotonic(), generated_tokens(base)
+        while time.monotonic() - t_after < a.after - 1e-3:
+            slices.append(measure(base, min(a.slice, a.after - (time.monotonic() - t_after))))
+        out["after-window"] = (generated_tokens(base) - n_after) / (time.monotonic() - t_after)
+        out["after-slices"] = slices
         snap = load.stop(30)
         if snap["errors"]:
             print("round %d armed: %d load errors (last: %s)" % (rnd, snap["errors"], snap["last_error"]), flush=True)
@@ -210,6 +217,8 @@ def main(argv=None):
         # Interleaved, bare first in odd rounds and last in even ones, so a drift of the
         # machine over the run does not favour one side.
         order = (bare_round, armed_round) if rnd % 2 else (armed_round, bare_round)
+        if a.only:
+            order = [fn for fn in order if fn.__name__.startswith(a.only)]
         for fn in order:
             try:
                 v = fn(a, logdir, rnd)
@@ -218,7 +227,7 @@ def main(argv=None):
                 continue
             if isinstance(v, dict):
                 for k, x in v.items():
-                    samples[k].append(x)
+                    samples.setdefault(k, []).append(x)
             else:
                 samples["bare"].append(v)
             print("round %d %s: %s" % (rnd, fn.__name__, json.dumps(v if isinstance(v, dict) else {"bare": v})),
@@ -230,7 +239,11 @@ def main(argv=None):
             json.dump({"samples": samples, "table": rows, "server_args": a.server_args, "arm": a.arm,
                        "backend": a.backend, "secs": a.secs, "after": a.after, "concurrency": a.concurrency,
                        "max_tokens": a.max_tokens}, f, indent=1)
-    return 0 if samples["bare"] and samples["armed-idle"] else 1
+    if samples.get("after-slices"):
+        for i, sl in enumerate(samples["after-slices"]):
+            print("after-window slices of round %d (tok/s per %g s): %s" % (i + 1, a.slice, " ".join("%.1f" % x for x in sl)))
+    want = {"bare": ["bare"], "armed": ["armed-idle"]}.get(a.only, ["bare", "armed-idle"])
+    return 0 if all(samples[k] for k in want) else 1
 
 
 if __name__ == "__main__":
