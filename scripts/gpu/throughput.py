@@ -56,6 +56,8 @@ def parse(argv=None):
     p.add_argument("--slice", type=float, default=10.0,
                    help="the after-window span is also reported in slices of this many seconds (when does it recover?)")
     p.add_argument("--only", choices=("bare", "armed"), default=None, help="run only one side of each round")
+    p.add_argument("--no-window", action="store_true",
+                   help="control run: armed rounds open no window (capturing and after-window are then idle time too)")
     p.add_argument("-c", "--concurrency", type=int, default=8)
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--port", type=int, default=30011)
@@ -174,10 +176,12 @@ def armed_round(a, logdir, rnd):
         time.sleep(a.warmup)
         out["armed-idle"] = measure(base, a.secs)
         start = ["start", "--name", "tput%d" % rnd] + (["--backend", a.backend] if a.backend else [])
-        run_agent(a, *start, env=env)
+        if not a.no_window:
+            run_agent(a, *start, env=env)
         out["capturing"] = measure(base, a.secs)
         t0 = time.monotonic()
-        run_agent(a, "stop", env=env)
+        if not a.no_window:
+            run_agent(a, "stop", env=env)
         print("round %d: stop took %.1f s" % (rnd, time.monotonic() - t0), flush=True)
         slices, t_after, n_after = [], time.monotonic(), generated_tokens(base)
         while time.monotonic() - t_after < a.after - 1e-3:
