@@ -29,13 +29,14 @@ type fakeMember struct {
 	// startDelay is how long its backend takes from the timer firing to the capture.
 	startDelay time.Duration
 
-	refuse      error  // Create answers it
-	failAtStart string // the window fails at its start with this error
-	neverStarts bool   // the timer never fires: it stays requested
-	vanish      bool   // the agent dies once it accepted the schedule: every later call fails
-	noClock     bool   // Clock fails
-	noGroup     bool   // an agent older than group windows: it ignores the request's group
-	createSlow  time.Duration
+	refuse      error         // Create answers it
+	failAtStart string        // the window fails at its start with this error
+	neverStarts bool          // the timer never fires: it stays requested
+	vanish      bool          // the agent dies once it accepted the schedule: every later call fails
+	noClock     bool          // Clock fails
+	noGroup     bool          // an agent older than group windows: it ignores the request's group
+	createSlow  time.Duration // the window exists at once, its answer comes this late
+	createLost  time.Duration // the request arrives this late (never, if the caller gives up first)
 	setGroupErr error
 
 	inflight *atomic.Int64 // shared by a test's members: how many calls run at once
@@ -98,6 +99,9 @@ func (f *fakeMember) Clock(ctx context.Context) (windows.ClockReading, error) {
 }
 
 func (f *fakeMember) Create(ctx context.Context, req windows.CreateRequest) (*windows.Manifest, error) {
+	if err := sleep(ctx, f.createLost); err != nil {
+		return nil, err
+	}
 	w, err := trip(ctx, f, func() (*windows.Manifest, error) {
 		if f.refuse != nil {
 			return nil, f.refuse

@@ -36,7 +36,7 @@ func (g *group) record(state, errMsg string) windows.GroupRecord {
 			gm.State, gm.Error = "none", "not asked: the group had failed already"
 		case gm.State == "":
 			gm.State = "none"
-			gm.Error = "its create was abandoned when the group failed; no window of the group was found there"
+			gm.Error = "its create was interrupted; no window of the group was found there"
 		}
 		if gm.StartedAt != nil {
 			starts = append(starts, *gm.StartedAt)

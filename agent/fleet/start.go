@@ -42,6 +42,8 @@ type member struct {
 	err     *MemberError      // it failed the group
 	stopErr *MemberError      // its window may exist but could not be stopped
 	silent  bool              // its last call failed: no point storing a record there
+	unsure  bool              // its create got no answer: its window may exist, or appear later
+	gone    bool              // it stopped answering while its capture was awaited
 	polls   int               // calls in a row that failed while its capture was awaited
 }
 
@@ -165,13 +167,14 @@ func (g *group) failed() bool {
 }
 
 // create schedules the window on every member. The first refusal ends the fan-out:
-// members not asked yet are not asked at all (at 1 000 agents, most of them).
+// members not asked yet are not asked at all (at 1 000 agents, most of them). Creates
+// already sent are let finish, not cancelled: a cancelled request may still reach its
+// agent after the cleanup looked there, and leave a window behind that nobody stops.
 func (g *group) create(ctx context.Context, req windows.CreateRequest) {
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	var refused atomic.Bool
 	g.c.each(len(g.ms), func(i int) {
 		mb := g.ms[i]
-		if cctx.Err() != nil {
+		if refused.Load() || ctx.Err() != nil {
 			return
 		}
 		r := req
@@ -179,19 +182,22 @@ func (g *group) create(ctx context.Context, req windows.CreateRequest) {
 		// T in this member's clock: a time on the coordinator's clock plus the offset.
 		r.StartAt = g.at.Add(time.Duration(mb.off.OffsetNs)).UTC().Format(time.RFC3339Nano)
 		mb.asked = true
-		w, err := call(g.c, cctx, func(ctx context.Context) (*windows.Manifest, error) { return mb.m.Create(ctx, r) })
+		w, err := call(g.c, ctx, func(ctx context.Context) (*windows.Manifest, error) { return mb.m.Create(ctx, r) })
 		switch {
-		case err != nil && cctx.Err() != nil && ctx.Err() == nil:
-			// Abandoned because another member failed: whether the window exists is
-			// unknown, and the cleanup stops it by the group id.
+		case err != nil && ctx.Err() != nil:
+			// Interrupted: whether the window exists is unknown; the cleanup looks for it
+			// by the group id.
+			mb.unsure = true
 		case err != nil:
 			mb.fail(StageCreate, err)
+			// No answer in time: the request may still land. A refusal leaves nothing.
+			mb.unsure = errors.Is(err, context.DeadlineExceeded)
 			mb.silent = true
-			cancel()
+			refused.Store(true)
 		case w.Group != g.id:
 			mb.win = w
 			mb.fail(StageCreate, fmt.Errorf("window %s was opened outside the group (the agent does not know group windows; update it)", w.ID))
-			cancel()
+			refused.Store(true)
 		default:
 			mb.win = w
 		}
@@ -254,7 +260,7 @@ func (g *group) poll(ctx context.Context, mb *member) bool {
 			return false
 		}
 		if mb.polls++; mb.polls >= pollFailures {
-			mb.silent = true
+			mb.silent, mb.gone = true, true
 			mb.fail(StageStart, fmt.Errorf("window %s: the agent stopped answering (%d calls in a row failed): %w", mb.win.ID, mb.polls, err))
 			return true
 		}
@@ -325,7 +331,7 @@ func (g *group) stop(ctx context.Context, mb *member) bool {
 		return true
 	}
 	if errors.Is(err, windows.ErrNotFound) && mb.win == nil {
-		return false // its create was refused or never arrived: nothing to stop
+		return g.unsure(mb) // its create was refused or never arrived: nothing to stop
 	}
 	// Refused because it is past capturing (it failed, a duration ended it): look.
 	cur, gerr := call(g.c, ctx, func(ctx context.Context) (*windows.Manifest, error) { return mb.m.Window(ctx, ref) })
@@ -334,13 +340,30 @@ func (g *group) stop(ctx context.Context, mb *member) bool {
 		mb.win, mb.silent = cur, false
 		return false
 	case gerr != nil && errors.Is(gerr, windows.ErrNotFound) && mb.win == nil:
-		return false
+		return g.unsure(mb)
 	}
 	mb.silent = true
 	what := "its window"
 	if mb.win != nil {
 		what = "window " + mb.win.ID
 	}
+	if mb.gone {
+		// Its failure already says why, at length: say only that it still does not.
+		mb.stopErr = &MemberError{Agent: mb.m.Agent(), Stage: StageStop, Err: fmt.Errorf("%s: the agent still does not answer", what)}
+		return false
+	}
 	mb.stopErr = &MemberError{Agent: mb.m.Agent(), Stage: StageStop, Err: fmt.Errorf("%s: %w", what, err)}
+	return false
+}
+
+// unsure notes a member whose create got no answer and where no window of the group is
+// found: the request may still land, and its window would start at T. Always false (no
+// stop was made), for stop's return.
+func (g *group) unsure(mb *member) bool {
+	if mb.unsure {
+		mb.stopErr = &MemberError{Agent: mb.m.Agent(), Stage: StageStop, Err: fmt.Errorf(
+			"its create got no answer and no window of the group is there now; if the request still lands, that window starts at %s",
+			g.at.UTC().Format(time.RFC3339Nano))}
+	}
 	return false
 }

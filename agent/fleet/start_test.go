@@ -216,10 +216,10 @@ func TestStartFailureStopsEveryone(t *testing.T) {
 	}
 }
 
-// A create abandoned when another member refused may still have made its window: the
-// cleanup finds it by the group id.
-func TestAbandonedCreateIsStoppedByGroupID(t *testing.T) {
-	slow := &fakeMember{name: "slow", createSlow: 500 * time.Millisecond}
+// A create in flight when another member refused is let finish (cancelling it could let
+// it land after the cleanup), and its window is then stopped.
+func TestCreateInFlightIsAwaitedAndStopped(t *testing.T) {
+	slow := &fakeMember{name: "slow", createSlow: 80 * time.Millisecond}
 	bad := &fakeMember{name: "bad", latency: 20 * time.Millisecond, refuse: errors.New("window w9 is already capturing")}
 	ms, _ := members(t, slow, bad)
 	_, err := New(fast()).Start(context.Background(), ms, Spec{})
@@ -228,7 +228,7 @@ func TestAbandonedCreateIsStoppedByGroupID(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 	if st := slow.state(); st != windows.StateCancelled {
-		t.Errorf("the abandoned member's window is %q, want cancelled", st)
+		t.Errorf("the slow member's window is %q, want cancelled", st)
 	}
 	if se.Stopped != 1 {
 		t.Errorf("stopped %d, want 1", se.Stopped)
@@ -361,5 +361,33 @@ func TestRefusalEndsTheFanOut(t *testing.T) {
 		if gm := se.Record.Members[i+1]; gm.State != "none" || !contains(gm.Error, "not asked") {
 			t.Errorf("%s: %+v", f.name, gm)
 		}
+	}
+}
+
+// A create that got no answer in time may still have made its window: the cleanup finds
+// it by the group id. One whose window is not there (yet) is reported as not stopped.
+func TestTimedOutCreate(t *testing.T) {
+	slow := &fakeMember{name: "slow", createSlow: 300 * time.Millisecond}
+	ms, _ := members(t, slow, &fakeMember{name: "ok"})
+	o := fast()
+	o.CallTimeout = 100 * time.Millisecond
+	_, err := New(o).Start(context.Background(), ms, Spec{})
+	var se *StartError
+	if !errors.As(err, &se) || len(se.Failed) != 1 || se.Failed[0].Stage != StageCreate || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("%v", err)
+	}
+	if st := slow.state(); st != windows.StateCancelled {
+		t.Errorf("the timed-out create's window is %q, want cancelled through the group id", st)
+	}
+	if len(se.NotStopped) != 0 {
+		t.Errorf("not stopped: %v", se.NotStopped)
+	}
+
+	// This one's request never makes a window while the coordinator looks.
+	lost := &fakeMember{name: "lost", createLost: 300 * time.Millisecond}
+	ms, _ = members(t, lost, &fakeMember{name: "ok2"})
+	_, err = New(o).Start(context.Background(), ms, Spec{})
+	if !errors.As(err, &se) || len(se.NotStopped) != 1 || !contains(err.Error(), "if the request still lands, that window starts at") {
+		t.Errorf("%v", err)
 	}
 }
