@@ -256,10 +256,22 @@ func (s *Service) Subscribe() (<-chan windows.Event, func()) {
 // starting "rankN-" gives the artifact rank N.
 func (s *Service) AddWindow(t testing.TB, id string, files map[string]string) *windows.Manifest {
 	t.Helper()
+	m := &windows.Manifest{ID: id, Backend: "nsys", State: windows.StateReady, CreatedAt: s.Now(), Artifacts: []windows.Artifact{}}
+	s.mu.Lock()
+	s.windows[id] = m
+	s.order = append(s.order, id)
+	s.mu.Unlock()
+	return s.AddArtifacts(t, id, files)
+}
+
+// AddArtifacts writes files (name -> contents) as artifacts of window id, as a backend's
+// finalize would (a group member's report, say); a name starting "rankN-" gives rank N.
+func (s *Service) AddArtifacts(t testing.TB, id string, files map[string]string) *windows.Manifest {
+	t.Helper()
 	if err := os.MkdirAll(filepath.Join(s.Dir, id), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	m := &windows.Manifest{ID: id, Backend: "nsys", State: windows.StateReady, CreatedAt: s.Now(), Artifacts: []windows.Artifact{}}
+	var arts []windows.Artifact
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(s.Dir, id, name), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
@@ -270,12 +282,15 @@ func (s *Service) AddWindow(t testing.TB, id string, files map[string]string) *w
 			r := int(name[4] - '0')
 			a.Rank = &r
 		}
-		m.Artifacts = append(m.Artifacts, a)
+		arts = append(arts, a)
 	}
 	s.mu.Lock()
-	s.windows[id] = m
-	s.order = append(s.order, id)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	m, ok := s.windows[id]
+	if !ok {
+		t.Fatalf("agenttest: no window %q to add artifacts to", id)
+	}
+	m.Artifacts = append(m.Artifacts, arts...)
 	cp := *m
 	return &cp
 }
