@@ -76,7 +76,7 @@ func (c *Coordinator) Start(ctx context.Context, members []Member, spec Spec) (*
 	offs, fanOut := c.Offsets(ctx, members)
 	for i, o := range offs {
 		g.ms[i].off = o
-		if o.Err != nil {
+		if o.Err != nil && ctx.Err() == nil { // interrupted: no member's fault
 			g.ms[i].fail(StageClock, o.Err)
 		}
 	}

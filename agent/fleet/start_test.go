@@ -391,3 +391,21 @@ func TestTimedOutCreate(t *testing.T) {
 		t.Errorf("%v", err)
 	}
 }
+
+// Interrupted while the clocks are read: no member is blamed, nothing was created.
+func TestStartInterruptedWhileProbing(t *testing.T) {
+	fs := []*fakeMember{{name: "a", latency: 20 * time.Millisecond}, {name: "b", latency: 20 * time.Millisecond}}
+	ms, _ := members(t, fs...)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(30*time.Millisecond, cancel)
+	_, err := New(fast()).Start(ctx, ms, Spec{})
+	var se *StartError
+	if !errors.As(err, &se) || len(se.Failed) != 0 || !contains(err.Error(), "interrupted while reading the agents' clocks") {
+		t.Fatalf("%v", err)
+	}
+	for _, f := range fs {
+		if f.window() != nil {
+			t.Errorf("%s: a window was made", f.name)
+		}
+	}
+}
