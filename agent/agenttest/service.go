@@ -42,8 +42,20 @@ type Service struct {
 
 	subscriptions int // ever opened
 
-	// ClockShift moves the fake's clock (GET /v1/clock) from the real one (issue 14).
+	// ClockShift moves the fake's clock from the real one (issue 14): GET /v1/clock and
+	// every time in its manifests, as on a host whose clock is off.
 	ClockShift time.Duration
+	// AutoStart makes a scheduled window start by itself at its start_at (a timer in the
+	// fake's clock), as the agent's does: requested -> capturing, with FiredAt, StartedAt
+	// and Clock set. Without it a scheduled window waits in requested for Change.
+	AutoStart bool
+	// FailAtStart, with AutoStart, makes a scheduled window fail at its start_at with
+	// this error instead (a backend whose start fails).
+	FailAtStart string
+	// StartDelay, with AutoStart, is how long the "backend" takes from the timer firing
+	// to the capture.
+	StartDelay time.Duration
+	timers     map[string]*time.Timer
 
 	// Issue 15, triggers part: a real trigger set over this fake's windows and a fake
 	// target output (Line).
@@ -57,7 +69,8 @@ var _ agent.Service = (*Service)(nil)
 
 // New returns an empty fake with its artifacts under a test temp dir.
 func New(t testing.TB) *Service {
-	s := &Service{Dir: t.TempDir(), windows: map[string]*windows.Manifest{}, subs: map[chan windows.Event]bool{}}
+	s := &Service{Dir: t.TempDir(), windows: map[string]*windows.Manifest{}, subs: map[chan windows.Event]bool{}, timers: map[string]*time.Timer{}}
+	t.Cleanup(s.stopTimers)
 	s.triggers = triggers.New(triggers.Options{Open: s.CreateWindow, Lines: s.subscribeLines, ServerURL: "http://127.0.0.1:1"})
 	t.Cleanup(s.triggers.Close)
 	return s
@@ -100,7 +113,7 @@ func (s *Service) CreateWindow(ctx context.Context, req windows.CreateRequest, w
 	if req.Group != "" && s.resolve(req.Group) != req.Group {
 		return nil, domainErr(windows.ErrInvalid, "group: this agent already has window %s of group %s", s.resolve(req.Group), req.Group)
 	}
-	now := time.Now().UTC()
+	now := s.now()
 	s.created = max(s.created, len(s.order)) + 1
 	id := fmt.Sprintf("w%d", s.created)
 	m := &windows.Manifest{ID: id, Name: req.Name, Backend: "nsys", State: windows.StateCapturing, Trigger: windows.TriggerAPI,
@@ -109,10 +122,14 @@ func (s *Service) CreateWindow(ctx context.Context, req windows.CreateRequest, w
 		m.Trigger, m.Labels = who.Trigger, req.Labels
 	}
 	if at, err := time.Parse(time.RFC3339, req.StartAt); err == nil && at.After(now) {
-		// Scheduled: it waits in requested (a test moves it on with Change).
+		// Scheduled: it waits in requested (a test moves it on with Change), or starts
+		// by itself at its time with AutoStart.
 		m.State, m.StartedAt = windows.StateRequested, nil
 		at = at.UTC()
 		m.StartAt = &at
+		if s.AutoStart {
+			s.timers[id] = time.AfterFunc(at.Sub(now), func() { s.fire(id) })
+		}
 	}
 	s.windows[id], s.active = m, id
 	s.order = append(s.order, id)
@@ -130,7 +147,10 @@ func (s *Service) StopWindow(ctx context.Context, id string, who windows.Request
 	m, ok := s.windows[id]
 	if ok && m.State == windows.StateRequested {
 		// A scheduled window is cancelled, as the state machine does.
-		now := time.Now().UTC()
+		if tm := s.timers[id]; tm != nil {
+			tm.Stop()
+		}
+		now := s.now()
 		m.State, m.StoppedBy, m.FinishedAt = windows.StateCancelled, &who, &now
 		if s.active == id {
 			s.active = ""
@@ -144,7 +164,7 @@ func (s *Service) StopWindow(ctx context.Context, id string, who windows.Request
 	case !ok:
 		return nil, domainErr(windows.ErrNotFound, "no window %q", id)
 	}
-	now := time.Now().UTC()
+	now := s.now()
 	m.State, m.StoppedBy, m.StoppedAt, s.active = windows.StateFinalizing, &who, &now, ""
 	cp := *m
 	for ch := range s.subs {
@@ -236,10 +256,22 @@ func (s *Service) Subscribe() (<-chan windows.Event, func()) {
 // starting "rankN-" gives the artifact rank N.
 func (s *Service) AddWindow(t testing.TB, id string, files map[string]string) *windows.Manifest {
 	t.Helper()
+	m := &windows.Manifest{ID: id, Backend: "nsys", State: windows.StateReady, CreatedAt: s.Now(), Artifacts: []windows.Artifact{}}
+	s.mu.Lock()
+	s.windows[id] = m
+	s.order = append(s.order, id)
+	s.mu.Unlock()
+	return s.AddArtifacts(t, id, files)
+}
+
+// AddArtifacts writes files (name -> contents) as artifacts of window id, as a backend's
+// finalize would (a group member's report, say); a name starting "rankN-" gives rank N.
+func (s *Service) AddArtifacts(t testing.TB, id string, files map[string]string) *windows.Manifest {
+	t.Helper()
 	if err := os.MkdirAll(filepath.Join(s.Dir, id), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	m := &windows.Manifest{ID: id, Backend: "nsys", State: windows.StateReady, CreatedAt: time.Now().UTC(), Artifacts: []windows.Artifact{}}
+	var arts []windows.Artifact
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(s.Dir, id, name), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
@@ -250,12 +282,15 @@ func (s *Service) AddWindow(t testing.TB, id string, files map[string]string) *w
 			r := int(name[4] - '0')
 			a.Rank = &r
 		}
-		m.Artifacts = append(m.Artifacts, a)
+		arts = append(arts, a)
 	}
 	s.mu.Lock()
-	s.windows[id] = m
-	s.order = append(s.order, id)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	m, ok := s.windows[id]
+	if !ok {
+		t.Fatalf("agenttest: no window %q to add artifacts to", id)
+	}
+	m.Artifacts = append(m.Artifacts, arts...)
 	cp := *m
 	return &cp
 }
@@ -283,7 +318,7 @@ func (s *Service) change(t testing.TB, id string, step windows.Manifest, announc
 	if !ok {
 		t.Fatalf("agenttest: no window %q to change", id)
 	}
-	now := time.Now().UTC()
+	now := s.now()
 	m.State, m.Progress, m.Error = step.State, step.Progress, step.Error
 	switch {
 	case m.State == windows.StateCapturing && m.StartedAt == nil:
@@ -299,6 +334,11 @@ func (s *Service) change(t testing.TB, id string, step windows.Manifest, announc
 	if !announce {
 		return
 	}
+	s.announce(m, now)
+}
+
+// announce sends m to every subscriber that keeps up; s.mu is held.
+func (s *Service) announce(m *windows.Manifest, now time.Time) {
 	cp := *m
 	for ch := range s.subs {
 		select {
@@ -377,10 +417,73 @@ func (s *Service) resolve(id string) string {
 
 // Clock reads the fake's clock: the real one moved by ClockShift.
 func (s *Service) Clock(ctx context.Context) windows.ClockReading {
+	return windows.ClockReading{WallNs: s.Now().UnixNano(), MonoNs: time.Now().UnixNano()}
+}
+
+// Now is the fake's clock: the real one moved by ClockShift, in UTC.
+func (s *Service) Now() time.Time {
 	s.mu.Lock()
-	shift := s.ClockShift
+	defer s.mu.Unlock()
+	return s.now()
+}
+
+// now is Now with s.mu held.
+func (s *Service) now() time.Time { return time.Now().Add(s.ClockShift).UTC() }
+
+// fire is a scheduled window's timer (AutoStart): its capture starts, or fails with
+// FailAtStart, after StartDelay.
+func (s *Service) fire(id string) {
+	s.mu.Lock()
+	m := s.windows[id]
+	if m == nil || m.State != windows.StateRequested {
+		s.mu.Unlock()
+		return
+	}
+	fired := s.now()
+	m.FiredAt = &fired
+	delay := s.StartDelay
 	s.mu.Unlock()
-	return windows.ClockReading{WallNs: time.Now().Add(shift).UnixNano(), MonoNs: time.Now().UnixNano()}
+	time.Sleep(delay)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.timers, id)
+	if m.State != windows.StateRequested {
+		return // stopped while it started: cancelled already
+	}
+	now := s.now()
+	if s.FailAtStart != "" {
+		m.State, m.Error, m.FinishedAt = windows.StateFailed, "starting the capture failed: "+s.FailAtStart, &now
+		if s.active == id {
+			s.active = ""
+		}
+	} else {
+		m.State, m.StartedAt = windows.StateCapturing, &now
+		m.Clock = &windows.ClockReading{WallNs: now.UnixNano(), MonoNs: time.Now().UnixNano()}
+	}
+	s.announce(m, now)
+}
+
+// stopTimers ends the scheduled starts still pending when the test ends.
+func (s *Service) stopTimers() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, tm := range s.timers {
+		tm.Stop()
+		delete(s.timers, id)
+	}
+}
+
+// Scheduled lists the windows still waiting for their start_at (AutoStart).
+func (s *Service) Scheduled() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, id := range s.order {
+		if s.windows[id].State == windows.StateRequested {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // SetClockShift moves the fake's clock, as a host whose clock is off.

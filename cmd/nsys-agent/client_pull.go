@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nsys-agent/nsys-agent/agent/fleet"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
 	"github.com/nsys-agent/nsys-agent/internal/atomicfile"
 	"github.com/urfave/cli/v2"
@@ -33,9 +34,17 @@ unless --force. Files are private (0600): reports embed the server's environment
 A failed window is an error unless --allow-failed, which pulls its partial files.
 With several agents each one's windows go into DIR/<host_port>/.
 
+A group id (g-...) pulls the group window from every agent given into one folder per
+host, DIR/<host_port>/ (its files and manifest.json, no window folder), and writes the
+group's record (start time, each member's clock offset, the skew) as DIR/group.json,
+what a merge needs to put the hosts on one clock. The same checks apply:
+sha256, resume, --force for files that differ (group.json included). An agent that
+fails is named (exit 1); the others' files stay.
+
    nsys-agent pull latest --dir ./reports
    nsys-agent pull warmup --rank 0 -o json
-   nsys-agent pull latest --allow-failed --agent gpu1:7477,gpu2:7477`,
+   nsys-agent pull latest --allow-failed --agent gpu1:7477,gpu2:7477
+   nsys-agent pull g-20250102-150405-ab12 --dir ./run1 --agent gpu1:7477,gpu2:7477`,
 		Flags: clientFlags(
 			&cli.StringFlag{Name: "dir", Value: ".", Usage: "download into `DIR`/<window-id>/"},
 			&cli.IntFlag{Name: "rank", Usage: "only the artifacts of rank `R`", DefaultText: "every rank"},
@@ -56,6 +65,8 @@ type pullResult struct {
 	Dir    string       `json:"dir"`
 	Bytes  int64        `json:"bytes"`
 	Files  []pulledFile `json:"files"`
+
+	manifest *windows.Manifest // the window pulled (a group's pull reads its record)
 }
 
 type pulledFile struct {
@@ -88,6 +99,9 @@ func runPull(c *cli.Context) error {
 	// One agent's download draws a bar on a terminal; several report in the table.
 	o.progress = len(s.agents) == 1 && isTerminal(c.App.ErrWriter)
 	o.stderr = c.App.ErrWriter
+	if isGroupRef(pos[0]) {
+		return runPullGroup(c, s, pos[0], dir, o) // group_pull.go
+	}
 	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
 		o := o
 		o.dir = dir
@@ -130,22 +144,33 @@ func pullDeprecations(c *cli.Context) (string, error) {
 
 // pullOptions are pull's flags for one agent.
 type pullOptions struct {
-	dir   string // the window goes into dir/<id>/
-	rank  *int   // only this rank's artifacts
-	force bool   // replace local files that differ
+	dir  string // the window goes into dir/<id>/, or into dir itself when flat
+	flat bool   // a group's member: its files and manifest.json right in dir (DIR/<host>/)
+	// again, when set, are the words of the pull command to suggest in hints (a group's
+	// pull is repeated by the group id and its DIR, not by one window).
+	again []string
+	rank  *int // only this rank's artifacts
+	force bool // replace local files that differ
 	// allowFailed pulls what a failed or cancelled window has; otherwise it is an error.
 	allowFailed bool
 	progress    bool      // draw a transferBar on stderr
 	stderr      io.Writer // where it goes
 }
 
-// agentDirName makes a folder name of an agent URL: http://gpu-1:7477 -> gpu-1_7477.
-func agentDirName(base string) string {
-	u, err := url.Parse(base)
-	if err != nil {
-		return "agent"
+// agentDirName makes a folder name of an agent URL: http://gpu-1:7477 -> gpu-1_7477
+// (a pulled group's host folders are named the same way).
+func agentDirName(base string) string { return fleet.HostDir(base) }
+
+// pullWords are the words of the pull command that fetches window id again.
+func (o pullOptions) pullWords(id string) []string {
+	words := append([]string(nil), o.again...)
+	if words == nil {
+		words = []string{"pull", id, "--dir", o.dir}
 	}
-	return strings.NewReplacer(":", "_", "[", "", "]", "").Replace(u.Host)
+	if o.rank != nil {
+		words = append(words, "--rank", strconv.Itoa(*o.rank))
+	}
+	return words
 }
 
 func pullWindow(ctx context.Context, ac *apiClient, window string, o pullOptions) (*pullResult, error) {
@@ -165,10 +190,7 @@ func pullWindow(ctx context.Context, ac *apiClient, window string, o pullOptions
 	}
 	if m.State != windows.StateReady && !o.allowFailed {
 		err := windowOutcome(ac, m).(*clientError)
-		words := []string{"pull", m.ID, "--dir", o.dir}
-		if o.rank != nil {
-			words = append(words, "--rank", strconv.Itoa(*o.rank))
-		}
+		words := o.pullWords(m.ID)
 		what := "its partial files"
 		if len(m.Artifacts) == 0 {
 			what = "whatever it has (nothing now)"
@@ -191,8 +213,11 @@ func pullWindow(ctx context.Context, ac *apiClient, window string, o pullOptions
 		return nil, &clientError{Agent: ac.base, Message: fmt.Sprintf("window %s has no artifacts of rank %d", m.ID, *o.rank),
 			Hint: "see its artifacts with " + ac.command("show", m.ID)}
 	}
-	into := filepath.Join(o.dir, m.ID)
-	if err := privateDir(o.dir, into); err != nil { // reports embed the target's environment
+	parent, into := o.dir, filepath.Join(o.dir, m.ID)
+	if o.flat {
+		parent, into = filepath.Dir(o.dir), o.dir
+	}
+	if err := privateDir(parent, into); err != nil { // reports embed the target's environment
 		return nil, err
 	}
 
@@ -211,10 +236,7 @@ func pullWindow(ctx context.Context, ac *apiClient, window string, o pullOptions
 		conflicts = append(conflicts, manifestPath)
 	}
 	if len(conflicts) > 0 && !o.force {
-		words := []string{"pull", m.ID, "--dir", o.dir}
-		if o.rank != nil {
-			words = append(words, "--rank", strconv.Itoa(*o.rank))
-		}
+		words := o.pullWords(m.ID)
 		return nil, &clientError{Agent: ac.base,
 			Message: fmt.Sprintf("%s: not window %s's files, kept; nothing was downloaded", strings.Join(conflicts, ", "), m.ID),
 			Hint:    "to replace them, run " + ac.command(append(words, "--force")...) + "; or pull into another --dir"}
@@ -231,7 +253,7 @@ func pullWindow(ctx context.Context, ac *apiClient, window string, o pullOptions
 		bar = newTransferBar(o.stderr, m.ID, total)
 		defer bar.finish()
 	}
-	res := &pullResult{Window: m.ID, State: string(m.State), Error: m.Error, Dir: into, Files: []pulledFile{}}
+	res := &pullResult{Window: m.ID, State: string(m.State), Error: m.Error, Dir: into, Files: []pulledFile{}, manifest: m}
 	for i, a := range arts {
 		status := local[i]
 		if status != "up-to-date" {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nsys-agent/nsys-agent/agent/fleet"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
 	"github.com/urfave/cli/v2"
 )
@@ -24,7 +25,25 @@ func startCommand() *cli.Command {
    nsys-agent start --duration 5s --name warmup
    nsys-agent start --duration 5s --wait && nsys-agent pull latest --dir ./reports
    nsys-agent start --at 30s --duration 10s
-   nsys-agent start --export --agent gpu1:7477,gpu2:7477     # on two hosts at once`,
+   nsys-agent start --export --agent gpu1:7477,gpu2:7477     # on two hosts, each at once
+
+Group windows: with two or more agents, --sync (or --at T) opens one window on all of
+them at the same instant, a group with an id (g-20250102-150405-ab12, or --group NAME).
+The client measures each agent's clock against its own from request round trips (the
+shortest of 8, NTP-style), picks a start time a little ahead (at least 1s, more for
+slow or many agents) and schedules every window for that time written in each agent's
+own clock. The group has started once every agent confirmed its capture; if one
+refuses, cannot be reached, fails its start or does not confirm within --start-timeout
+after the start time, every other agent's window is stopped (a scheduled one
+cancelled) and the command exits 1 naming each failed agent and why. It prints the
+group id, each agent's window, clock offset ± uncertainty, start on this host's clock
+and state, then the start skew (latest minus earliest start). The group id works
+wherever a WINDOW goes: windows, show, stop, wait, pull.
+
+   nsys-agent start --sync --duration 10s --agent gpu1:7477,gpu2:7477,gpu3:7477
+   nsys-agent start --at 2025-01-02T15:04:05Z --group g-prefill-1 --duration 10s --agent gpu1:7477,gpu2:7477
+   nsys-agent start --sync --duration 10s --wait -o json --agent gpu1:7477,gpu2:7477 > group.json
+   nsys-agent pull g-prefill-1 --dir ./run1 --agent gpu1:7477,gpu2:7477   # run1/<host>/, run1/group.json`,
 		Flags: clientFlags(
 			&cli.StringFlag{Name: "backend", Usage: "capture `BACKEND` (default: the agent's; 'nsys-agent backends --agent URL' lists them)"},
 			&cli.StringFlag{Name: "duration", Usage: "stop by itself after `D` (5s, 1m; at most 24h)"},
@@ -35,6 +54,10 @@ func startCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "option", Aliases: []string{"O"}, Usage: "backend option `NAME=VALUE`, repeatable (e.g. -O mem=true for torch; 'nsys-agent backends' lists each backend's)"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait until the window has ended (needs --duration or --steps), with stop's progress bar"},
 			&cli.StringFlag{Name: "max-bytes", Usage: "stop the window early once its capture has written `SIZE` (default: the agent's --max-window-bytes)"},
+			// Group windows (issue 14): group_start.go.
+			&cli.BoolFlag{Name: "sync", Usage: "with several agents: start them together, a little in the future, as one group window"},
+			&cli.StringFlag{Name: "group", Usage: "with --sync or --at and several agents: the group's `ID` (g-...; default g-<UTC time>-<random>)"},
+			&cli.DurationFlag{Name: "start-timeout", Value: fleet.DefaultAckTimeout, Usage: "group windows: how long after the start time every agent has to confirm its capture"},
 		),
 		Action: runStart,
 	})
@@ -57,6 +80,12 @@ func runStart(c *cli.Context) error {
 		return err
 	}
 	defer s.close()
+	if group, err := groupStartWanted(c, s, req); err != nil || group {
+		if err != nil {
+			return err
+		}
+		return runGroupStart(c, s, req)
+	}
 	var bar *progressBar
 	if wait && len(s.agents) == 1 {
 		bar = newProgressBar(c.App.ErrWriter)
@@ -122,7 +151,7 @@ func createRequest(c *cli.Context, now time.Time) (windows.CreateRequest, error)
 	}
 	if at := c.String("at"); at != "" {
 		if t, err := time.Parse(time.RFC3339, at); err == nil {
-			req.StartAt = t.Format(time.RFC3339)
+			req.StartAt = t.Format(time.RFC3339Nano) // a fraction of a second matters to a group
 		} else if d, derr := time.ParseDuration(at); derr == nil && d >= 0 {
 			// With its fraction of a second: "--at 30s" is 30 s, not 29.6.
 			req.StartAt = now.Add(d).UTC().Format(time.RFC3339Nano)

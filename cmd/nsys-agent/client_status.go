@@ -42,7 +42,8 @@ func windowsCommand() *cli.Command {
 		Usage:     "list the agent's windows, newest first",
 		ArgsUsage: " ",
 		Description: `Lists every window the agent knows: id, name, state, when, how long it captured, and
-its files.
+its files. A GROUP column appears when a window belongs to a group window ('nsys-agent
+start --sync' on several agents).
 
    nsys-agent windows
    nsys-agent windows -o json`,
@@ -68,10 +69,20 @@ func showCommand() *cli.Command {
 GPU time went (windows with --export), and its files with their sizes and sha256.
 WINDOW is an id, a name, latest or active.
 
+A group id (g-...) shows the group window on every agent given: the group's start
+time, each member's window, clock offset ± uncertainty, capture start (on the
+coordinating host's clock) and state now, then the start skew. Give every member with
+--agent (a note names members the group's record lists that --agent lacks); -o json
+prints {"id", "record", "members": [{"agent", "host", "window", "error"}]}.
+
    nsys-agent show latest
-   nsys-agent show warmup -o json`,
+   nsys-agent show warmup -o json
+   nsys-agent show g-20250102-150405-ab12 --agent gpu1:7477,gpu2:7477`,
 		Flags: clientFlags(),
 		Action: func(c *cli.Context) error {
+			if pos, _ := c.Context.Value(trailingArgsKey{}).([]string); len(pos) == 1 && isGroupRef(pos[0]) {
+				return runShowGroup(c, pos[0]) // group_show.go
+			}
 			return runQuery(c, 1, func(ctx context.Context, ac *apiClient, args []string) (any, error) {
 				m, err := ac.lookup(ctx, args[0])
 				if err != nil {
@@ -145,12 +156,27 @@ func printWindows(w io.Writer, ac *apiClient, ws []windows.Manifest) {
 		fmt.Fprintln(w, "no windows yet; open one with "+ac.command("start"))
 		return
 	}
+	// Group windows (issue 14): a GROUP column only where some window has one.
+	grouped := false
+	for i := range ws {
+		grouped = grouped || ws[i].Group != ""
+	}
+	group := func(m *windows.Manifest) string {
+		if !grouped {
+			return ""
+		}
+		return dash(m.Group) + "\t"
+	}
 	tw := newTable(w)
-	fmt.Fprintln(tw, "WINDOW\tNAME\tBACKEND\tSTATE\tVERDICT\tCREATED\tCAPTURED\tFILES\tSIZE")
+	header := "WINDOW\tNAME\t"
+	if grouped {
+		header += "GROUP\t"
+	}
+	fmt.Fprintln(tw, header+"BACKEND\tSTATE\tVERDICT\tCREATED\tCAPTURED\tFILES\tSIZE")
 	now := time.Now()
 	for i := range ws {
 		m := &ws[i]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", m.ID, dash(m.Name), m.Backend, m.State, verdictCell(m.Verdict),
+		fmt.Fprintf(tw, "%s\t%s\t%s%s\t%s\t%s\t%s\t%s\t%d\t%s\n", m.ID, dash(m.Name), group(m), m.Backend, m.State, verdictCell(m.Verdict),
 			formatTime(m.CreatedAt), windowDuration(m, now), len(m.Artifacts), humanBytes(artifactBytes(m)))
 	}
 	tw.Flush()

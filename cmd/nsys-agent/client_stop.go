@@ -30,9 +30,14 @@ import, export) with a progress bar on stderr until its report is ready. Exit 1 
 window failed. A scheduled window (start --at) that has not started is cancelled (exit 0);
 one that is finalizing already (its --duration ran out) is waited for.
 
+A group id (g-...) stops the group window's member on every agent given (a member
+scheduled and not started yet is cancelled) and waits for each report; a note names
+members the group's record lists that --agent lacks.
+
    nsys-agent stop
    nsys-agent stop warmup -o json
-   nsys-agent stop --no-wait --agent gpu1:7477,gpu2:7477`,
+   nsys-agent stop --no-wait --agent gpu1:7477,gpu2:7477
+   nsys-agent stop g-20250102-150405-ab12 --agent gpu1:7477,gpu2:7477`,
 		Flags: clientFlags(
 			&cli.BoolFlag{Name: "no-wait", Usage: "return once the agent accepted the stop; finalizing goes on"},
 		),
@@ -63,6 +68,12 @@ func runStop(c *cli.Context) error {
 	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
 		return stopWindow(ctx, s, ac, word, noWait, bar)
 	})
+	if isGroupRef(word) {
+		// The members' windows carry the group's record: say which members were not given.
+		if rec := newestRecord(outs); rec != nil {
+			s.noteMissingMembers(rec, "stop")
+		}
+	}
 	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printManifest(w, v.(*windows.Manifest)) })
 }
 
@@ -166,7 +177,14 @@ func waitWindow(ctx context.Context, ac *apiClient, id string, update func(*wind
 	events := make(chan *windows.Manifest)
 	streamDone := make(chan struct{})
 	if stream != nil {
-		defer stream.Close()
+		// On return the reader must end too, even while it holds an event nobody takes
+		// any more (the wait ended by a poll): say so, close the stream, wait for it.
+		left, readerDone := make(chan struct{}), streamDone
+		defer func() {
+			close(left)
+			stream.Close()
+			<-readerDone
+		}()
 		go func() {
 			defer close(streamDone)
 			for {
@@ -180,6 +198,8 @@ func waitWindow(ctx context.Context, ac *apiClient, id string, update func(*wind
 				select {
 				case events <- ev.Window:
 				case <-ctx.Done():
+					return
+				case <-left:
 					return
 				}
 			}

@@ -1,0 +1,369 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/nsys-agent/nsys-agent/agent/windows"
+)
+
+// Spec is a group window to open.
+type Spec struct {
+	Group string    // the group's id; "" makes one (NewGroupID)
+	At    time.Time // the start on the coordinator's clock; zero: now plus a lead (see lead)
+	// Request is the window every member opens. Start sets its Group and StartAt (in each
+	// member's own clock); they must be empty here.
+	Request windows.CreateRequest
+}
+
+// Result is a group that started: every member confirmed its capture.
+type Result struct {
+	Record windows.GroupRecord // state "capturing"; stored on every member that took it
+	// Windows are the members' windows as last seen, in member order.
+	Windows  []windows.Manifest
+	Warnings []string // a record that could not be stored, a start time too close
+}
+
+// pollFailures is how many calls in a row may fail while a member's capture is awaited
+// before the member counts as gone: one lost answer is no reason to fail a group.
+const pollFailures = 3
+
+// member is the coordinator's view of one member during a start.
+type member struct {
+	m       Member
+	host    string
+	off     Offset
+	win     *windows.Manifest // last seen
+	asked   bool              // a create was sent: a window may exist even without an answer
+	acked   bool              // its capture was confirmed
+	err     *MemberError      // it failed the group
+	stopErr *MemberError      // its window may exist but could not be stopped
+	silent  bool              // its last call failed: no point storing a record there
+	unsure  bool              // its create got no answer: its window may exist, or appear later
+	gone    bool              // it stopped answering while its capture was awaited
+	polls   int               // calls in a row that failed while its capture was awaited
+}
+
+func (mb *member) fail(stage Stage, err error) {
+	mb.err = &MemberError{Agent: mb.m.Agent(), Stage: stage, Err: err}
+}
+
+// group is one Start in progress.
+type group struct {
+	c   *Coordinator
+	id  string
+	at  time.Time // T, on the coordinator's clock
+	ms  []*member
+	why error // the start was interrupted (no member's fault)
+}
+
+// Start opens spec's window on every member at one instant, T: it measures each
+// member's clock, schedules each window for T written in that member's clock, and waits
+// until every member confirmed its capture. If any member refuses, cannot be reached,
+// fails its window or does not confirm it within AckTimeout after T (or ctx ends), every
+// other member's window is stopped, the failed group's record is stored where a window
+// exists, and the error is a *StartError naming each failed member and why. Errors
+// wrapping ErrInvalid mean nothing was sent.
+func (c *Coordinator) Start(ctx context.Context, members []Member, spec Spec) (*Result, error) {
+	g, err := c.newGroup(members, spec)
+	if err != nil {
+		return nil, err
+	}
+	var warnings []string
+	offs, fanOut := c.Offsets(ctx, members)
+	for i, o := range offs {
+		g.ms[i].off = o
+		if o.Err != nil && ctx.Err() == nil { // interrupted: no member's fault
+			g.ms[i].fail(StageClock, o.Err)
+		}
+	}
+	now := c.o.Now()
+	g.at = spec.At
+	if g.at.IsZero() {
+		g.at = now.Add(c.lead(offs, fanOut))
+	} else if need := c.lead(offs, fanOut) - c.o.MinLead; g.at.Sub(now) < need {
+		warnings = append(warnings, fmt.Sprintf("the start time is %s away, less than the %s the agents need to be told: some may start late (the skew says how late)",
+			g.at.Sub(now).Round(time.Millisecond), need.Round(time.Millisecond)))
+	}
+	if ctx.Err() != nil {
+		g.why = fmt.Errorf("interrupted while reading the agents' clocks: %w", context.Cause(ctx))
+	}
+	if g.failed() {
+		return nil, g.abort(ctx, warnings)
+	}
+	g.create(ctx, spec.Request)
+	if g.failed() {
+		return nil, g.abort(ctx, warnings)
+	}
+	g.await(ctx)
+	if g.failed() {
+		return nil, g.abort(ctx, warnings)
+	}
+	rec := g.record("capturing", "")
+	warnings = append(warnings, g.store(ctx, rec)...)
+	res := &Result{Record: rec, Warnings: warnings}
+	for _, mb := range g.ms {
+		res.Windows = append(res.Windows, *mb.win)
+	}
+	return res, nil
+}
+
+// newGroup checks the members and the spec before anything is sent.
+func (c *Coordinator) newGroup(members []Member, spec Spec) (*group, error) {
+	switch {
+	case len(members) == 0:
+		return nil, invalidf("a group needs at least one agent")
+	case len(members) > windows.MaxGroupMembers:
+		return nil, invalidf("%d agents, at most %d in one group", len(members), windows.MaxGroupMembers)
+	case spec.Request.Group != "" || spec.Request.StartAt != "":
+		return nil, invalidf("the request's group and start_at are set by the coordinator: give Spec.Group and Spec.At")
+	}
+	id := spec.Group
+	if id == "" {
+		id = NewGroupID(c.o.Now())
+	}
+	if !windows.ValidGroupID(id) {
+		return nil, invalidf("group id %q: want g- and then letters, digits, '.', '_', '-' (at most 64 in all, no '..')", id)
+	}
+	if !spec.At.IsZero() {
+		if ago := c.o.Now().Sub(spec.At); ago > 0 {
+			return nil, invalidf("the start time %s is %s in the past", spec.At.UTC().Format(time.RFC3339Nano), ago.Round(time.Millisecond))
+		}
+	}
+	probe := spec.Request
+	probe.Group = id
+	if err := probe.Validate(); err != nil {
+		return nil, invalidf("%v", err)
+	}
+	g := &group{c: c, id: id}
+	agents, hosts := map[string]bool{}, map[string]string{}
+	for _, m := range members {
+		a, h := m.Agent(), HostDir(m.Agent())
+		if agents[a] {
+			return nil, invalidf("agent %s is given twice", a)
+		}
+		if other, dup := hosts[h]; dup {
+			return nil, invalidf("agents %s and %s would share the folder %s in a pulled group: give each host once", other, a, h)
+		}
+		agents[a], hosts[h] = true, a
+		g.ms = append(g.ms, &member{m: m, host: h})
+	}
+	return g, nil
+}
+
+func (g *group) failed() bool {
+	if g.why != nil {
+		return true
+	}
+	for _, mb := range g.ms {
+		if mb.err != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// create schedules the window on every member. The first refusal ends the fan-out:
+// members not asked yet are not asked at all (at 1 000 agents, most of them). Creates
+// already sent are let finish, not cancelled: a cancelled request may still reach its
+// agent after the cleanup looked there, and leave a window behind that nobody stops.
+func (g *group) create(ctx context.Context, req windows.CreateRequest) {
+	var refused atomic.Bool
+	g.c.each(len(g.ms), func(i int) {
+		mb := g.ms[i]
+		if refused.Load() || ctx.Err() != nil {
+			return
+		}
+		r := req
+		r.Group = g.id
+		// T in this member's clock: a time on the coordinator's clock plus the offset.
+		r.StartAt = g.at.Add(time.Duration(mb.off.OffsetNs)).UTC().Format(time.RFC3339Nano)
+		mb.asked = true
+		w, err := call(g.c, ctx, func(ctx context.Context) (*windows.Manifest, error) { return mb.m.Create(ctx, r) })
+		switch {
+		case err != nil && ctx.Err() != nil:
+			// Interrupted: whether the window exists is unknown; the cleanup looks for it
+			// by the group id.
+			mb.unsure = true
+		case err != nil:
+			mb.fail(StageCreate, err)
+			// No answer in time: the request may still land. A refusal leaves nothing.
+			mb.unsure = errors.Is(err, context.DeadlineExceeded)
+			mb.silent = true
+			refused.Store(true)
+		case w.Group != g.id:
+			mb.win = w
+			mb.fail(StageCreate, fmt.Errorf("window %s was opened outside the group (the agent does not know group windows; update it)", w.ID))
+			refused.Store(true)
+		default:
+			mb.win = w
+		}
+	})
+	if ctx.Err() != nil {
+		g.why = fmt.Errorf("interrupted while scheduling the windows: %w", context.Cause(ctx))
+	}
+}
+
+// await waits until T, then asks each member for its window until every one confirmed
+// its capture, one failed, or AckTimeout after T passed.
+func (g *group) await(ctx context.Context) {
+	if err := sleep(ctx, g.at.Sub(g.c.o.Now())); err != nil {
+		g.why = fmt.Errorf("interrupted while waiting for the start time: %w", context.Cause(ctx))
+		return
+	}
+	deadline := g.at.Add(g.c.o.AckTimeout)
+	for {
+		var pending []*member
+		for _, mb := range g.ms {
+			if !mb.acked {
+				pending = append(pending, mb)
+			}
+		}
+		if len(pending) == 0 {
+			return
+		}
+		var failed atomic.Bool
+		g.c.each(len(pending), func(i int) {
+			if g.poll(ctx, pending[i]) {
+				failed.Store(true)
+			}
+		})
+		switch {
+		case ctx.Err() != nil:
+			g.why = fmt.Errorf("interrupted while waiting for the captures to start: %w", context.Cause(ctx))
+			return
+		case failed.Load():
+			return
+		case g.c.o.Now().After(deadline):
+			for _, mb := range pending {
+				if !mb.acked {
+					mb.fail(StageStart, fmt.Errorf("window %s was still %s %s after the start time", mb.win.ID, mb.win.State, g.c.o.AckTimeout))
+				}
+			}
+			return
+		}
+		if err := sleep(ctx, g.c.o.PollEvery); err != nil {
+			g.why = fmt.Errorf("interrupted while waiting for the captures to start: %w", context.Cause(ctx))
+			return
+		}
+	}
+}
+
+// poll asks mb for its window once; true when mb failed the group.
+func (g *group) poll(ctx context.Context, mb *member) bool {
+	w, err := call(g.c, ctx, func(ctx context.Context) (*windows.Manifest, error) { return mb.m.Window(ctx, mb.win.ID) })
+	if err != nil {
+		if ctx.Err() != nil {
+			return false
+		}
+		if mb.polls++; mb.polls >= pollFailures {
+			mb.silent, mb.gone = true, true
+			mb.fail(StageStart, fmt.Errorf("window %s: the agent stopped answering (%d calls in a row failed): %w", mb.win.ID, mb.polls, err))
+			return true
+		}
+		return false
+	}
+	mb.polls, mb.win = 0, w
+	switch {
+	case w.State == windows.StateCapturing,
+		w.StartedAt != nil && (w.State == windows.StateFinalizing || w.State == windows.StateReady):
+		// Capturing, or already past it (a short window): it started.
+		mb.acked = true
+	case w.State == windows.StateFailed:
+		mb.fail(StageStart, fmt.Errorf("window %s failed: %s", w.ID, orNone(w.Error)))
+		return true
+	case w.State == windows.StateCancelled:
+		mb.fail(StageStart, fmt.Errorf("window %s was cancelled before the group started (stopped by someone else, or its agent shut down)", w.ID))
+		return true
+	}
+	return false
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no error recorded"
+	}
+	return s
+}
+
+// abort stops every member's window that may exist, stores the failed record where a
+// window exists and returns the StartError. It runs to its end even when ctx has ended:
+// an interrupted start must not leave captures behind.
+func (g *group) abort(ctx context.Context, warnings []string) *StartError {
+	ctx = context.WithoutCancel(ctx)
+	var stopped atomic.Int64
+	g.c.each(len(g.ms), func(i int) {
+		if g.stop(ctx, g.ms[i]) {
+			stopped.Add(1)
+		}
+	})
+	se := &StartError{Cause: g.why, Stopped: int(stopped.Load())}
+	for _, mb := range g.ms {
+		if mb.err != nil {
+			se.Failed = append(se.Failed, mb.err)
+		}
+		if mb.stopErr != nil {
+			se.NotStopped = append(se.NotStopped, mb.stopErr)
+		}
+	}
+	se.Record = g.record("failed", "")
+	se.Record.Error = se.Error()
+	se.Warnings = append(warnings, g.store(ctx, se.Record)...)
+	return se
+}
+
+// stop ends mb's window if it may exist and is not over; true when a stop was accepted.
+// A window that may exist but cannot be stopped sets mb.stopErr.
+func (g *group) stop(ctx context.Context, mb *member) bool {
+	if !mb.asked || mb.win != nil && mb.win.State.Terminal() {
+		return false
+	}
+	ref := g.id // the agent resolves it to its window of the group, even one we never saw
+	if mb.win != nil && mb.win.Group != g.id {
+		ref = mb.win.ID
+	}
+	w, err := call(g.c, ctx, func(ctx context.Context) (*windows.Manifest, error) { return mb.m.Stop(ctx, ref) })
+	if err == nil {
+		mb.win, mb.silent = w, false
+		return true
+	}
+	if errors.Is(err, windows.ErrNotFound) && mb.win == nil {
+		return g.unsure(mb) // its create was refused or never arrived: nothing to stop
+	}
+	// Refused because it is past capturing (it failed, a duration ended it): look.
+	cur, gerr := call(g.c, ctx, func(ctx context.Context) (*windows.Manifest, error) { return mb.m.Window(ctx, ref) })
+	switch {
+	case gerr == nil && cur.State != windows.StateRequested && cur.State != windows.StateCapturing:
+		mb.win, mb.silent = cur, false
+		return false
+	case gerr != nil && errors.Is(gerr, windows.ErrNotFound) && mb.win == nil:
+		return g.unsure(mb)
+	}
+	mb.silent = true
+	what := "its window"
+	if mb.win != nil {
+		what = "window " + mb.win.ID
+	}
+	if mb.gone {
+		// Its failure already says why, at length: say only that it still does not.
+		mb.stopErr = &MemberError{Agent: mb.m.Agent(), Stage: StageStop, Err: fmt.Errorf("%s: the agent still does not answer", what)}
+		return false
+	}
+	mb.stopErr = &MemberError{Agent: mb.m.Agent(), Stage: StageStop, Err: fmt.Errorf("%s: %w", what, err)}
+	return false
+}
+
+// unsure notes a member whose create got no answer and where no window of the group is
+// found: the request may still land, and its window would start at T. Always false (no
+// stop was made), for stop's return.
+func (g *group) unsure(mb *member) bool {
+	if mb.unsure {
+		mb.stopErr = &MemberError{Agent: mb.m.Agent(), Stage: StageStop, Err: fmt.Errorf(
+			"its create got no answer and no window of the group is there now; if the request still lands, that window starts at %s",
+			g.at.UTC().Format(time.RFC3339Nano))}
+	}
+	return false
+}
