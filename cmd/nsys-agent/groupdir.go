@@ -69,13 +69,42 @@ func isGroupFolder(dir string) bool {
 		return false
 	}
 	for _, e := range entries {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
-			if _, err := traceDir(filepath.Join(dir, e.Name())); err == nil {
-				return true
-			}
+		if e.IsDir() && hostFolderCandidate(dir, e.Name()) {
+			return true
 		}
 	}
 	return false
+}
+
+// hostFolderCandidate says whether dir/name, without group.json, looks like a host
+// folder: it holds rank traces (or one window folder that does) and is not itself a
+// window folder. `pull WINDOW --dir D` writes D/<window-id>/ with a manifest.json whose id
+// is the folder's name: a folder of those is several windows of one agent, not hosts.
+func hostFolderCandidate(dir, name string) bool {
+	if !validHostFolder(name) {
+		return false
+	}
+	sub := filepath.Join(dir, name)
+	if _, err := traceDir(sub); err != nil {
+		return false
+	}
+	return windowFolderID(sub) != name
+}
+
+// windowFolderID is the id in dir/manifest.json, "" when there is none to read.
+func windowFolderID(dir string) string {
+	f, err := regularfile.Open(filepath.Join(dir, "manifest.json"), false)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var m struct {
+		ID string `json:"id"`
+	}
+	if json.NewDecoder(io.LimitReader(f, maxGroupRecordBytes)).Decode(&m) != nil {
+		return ""
+	}
+	return m.ID
 }
 
 // hasRankTraces says whether dir itself holds per-rank trace files.
@@ -145,11 +174,8 @@ func readGroupFolder(dir string) (*groupFolder, error) {
 		return nil, err
 	}
 	for _, e := range entries {
-		if !e.IsDir() || !validHostFolder(e.Name()) || members[e.Name()] != nil {
+		if !e.IsDir() || members[e.Name()] != nil || !hostFolderCandidate(dir, e.Name()) {
 			continue
-		}
-		if _, err := traceDir(filepath.Join(dir, e.Name())); err != nil {
-			continue // not a host folder
 		}
 		if rec != nil {
 			g.Ignored = append(g.Ignored, e.Name())

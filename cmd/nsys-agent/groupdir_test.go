@@ -471,6 +471,20 @@ func TestGroupFolderPartial(t *testing.T) {
 	if st.Events != 9115 || st.Group.Hosts[0].Dir != nested {
 		t.Errorf("nested window folder: %+v", st.Group)
 	}
+	// Window folders pulled from one agent (DIR/<window-id>/ with its manifest) are no
+	// hosts: such a folder is not a group.
+	windowsDir := t.TempDir()
+	for _, w := range []string{"w20261130-101500-aaaaaa", "w20261130-101507-bbbbbb"} {
+		wd := filepath.Join(windowsDir, w)
+		os.Mkdir(wd, 0o755)
+		os.Link(filepath.Join(dir, hostB, tp1), filepath.Join(wd, tp1))
+		writeJSONFile(t, filepath.Join(wd, "manifest.json"), windows.Manifest{ID: w})
+	}
+	r = runCLI(t, "merge", windowsDir, "--out", filepath.Join(windowsDir, "m.trace.json.gz"))
+	if r.code != exitFailed || !strings.Contains(r.stderr, "no SGLang or vLLM per-rank trace") {
+		t.Errorf("a folder of window folders: exit %d, %q", r.code, r.stderr)
+	}
+
 	r = runCLI(t, "merge", dir, "--perfetto", filepath.Join(dir, "p.tar"), "--no-perfetto")
 	if r.code != exitUsage || !strings.Contains(r.stderr, "give one") {
 		t.Errorf("--perfetto with --no-perfetto: exit %d, %q", r.code, r.stderr)
