@@ -19,11 +19,13 @@ import (
 // where each rank's GPU time went. Kernels are events of category "kernel"; busy time
 // also counts gpu_memcpy and gpu_memset. Ranks keep the order of files. Memory does not
 // grow with the number of kernels (see intervalSorter); large ranks use about 6 bytes a
-// kernel of temporary disk in $TMPDIR.
+// kernel of temporary disk in $TMPDIR. Ranks of several hosts are labelled with their
+// host (Labels) and placed on the coordinator's clock where their host's offset is known.
 func AnalyzeKineto(ctx context.Context, files []RankFile) (*Summary, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("analyze: no trace files")
 	}
+	labels := Labels(files)
 	ranks := make([]*rankData, len(files))
 	defer func() {
 		for _, d := range ranks {
@@ -33,7 +35,7 @@ func AnalyzeKineto(ctx context.Context, files []RankFile) (*Summary, error) {
 		}
 	}()
 	errs := make([]error, len(files))
-	parallel(len(files), func(i int) { ranks[i], errs[i] = analyzeKinetoFile(ctx, files[i]) })
+	parallel(len(files), func(i int) { ranks[i], errs[i] = analyzeKinetoFile(ctx, files[i], labels[i]) })
 	inputs := make([]string, len(files))
 	for i, rf := range files {
 		if errs[i] != nil {
@@ -59,6 +61,12 @@ func AnalyzeKineto(ctx context.Context, files []RankFile) (*Summary, error) {
 	}
 	for i, d := range ranks {
 		s.Warnings = append(s.Warnings, d.problems.warnings(files[i].Path, "skipped")...)
+	}
+	if multiHost(files) {
+		for i, rf := range files {
+			s.Ranks[i].Host = rf.Host
+		}
+		s.UnalignedHosts = UnalignedHosts(files)
 	}
 	return s, nil
 }
@@ -101,13 +109,13 @@ type kinetoHandler struct {
 	n    int
 }
 
-func analyzeKinetoFile(ctx context.Context, rf RankFile) (*rankData, error) {
+func analyzeKinetoFile(ctx context.Context, rf RankFile, label string) (*rankData, error) {
 	r, closeFn, err := openTrace(rf.Path, nil)
 	if err != nil {
 		return nil, fmt.Errorf("analyze: %w", err)
 	}
 	defer closeFn()
-	h := &kinetoHandler{ctx: ctx, d: newRankData(strings.Trim(rf.Label(), "[]"), rf.Path)}
+	h := &kinetoHandler{ctx: ctx, d: newRankData(strings.Trim(label, "[]"), rf.Path)}
 	err = scanTrace(r, nil, h)
 	if err == nil {
 		err = h.d.ivs.finish()
@@ -119,16 +127,18 @@ func analyzeKinetoFile(ctx context.Context, rf RankFile) (*rankData, error) {
 		}
 		return nil, fmt.Errorf("analyze: %s: %w", rf.Path, err)
 	}
-	// Timestamps are relative to baseTimeNanoseconds, wherever the key was.
-	h.d.shift = h.base
+	// Timestamps are relative to baseTimeNanoseconds, wherever the key was, and to the
+	// host's clock (clock.go).
+	shift := rf.axisNs(h.base)
+	h.d.shift = shift
 	if h.d.active() {
-		h.d.first += h.base
-		h.d.last += h.base
+		h.d.first += shift
+		h.d.last += shift
 	}
 	for _, st := range [][]Step{h.d.steps, h.d.stepsCPU} {
 		for i := range st {
-			st[i].StartNs += h.base
-			st[i].EndNs += h.base
+			st[i].StartNs += shift
+			st[i].EndNs += shift
 		}
 	}
 	return h.d, nil

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +25,7 @@ type MergeOptions struct {
 	// with the compressed input bytes read so far and in total.
 	Progress func(done, total int64)
 	// NoClockAlign keeps each rank's timestamps as written even when the ranks'
-	// baseTimeNanoseconds differ (SGLang's behaviour).
+	// baseTimeNanoseconds or their hosts' clocks differ (SGLang's behaviour).
 	NoClockAlign bool
 }
 
@@ -41,6 +40,14 @@ type MergeStats struct {
 	// Warnings count malformed events (a ts or dur that is no number, a negative dur, no
 	// pid) per input and kind; they were kept unchanged.
 	Warnings []Warning `json:"warnings,omitempty"`
+	// Hosts are the hosts the ranks come from, when known (RankFile.Host).
+	Hosts []string `json:"hosts,omitempty"`
+	// Aligned says every rank is on one clock. It is false when ranks of several hosts
+	// were merged and some host's clock offset is unknown (UnalignedHosts: their ranks are
+	// placed as if their clock were the coordinator's, off by however much it is not),
+	// or NoClockAlign kept several hosts' clocks as they were.
+	Aligned        bool     `json:"aligned"`
+	UnalignedHosts []string `json:"unaligned_hosts,omitempty"`
 }
 
 // RankStats is one input file's share of a merge.
@@ -48,9 +55,15 @@ type RankStats struct {
 	Path   string `json:"path"`
 	Label  string `json:"label"`
 	Events int64  `json:"events"`
-	// ShiftNs is what was added to this rank's timestamps to put it on the first rank's
-	// clock (its baseTimeNanoseconds minus the first one's).
-	ShiftNs int64 `json:"shift_ns,omitempty"`
+	// ShiftNs is what was added to this rank's timestamps to put it on the reference
+	// rank's clock (the first with a baseTimeNanoseconds): its baseTimeNanoseconds minus
+	// its host's offset, minus the same of the reference (clock.go).
+	ShiftNs int64  `json:"shift_ns,omitempty"`
+	Host    string `json:"host,omitempty"`
+	// HostOffsetNs is the host's clock minus the coordinator's, part of ShiftNs; only
+	// when HostOffsetKnown.
+	HostOffsetNs    int64 `json:"host_offset_ns,omitempty"`
+	HostOffsetKnown bool  `json:"host_offset_known,omitempty"`
 }
 
 // Duration marshals as seconds in JSON.
@@ -66,9 +79,10 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 // deviceProperties concatenated, first file wins for the other top-level keys. Events of
 // different ranks are interleaved in blocks (order within a rank is kept); trace viewers
 // sort by time. Unlike SGLang, ranks whose baseTimeNanoseconds differ are shifted onto
-// the first rank's clock, and a rank that does not parse fails the merge with its file
-// and offset. out is written through a temporary file and renamed, so it is either
-// complete or absent.
+// the first rank's clock, ranks of several hosts onto the coordinator's clock as well
+// (RankFile.HostOffsetNs) with host-qualified labels (Labels), and a rank that does not
+// parse fails the merge with its file and offset. out is written through a temporary
+// file and renamed, so it is either complete or absent.
 func Merge(ctx context.Context, files []RankFile, out string, opts MergeOptions) (MergeStats, error) {
 	start := time.Now()
 	st := MergeStats{Output: out}
@@ -89,13 +103,16 @@ func Merge(ctx context.Context, files []RankFile, out string, opts MergeOptions)
 	}
 	st.InputBytes = total
 
-	shifts := make([]int64, len(files))
-	if !opts.NoClockAlign {
-		var err error
-		if shifts, err = clockShifts(ctx, files); err != nil {
-			return st, err
-		}
+	shifts, _, err := alignment(ctx, files, opts.NoClockAlign)
+	if err != nil {
+		return st, err
 	}
+	st.Hosts, st.UnalignedHosts = Hosts(files), UnalignedHosts(files)
+	if len(st.Hosts) == 1 && st.Hosts[0] == "" {
+		st.Hosts = nil
+	}
+	st.Aligned = aligned(files, opts.NoClockAlign)
+	labels := Labels(files)
 
 	// The merged trace appears whole or not at all (a viewer polling the folder must never
 	// open half of it).
@@ -122,7 +139,7 @@ func Merge(ctx context.Context, files []RankFile, out string, opts MergeOptions)
 				return
 			}
 			defer func() { <-sem }()
-			res, err := mergeRank(ctx, files[i], shifts[i], chunks, &read, &topBytes)
+			res, err := mergeRank(ctx, files[i], labels[i], shifts[i], chunks, &read, &topBytes)
 			results[i] = res
 			if err != nil {
 				cancel(err)
@@ -174,7 +191,9 @@ func Merge(ctx context.Context, files []RankFile, out string, opts MergeOptions)
 	}
 	for i, r := range results {
 		st.Events += r.events
-		st.Ranks = append(st.Ranks, RankStats{Path: files[i].Path, Label: files[i].Label(), Events: r.events, ShiftNs: shifts[i]})
+		rf := files[i]
+		st.Ranks = append(st.Ranks, RankStats{Path: rf.Path, Label: labels[i], Events: r.events, ShiftNs: shifts[i],
+			Host: rf.Host, HostOffsetNs: rf.HostOffsetNs, HostOffsetKnown: rf.HostOffsetKnown})
 		st.Warnings = append(st.Warnings, r.problems.warnings(files[i].Path, "kept unchanged")...)
 	}
 	st.OutputRaw = raw.n
@@ -282,13 +301,13 @@ type mergeHandler struct {
 	topBytes *atomic.Int64 // kept top-level bytes of all ranks
 }
 
-func mergeRank(ctx context.Context, rf RankFile, shiftNs int64, out chan<- []byte, read, topBytes *atomic.Int64) (rankResult, error) {
+func mergeRank(ctx context.Context, rf RankFile, label string, shiftNs int64, out chan<- []byte, read, topBytes *atomic.Int64) (rankResult, error) {
 	r, closeFn, err := openTrace(rf.Path, read)
 	if err != nil {
 		return rankResult{}, fmt.Errorf("merge: %w", err)
 	}
 	defer closeFn()
-	h := &mergeHandler{ctx: ctx, rf: rf, label: rf.Label(), shiftNs: shiftNs, out: out, chunk: chunkPool.Get().([]byte), topBytes: topBytes}
+	h := &mergeHandler{ctx: ctx, rf: rf, label: label, shiftNs: shiftNs, out: out, chunk: chunkPool.Get().([]byte), topBytes: topBytes}
 	if err := scanTrace(r, nil, h); err != nil {
 		if ctx.Err() != nil {
 			return h.res, context.Cause(ctx)
@@ -430,63 +449,4 @@ func writeTopLevel(w io.Writer, results []rankResult) {
 		w.Write(bytes.Join(props, []byte(", ")))
 		io.WriteString(w, "]")
 	}
-}
-
-// headerHandler reads the top-level keys before traceEvents.
-type headerHandler struct {
-	base    int64
-	hasBase bool
-	stopAt  bool
-}
-
-func (h *headerHandler) topLevel(key string, raw []byte) error {
-	if key == "baseTimeNanoseconds" {
-		if n, ok := pyInt(raw); ok {
-			h.base, h.hasBase = n, true
-		}
-	}
-	return nil
-}
-
-func (h *headerHandler) event([]byte, *eventFields) error {
-	if h.stopAt {
-		return errStop
-	}
-	return nil
-}
-
-// clockShifts returns, per file, baseTimeNanoseconds minus the first file's. Kineto
-// writes the key before traceEvents, so usually only the head of each file is read.
-func clockShifts(ctx context.Context, files []RankFile) ([]int64, error) {
-	shifts := make([]int64, len(files))
-	bases := make([]int64, len(files))
-	has := make([]bool, len(files))
-	for i, rf := range files {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		for _, stopAt := range []bool{true, false} {
-			r, closeFn, err := openTrace(rf.Path, nil)
-			if err != nil {
-				return nil, fmt.Errorf("merge: %w", err)
-			}
-			h := &headerHandler{stopAt: stopAt}
-			err = scanTrace(r, nil, h)
-			closeFn()
-			if err != nil {
-				return nil, fmt.Errorf("merge: %s: %w", rf.Path, err)
-			}
-			if h.hasBase || !stopAt {
-				bases[i], has[i] = h.base, h.hasBase
-				break
-			}
-		}
-	}
-	ref := slices.Index(has, true) // the first file that has a base time
-	for i := range files {
-		if ref >= 0 && has[i] {
-			shifts[i] = bases[i] - bases[ref]
-		}
-	}
-	return shifts, nil
 }

@@ -31,6 +31,14 @@ type RankFile struct {
 	EP        int    `json:"ep"`
 	DCP       int    `json:"dcp"`
 	Rank      int    `json:"rank"` // vLLM's global rank
+	// Host is the machine the file comes from (a pulled group folder's host folder,
+	// gpu-1_7477); "" when unknown. Ranks of several hosts get host-qualified labels.
+	Host string `json:"host,omitempty"`
+	// HostOffsetNs is that host's wall clock minus the coordinator's (a group member's
+	// OffsetNs), valid when HostOffsetKnown: merge and analyze subtract it to put the
+	// host's timestamps on the coordinator's clock (clock.go).
+	HostOffsetNs    int64 `json:"host_offset_ns,omitempty"`
+	HostOffsetKnown bool  `json:"host_offset_known,omitempty"`
 	// Index orders files the name says nothing about; Label uses it.
 	Index int `json:"-"`
 }

@@ -110,6 +110,14 @@ func TestRefusesNonRegularFiles(t *testing.T) {
 			_, err := Discover(filepath.Dir(subdir))
 			return err
 		}},
+		{"bundle a FIFO", fifo, "a named pipe (FIFO)", func() error {
+			_, err := WritePerfettoBundle(ctx, RankFilesFromPaths([]string{fifo}), out, BundleOptions{})
+			return err
+		}},
+		{"bundle a device", device, "a device", func() error {
+			_, err := WritePerfettoBundle(ctx, RankFilesFromPaths([]string{device}), out, BundleOptions{})
+			return err
+		}},
 		{"merge a socket", sock, "a socket", func() error {
 			_, err := Merge(ctx, RankFilesFromPaths([]string{sock}), out, MergeOptions{})
 			return err

@@ -25,17 +25,23 @@ type Summary struct {
 	Reason    string  `json:"reason,omitempty"`
 	// Kernels are the kernels with the most time over all ranks, with per-rank totals.
 	Kernels []KernelAcrossRanks `json:"kernels"`
-	// StartNs and EndNs bound every rank's GPU activity (each rank's clock); the
-	// timeline bins of every rank split this range evenly.
+	// StartNs and EndNs bound every rank's GPU activity (Kineto: on the common clock of
+	// clock.go; nsys: the report's); the timeline bins of every rank split this range
+	// evenly.
 	StartNs int64 `json:"start_ns"`
 	EndNs   int64 `json:"end_ns"`
 	// Warnings count the malformed events the readers skipped, per input and kind.
 	Warnings []Warning `json:"warnings,omitempty"`
+	// UnalignedHosts, for ranks of several hosts, lists the hosts whose clock offset is
+	// unknown: their ranks' times (steps, timeline) are on their own clock, not the
+	// coordinator's. The per-rank totals do not depend on it.
+	UnalignedHosts []string `json:"unaligned_hosts,omitempty"`
 }
 
 // RankSummary is one rank's GPU time.
 type RankSummary struct {
 	Label     string       `json:"label"`
+	Host      string       `json:"host,omitempty"`  // set when the ranks come from several hosts
 	Input     string       `json:"input,omitempty"` // file (Kineto) or process name (nsys)
 	Pid       int          `json:"pid,omitempty"`
 	Kernels   int64        `json:"kernels"`    // kernel launches

@@ -22,12 +22,16 @@ func analyzeCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "analyze",
 		Usage:     "say where each rank's GPU time went, which rank is slow, and whether the capture can be trusted",
-		ArgsUsage: "WINDOW | FILES...",
+		ArgsUsage: "WINDOW | GROUP-DIR | FILES...",
 		Description: `Reads per-rank torch-profiler traces (*.trace.json.gz), an nsys SQLite export
 (*.sqlite) or an nsys report (*.nsys-rep, exported to SQLite beside it with nsys first),
 given as files or as a window directory holding them (what 'pull' wrote), and prints per
 rank: GPU busy time, kernel, communication (NCCL, custom all-reduce) and compute time, the
 top kernels; across ranks: the slowest rank and why, and per-kernel max/min ratios.
+
+A GROUP-DIR (a group window pulled with 'pull GROUP': group.json and one folder per host)
+compares the ranks of every host: rows are labelled with their host (gpu-1_7477:TP00),
+the slowest rank is named across all hosts, and each host's window gets its checks.
 
 Then CHECKS, the capture's verdict (ok, warning or broken), one line per finding with its
 fix: no kernels at all, a rank whose launches have no kernels, CUDA graphs traced whole
@@ -37,7 +41,8 @@ when given one (--expect-ranks, --expect-pids, --expect-nvtx). In JSON: "verdict
 
    nsys-agent analyze ./reports/w20261130-101500-a1b2c3 --html report.html
    nsys-agent analyze report.nsys-rep --expect-ranks 2
-   nsys-agent analyze -o json report.sqlite`,
+   nsys-agent analyze -o json report.sqlite
+   nsys-agent analyze ./g-run1 --expect-ranks 8     # a pulled group; 8 ranks per host`,
 		Flags: append([]cli.Flag{
 			outputFlag("output", "o"),
 			nsysFlag(),
@@ -66,13 +71,19 @@ func runAnalyze(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := analyzeInputs(c, args)
+	var g *groupFolder
+	if len(args) == 1 && isGroupFolder(args[0]) {
+		if g, err = readGroupFolder(args[0]); err != nil {
+			return fmt.Errorf("analyze: %w", err)
+		}
+	}
+	s, err := analyzeInputs(c, args, g)
 	if err != nil {
 		// A window analyze cannot read (a lone .qdstrm, no kernels) is exactly one whose
 		// verdict says what to do: print it before the error.
 		var ue usageError
 		if !errors.As(err, &ue) && c.Context.Err() == nil {
-			if v, cerr := checkInputs(c, args, expect); cerr == nil && len(v.Findings) > 0 {
+			if v, cerr := checkInputs(c, args, expect, g); cerr == nil && len(v.Findings) > 0 {
 				if format == "json" {
 					enc := json.NewEncoder(c.App.Writer)
 					enc.SetIndent("", "  ")
@@ -80,13 +91,13 @@ func runAnalyze(c *cli.Context) error {
 						Verdict verdict.Verdict `json:"verdict"`
 					}{v})
 				} else {
-					printChecks(c.App.Writer, v)
+					printChecks(c.App.Writer, v, g != nil)
 				}
 			}
 		}
 		return err
 	}
-	v, err := checkInputs(c, args, expect)
+	v, err := checkInputs(c, args, expect, g)
 	if err != nil {
 		return fmt.Errorf("analyze: checking %s: %w", strings.Join(args, " "), err)
 	}
@@ -96,18 +107,33 @@ func runAnalyze(c *cli.Context) error {
 			return err
 		}
 	}
+	res := analyzeJSON{Summary: s, Verdict: v}
+	if g != nil {
+		res.Group = g.info()
+	}
 	if format == "json" {
+		if res.Group != nil && !res.Group.Aligned {
+			fmt.Fprintln(c.App.ErrWriter, "warning: timeline "+unalignedNote(res.Group))
+		}
 		enc := json.NewEncoder(c.App.Writer)
 		enc.SetIndent("", "  ")
-		return enc.Encode(analyzeJSON{s, v})
+		return enc.Encode(res)
 	}
 	printSummary(c, s)
-	printChecks(c.App.Writer, v)
+	if res.Group != nil {
+		fmt.Fprintln(c.App.Writer)
+		printGroup(c.App.Writer, res.Group)
+	}
+	printChecks(c.App.Writer, v, g != nil)
 	return nil
 }
 
-// analyzeInputs picks the reader: a .sqlite export, or Kineto traces (given or found).
-func analyzeInputs(c *cli.Context, args []string) (*torchprof.Summary, error) {
+// analyzeInputs picks the reader: a group folder's traces, a .sqlite export, or Kineto
+// traces (given or found).
+func analyzeInputs(c *cli.Context, args []string, g *groupFolder) (*torchprof.Summary, error) {
+	if g != nil {
+		return torchprof.AnalyzeKineto(c.Context, g.files())
+	}
 	if len(args) == 1 {
 		fi, err := os.Stat(args[0])
 		if err != nil {

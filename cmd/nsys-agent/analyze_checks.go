@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -55,10 +56,13 @@ func expectFromFlags(c *cli.Context) (verdict.Expect, error) {
 	return e, nil
 }
 
-// checkInputs runs the window checks on what analyze read: a window folder, an export,
-// a report or rank traces (the same dispatch as analyzeInputs).
-func checkInputs(c *cli.Context, args []string, e verdict.Expect) (verdict.Verdict, error) {
+// checkInputs runs the window checks on what analyze read: a group folder, a window
+// folder, an export, a report or rank traces (the same dispatch as analyzeInputs).
+func checkInputs(c *cli.Context, args []string, e verdict.Expect, g *groupFolder) (verdict.Verdict, error) {
 	tools := analyzeTools(c)
+	if g != nil {
+		return checkGroup(c.Context, g, tools, e)
+	}
 	if len(args) == 1 {
 		a := args[0]
 		if fi, err := os.Stat(a); err == nil && fi.IsDir() {
@@ -84,6 +88,31 @@ func checkInputs(c *cli.Context, args []string, e verdict.Expect) (verdict.Verdi
 	return verdict.CheckKineto(c.Context, files, "", e)
 }
 
+// checkGroup checks each host's window folder (an expectation such as --expect-ranks is
+// per host: each host ran its own window) and names the host in every finding: its file
+// as HOST/FILE, its rank as HOST:RANK, as the summary labels ranks.
+func checkGroup(ctx context.Context, g *groupFolder, tools verdict.Tools, e verdict.Expect) (verdict.Verdict, error) {
+	v := verdict.Verdict{Findings: []verdict.Finding{}} // [] as a window's verdict has
+	for _, h := range g.Hosts {
+		hv, err := verdict.CheckDir(ctx, h.Dir, tools, e)
+		if err != nil {
+			return verdict.Verdict{}, fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		for i := range hv.Findings {
+			f := &hv.Findings[i]
+			f.File = path.Join(h.Name, f.File)
+			if f.Rank != "" {
+				f.Rank = h.Name + ":" + f.Rank
+			}
+		}
+		for i, s := range hv.Skipped {
+			hv.Skipped[i] = h.Name + ": " + s
+		}
+		v.Merge(hv)
+	}
+	return v, nil
+}
+
 // analyzeTools gives the checks the nsys that analyze uses, found only when a check needs it.
 func analyzeTools(c *cli.Context) verdict.Tools {
 	t := verdict.Tools{Export: func(ctx context.Context, report string) (string, error) {
@@ -100,15 +129,17 @@ func analyzeTools(c *cli.Context) verdict.Tools {
 	return t
 }
 
-// analyzeJSON is analyze's JSON: the summary's fields and the window's verdict.
+// analyzeJSON is analyze's JSON: the summary's fields, the window's verdict and, for a
+// group folder, its hosts.
 type analyzeJSON struct {
 	*torchprof.Summary
 	Verdict verdict.Verdict `json:"verdict"`
+	Group   *groupInfo      `json:"group,omitempty"`
 }
 
 // printChecks writes the CHECKS section: one line per finding with its fix, what was
-// not checked, and the verdict.
-func printChecks(w io.Writer, v verdict.Verdict) {
+// not checked, and the verdict. Files are shown by base name, but a group's as HOST/FILE.
+func printChecks(w io.Writer, v verdict.Verdict, group bool) {
 	fmt.Fprintln(w, "\nCHECKS")
 	if len(v.Findings) == 0 {
 		fmt.Fprintln(w, "  no problem found")
@@ -117,6 +148,9 @@ func printChecks(w io.Writer, v verdict.Verdict) {
 		where := ""
 		if f.File != "" {
 			where = " [" + filepath.Base(f.File) + "]"
+			if group {
+				where = " [" + f.File + "]"
+			}
 		}
 		fmt.Fprintf(w, "  %-8s %s%s: %s\n", strings.ToUpper(f.Level.String()), f.ID, where, f.Message)
 		if f.Fix != "" {

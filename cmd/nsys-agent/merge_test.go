@@ -71,3 +71,26 @@ func TestMergeCommandErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestMergePerfettoFlag: a one-host merge writes a bundle only when asked, with the
+// ranks' SGLang labels and no machine.
+func TestMergePerfettoFlag(t *testing.T) {
+	dir := t.TempDir()
+	out, bundle := filepath.Join(dir, "m.trace.json.gz"), filepath.Join(dir, "b.tar")
+	runCLI(t, "merge", kinetoFixture, "--out", out).must(t, exitOK)
+	if _, err := os.Stat(filepath.Join(dir, "m.perfetto.tar")); !os.IsNotExist(err) {
+		t.Errorf("a one-host merge wrote a bundle unasked: %v", err)
+	}
+	r := runCLI(t, "merge", kinetoFixture, "--out", out, "--perfetto", bundle, "-o", "json").must(t, exitOK)
+	var st mergeOut
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Perfetto == nil || st.Perfetto.Output != bundle || st.Group != nil || !st.Aligned || st.Ranks[1].Label != "[TP01]" {
+		t.Errorf("stats %+v", st)
+	}
+	members := tarMembers(t, bundle)
+	if len(members) != 3 || strings.Contains(string(members["perfetto_manifest.json"]), "machine") {
+		t.Errorf("bundle: %d members, manifest %s", len(members), members["perfetto_manifest.json"])
+	}
+}
