@@ -198,6 +198,10 @@ def armed_round(a, logdir, rnd):
     finally:
         stop_group(p)
         log.close()
+        try:  # the server's own output says why a round failed
+            shutil.copy(os.path.join(work, "data", "target.log"), os.path.join(logdir, "target-%d.log" % rnd))
+        except OSError:
+            pass
         shutil.rmtree(work, ignore_errors=True)  # the report embeds this machine's environment
 
 
