@@ -71,25 +71,30 @@ func cmdGroupWindow(ts *testscript.TestScript, neg bool, args []string) {
 
 // getWindow reads one window from an agent's API.
 func getWindow(agentURL, ref string) (*windows.Manifest, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, agentURL+"/v1/windows/"+url.PathEscape(ref), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", req.URL, resp.Status)
-	}
 	var m windows.Manifest
-	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+	if err := apiGet(agentURL+"/v1/windows/"+url.PathEscape(ref), &m); err != nil {
 		return nil, err
 	}
 	return &m, nil
+}
+
+// apiGet decodes the JSON answer of GET u (200 only) into v.
+func apiGet(u string, v any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // check-group DIR N [AGENT=SHIFT...]: DIR is a pulled group of N hosts: DIR/group.json
