@@ -118,3 +118,56 @@ func TestBoundedFanOut(t *testing.T) {
 		t.Errorf("%d calls cancelled while waiting their turn, want %d", cancelled, len(s.agents)-1)
 	}
 }
+
+// stop GROUP sends every stop before it waits for any window's end, and then follows at
+// most groupFanOut windows at once: with one fan-out doing both, agent 3's capture would
+// go on until agent 1's report was written.
+func TestGroupStopIsBounded(t *testing.T) {
+	defer func(old int) { groupFanOut = old }(groupFanOut)
+	groupFanOut = 2
+	streams := &streamCounter{}
+	var stops atomic.Int64
+	var stoppedBeforeAnEnd atomic.Int64 // stops seen when the first window ended
+	stoppedBeforeAnEnd.Store(-1)
+	var urls []string
+	for range 5 {
+		g := &groupAgent{served: newScriptedAgent(t)}
+		streams.gs = append(streams.gs, g)
+		if _, err := g.CreateWindow(context.Background(), windows.CreateRequest{Group: "g-stop"}, windows.Local(windows.TriggerAPI)); err != nil {
+			t.Fatal(err)
+		}
+		h := agent.NewHandler(g.Service, agent.APIOptions{Version: "test", Logger: slog.New(slog.DiscardHandler)})
+		srv := httptest.NewServer(streams.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/stop") {
+				stops.Add(1)
+			}
+			h.ServeHTTP(w, r)
+		})))
+		t.Cleanup(srv.Close)
+		urls = append(urls, srv.URL)
+		// Its report is written once a client follows its finalizing.
+		done := make(chan struct{})
+		t.Cleanup(func() { <-done })
+		go func() {
+			defer close(done)
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+				if ws := g.Windows(context.Background()); ws[0].State == windows.StateFinalizing && g.Subscriptions() > 0 {
+					stoppedBeforeAnEnd.CompareAndSwap(-1, stops.Load())
+					g.Change(t, "w1", stepReady)
+					return
+				}
+			}
+			t.Errorf("%s: never stopped and followed", g.url)
+		}()
+	}
+	r := runCLI(t, "stop", "g-stop", "--agent", strings.Join(urls, ","), "-o", "json").must(t, 0)
+	if strings.Count(r.stdout, `"state": "ready"`) != 5 {
+		t.Errorf("want 5 windows ready:\n%s", r.stdout)
+	}
+	if n := stoppedBeforeAnEnd.Load(); n != 5 {
+		t.Errorf("%d of 5 stops had been sent when the first window ended, want all", n)
+	}
+	if n := streams.max.Load(); n > 2 || n < 1 {
+		t.Errorf("%d windows followed at once, want at most groupFanOut = 2", n)
+	}
+}
