@@ -76,7 +76,7 @@ func TestGroupWaitIsBounded(t *testing.T) {
 }
 
 // boundedFanOut keeps --agent order and never runs more than limit calls at once.
-func TestBoundedFanOut(t *testing.T) {
+func TestGroupBoundedFanOut(t *testing.T) {
 	s := &clientSetup{}
 	for _, u := range []string{"http://a:1", "http://b:1", "http://c:1", "http://d:1", "http://e:1", "http://f:1", "http://g:1"} {
 		s.agents = append(s.agents, &apiClient{base: u})
