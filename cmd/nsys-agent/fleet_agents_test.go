@@ -84,7 +84,9 @@ func startFleet(t *testing.T, bin, plugins, prefix string, shifts []time.Duratio
 			"--demo-ranks", "1", "--plugin-dir", plugins, "--trace", "osrt,nvtx", "--log-level", "warn")
 		a.cmd.Env = append(os.Environ(), "TMPDIR="+os.TempDir(), hostclock.ShiftEnv+"="+shift.String())
 		a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
-		a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		// Pdeathsig: should this test's process die without its cleanup (a go test
+		// timeout panics past it), each agent still shuts down as on Ctrl-C.
+		a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGINT}
 		if err := a.cmd.Start(); err != nil {
 			t.Fatalf("starting agent %d: %v", i, err)
 		}

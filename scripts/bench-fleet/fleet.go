@@ -87,7 +87,8 @@ func launch(bin, plugins, work, prefix string, n int) ([]*agentProc, error) {
 			"--demo-ranks", "1", "--plugin-dir", plugins, "--trace", "osrt,nvtx", "--log-level", "warn")
 		a.cmd.Env = append(os.Environ(), hostclock.ShiftEnv+"="+a.shift.String())
 		a.cmd.Stdout, a.cmd.Stderr = logf, logf
-		a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		// Pdeathsig: if the bench dies, each agent still shuts down as on Ctrl-C.
+		a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGINT}
 		if err := a.cmd.Start(); err != nil {
 			logf.Close()
 			return fleet, err
