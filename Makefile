@@ -6,7 +6,7 @@ GOFLAGS   ?=
 # cgo on: the demo target's rank workers call libc so nsys --trace=osrt sees them.
 export CGO_ENABLED ?= 1
 
-.PHONY: all build test test-deps ci bench bench-merge bench-analyze demo proto proto-check vet fmt-check nsys clean
+.PHONY: all build test test-deps ci bench bench-merge bench-analyze bench-fleet demo proto proto-check vet fmt-check nsys clean
 
 all: build
 
@@ -58,6 +58,13 @@ bench-merge: build
 # and peak RSS (docs/performance.md).
 bench-analyze: build
 	$(GO) run ./scripts/bench-merge -bin $(BIN)/nsys-agent -analyze-kernels 1000000,16000000 -nsys
+
+# Group windows on N real agents on this machine (16, 32, 64; demo targets under the real
+# nsys, torch plugin): the start's phases, stop, pull, merge, start and fire skew, medians
+# of 3 (docs/fleet.md). FLEET_N=16,32 or FLEET_FLAGS=-concurrency=8 to change them.
+FLEET_N ?= 16,32,64
+bench-fleet: nsys build
+	$(GO) run ./scripts/bench-fleet -bin $(BIN)/nsys-agent -n $(FLEET_N) $(FLEET_FLAGS)
 
 demo: nsys build
 	@bash scripts/demo.sh

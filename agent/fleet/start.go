@@ -207,13 +207,15 @@ func (g *group) create(ctx context.Context, req windows.CreateRequest) {
 	}
 }
 
-// await waits until T, then asks each member for its window until every one confirmed
-// its capture, one failed, or AckTimeout after T passed.
+// await asks each member for its window until every one confirmed its capture, one
+// failed, or AckTimeout after T passed. It starts as soon as every window is scheduled,
+// not at T: a member that dies or loses its window during the lead then fails the group
+// while every other window is still only scheduled, and the cleanup cancels them before
+// any capture begins. Before T it asks every preStartPolls × PollEvery (1 s by default:
+// 1 000 agents × a lead of minutes stay cheap), and from a first failed call on, every
+// PollEvery, as after T, so that a dead agent is told from a lost answer within a few
+// PollEvery.
 func (g *group) await(ctx context.Context) {
-	if err := sleep(ctx, g.at.Sub(g.c.o.Now())); err != nil {
-		g.why = fmt.Errorf("interrupted while waiting for the start time: %w", context.Cause(ctx))
-		return
-	}
 	deadline := g.at.Add(g.c.o.AckTimeout)
 	for {
 		var pending []*member
@@ -231,13 +233,14 @@ func (g *group) await(ctx context.Context) {
 				failed.Store(true)
 			}
 		})
+		now := g.c.o.Now()
 		switch {
 		case ctx.Err() != nil:
-			g.why = fmt.Errorf("interrupted while waiting for the captures to start: %w", context.Cause(ctx))
+			g.interrupted(ctx)
 			return
 		case failed.Load():
 			return
-		case g.c.o.Now().After(deadline):
+		case now.After(deadline):
 			for _, mb := range pending {
 				if !mb.acked {
 					mb.fail(StageStart, fmt.Errorf("window %s was still %s %s after the start time", mb.win.ID, mb.win.State, g.c.o.AckTimeout))
@@ -245,11 +248,38 @@ func (g *group) await(ctx context.Context) {
 			}
 			return
 		}
-		if err := sleep(ctx, g.c.o.PollEvery); err != nil {
-			g.why = fmt.Errorf("interrupted while waiting for the captures to start: %w", context.Cause(ctx))
+		next := g.c.o.PollEvery
+		if untilT := g.at.Sub(now); untilT > 0 && !g.failing(pending) {
+			next = min(preStartPolls*g.c.o.PollEvery, untilT)
+		}
+		if sleep(ctx, next) != nil {
+			g.interrupted(ctx)
 			return
 		}
 	}
+}
+
+// interrupted notes that ctx ended the wait, before T or after it.
+func (g *group) interrupted(ctx context.Context) {
+	what := "the captures to start"
+	if g.c.o.Now().Before(g.at) {
+		what = "the start time"
+	}
+	g.why = fmt.Errorf("interrupted while waiting for %s: %w", what, context.Cause(ctx))
+}
+
+// preStartPolls spaces the polls before T: every preStartPolls × PollEvery.
+const preStartPolls = 10
+
+// failing says whether a member's last call failed (a dead agent is told from a lost
+// answer by the calls that follow).
+func (g *group) failing(pending []*member) bool {
+	for _, mb := range pending {
+		if mb.polls > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // poll asks mb for its window once; true when mb failed the group.

@@ -65,9 +65,14 @@ func runStop(c *cli.Context) error {
 	if len(s.agents) == 1 && !noWait {
 		bar = newProgressBar(c.App.ErrWriter)
 	}
-	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
-		return stopWindow(ctx, s, ac, word, noWait, bar)
-	})
+	var outs []outcome
+	if isGroupRef(word) {
+		outs = stopGroup(c.Context, s, word, noWait, bar)
+	} else {
+		outs = fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
+			return stopWindow(ctx, s, ac, word, noWait, bar)
+		})
+	}
 	if isGroupRef(word) {
 		// The members' windows carry the group's record: say which members were not given.
 		if rec := newestRecord(outs); rec != nil {

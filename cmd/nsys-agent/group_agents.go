@@ -20,7 +20,7 @@ func isGroupRef(word string) bool { return windows.ValidGroupID(word) }
 // addresses an agent wrote there. Members the record lists but --agent lacks are named
 // in a note, with the command that includes them.
 func groupWindows(ctx context.Context, s *clientSetup, id, command string) ([]outcome, *windows.GroupRecord) {
-	outs := fanOut(ctx, s, func(ctx context.Context, ac *apiClient) (any, error) {
+	outs := boundedFanOut(ctx, s, groupFanOut, func(ctx context.Context, ac *apiClient) (any, error) {
 		m, err := ac.window(ctx, id)
 		if err != nil {
 			return nil, err

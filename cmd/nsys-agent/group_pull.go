@@ -48,7 +48,7 @@ func runPullGroup(c *cli.Context, s *clientSetup, id, dir string, o pullOptions)
 		}
 		hosts[h] = ac.base
 	}
-	outs := fanOut(c.Context, s, func(ctx context.Context, ac *apiClient) (any, error) {
+	outs := boundedFanOut(c.Context, s, groupFanOut, func(ctx context.Context, ac *apiClient) (any, error) {
 		o := o
 		o.dir, o.flat = filepath.Join(dir, fleet.HostDir(ac.base)), true
 		o.again = []string{"pull", id, "--dir", dir}

@@ -78,10 +78,11 @@ func groupStartError(s *clientSetup, se *fleet.StartError) error {
 	return fmt.Errorf("%w; once they answer, run %s", se, s.commandOn(agents, "stop", se.Record.ID))
 }
 
-// waitGroup follows every member's window to its end and records the final states in
-// rec; an error names the members whose window did not end ready.
+// waitGroup follows every member's window to its end (at most groupFanOut at once) and
+// records the final states in rec; an error names the members whose window did not end
+// ready.
 func waitGroup(ctx context.Context, s *clientSetup, rec *windows.GroupRecord) error {
-	outs := fanOut(ctx, s, func(ctx context.Context, ac *apiClient) (any, error) {
+	outs := boundedFanOut(ctx, s, groupFanOut, func(ctx context.Context, ac *apiClient) (any, error) {
 		id := rec.ID
 		for _, m := range rec.Members {
 			if m.Agent == ac.base && m.Window != "" {

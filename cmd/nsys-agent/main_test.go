@@ -66,6 +66,9 @@ func TestScripts(t *testing.T) {
 			"http-get":        cmdHTTPGet,
 			"metrics-server":  cmdMetricsServer, // issue 15, triggers part
 			"trigger-fires":   cmdTriggerFires,  // issue 15, triggers part
+			"build-plugin":    cmdBuildPlugin,   // issue 14, group windows (group_cmds_test.go)
+			"group-window":    cmdGroupWindow,   // issue 14
+			"check-group":     cmdCheckGroup,    // issue 14
 		},
 	})
 }
