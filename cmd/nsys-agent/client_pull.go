@@ -292,6 +292,13 @@ func localState(path string, a windows.Artifact) string {
 // ownManifest reports whether path is absent or a manifest of window id, which pull
 // wrote before and may refresh.
 func ownManifest(path, id string) bool {
+	return ownJSON(path, id, func(m *windows.Manifest) string { return m.ID })
+}
+
+// ownJSON reports whether path is absent or a JSON document (a manifest, a group record)
+// whose id, as idOf reads it, is id: a file pull wrote before and may refresh. Anything
+// else at path is the user's and stays unless --force.
+func ownJSON[T any](path, id string, idOf func(*T) string) bool {
 	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
 		return true
 	}
@@ -300,8 +307,8 @@ func ownManifest(path, id string) bool {
 		return false
 	}
 	defer f.Close()
-	var m windows.Manifest
-	return json.NewDecoder(io.LimitReader(f, 64<<20)).Decode(&m) == nil && m.ID == id
+	var v T
+	return json.NewDecoder(io.LimitReader(f, 64<<20)).Decode(&v) == nil && idOf(&v) == id
 }
 
 // checkLocalName refuses names that would leave the download folder: they come from

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -146,16 +145,7 @@ func groupFile(id string, outs []outcome) (*windows.GroupRecord, []string) {
 // ownGroupFile reports whether path is absent or group id's record, which pull wrote
 // before and may refresh.
 func ownGroupFile(path, id string) bool {
-	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
-		return true
-	}
-	f, err := openExisting(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	var r windows.GroupRecord
-	return json.NewDecoder(io.LimitReader(f, 64<<20)).Decode(&r) == nil && r.ID == id
+	return ownJSON(path, id, func(r *windows.GroupRecord) string { return r.ID })
 }
 
 func writeGroupFile(path string, rec *windows.GroupRecord) error {
