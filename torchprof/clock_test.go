@@ -1,9 +1,7 @@
 package torchprof
 
 import (
-	"compress/gzip"
 	"context"
-	"io"
 	"maps"
 	"math"
 	"os"
@@ -13,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/nsys-agent/nsys-agent/internal/gztest"
 )
 
 // The two-host setup of these tests, made from the real H100 fixture: host gpu-1_7477
@@ -36,19 +36,7 @@ var (
 // host whose clocks differ: ts moved by tsDeltaNs, baseTimeNanoseconds by baseDeltaNs.
 func rewriteClock(t *testing.T, src, dst string, tsDeltaNs, baseDeltaNs int64) {
 	t.Helper()
-	f, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	text := gztest.Read(t, src)
 	text = tsField.ReplaceAllFunc(text, func(m []byte) []byte {
 		ns, ok := tsNanos(m[len(`"ts": `):])
 		if !ok {

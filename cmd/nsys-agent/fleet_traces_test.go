@@ -1,13 +1,13 @@
 package main
 
 import (
-	"compress/gzip"
 	"encoding/json"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nsys-agent/nsys-agent/internal/gztest"
 )
 
 // Reading the traces of a pulled group, independently of torchprof, to check what the
@@ -28,20 +28,7 @@ type chromeTrace struct {
 
 func readChromeTrace(t *testing.T, path string) chromeTrace {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	var tr chromeTrace
-	if err := json.NewDecoder(zr).Decode(&tr); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return tr
+	return gztest.ReadJSON[chromeTrace](t, path)
 }
 
 // firstRawEventNs is the host wall-clock time (ns) of the earliest complete event ("X")

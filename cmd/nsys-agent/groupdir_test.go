@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsys-agent/nsys-agent/internal/gztest"
+
 	"github.com/nsys-agent/nsys-agent/agent/windows"
 	"github.com/nsys-agent/nsys-agent/internal/golden"
 )
@@ -57,20 +59,7 @@ func tsNs(t *testing.T, s string) int64 {
 
 func readGunzip(t *testing.T, path string) []byte {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return gztest.Read(t, path)
 }
 
 // rewriteHostClock writes the fixture trace src to dst as the host with these clocks

@@ -1,7 +1,6 @@
 package torch
 
 import (
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nsys-agent/nsys-agent/internal/gztest"
 
 	"github.com/nsys-agent/nsys-agent/plugins/shared"
 	"github.com/nsys-agent/nsys-agent/torchprof"
@@ -187,20 +188,7 @@ func traceHeader(t *testing.T, path string) map[string]any {
 
 func readTrace(t *testing.T, path string) map[string]any {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	var m map[string]any
-	if err := json.NewDecoder(zr).Decode(&m); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return m
+	return gztest.ReadJSON[map[string]any](t, path)
 }
 
 // TestStartStopWindow: a window opened and closed by hand on the real demo target ends

@@ -1,7 +1,6 @@
 package demotarget
 
 import (
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nsys-agent/nsys-agent/internal/gztest"
 
 	"github.com/nsys-agent/nsys-agent/nsys/nsystest"
 	"github.com/nsys-agent/nsys-agent/nsys/procs"
@@ -192,20 +193,7 @@ type kinetoTrace struct {
 
 func readTrace(t *testing.T, path string) kinetoTrace {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s: not gzip: %v", path, err)
-	}
-	var tr kinetoTrace
-	if err := json.NewDecoder(zr).Decode(&tr); err != nil {
-		t.Fatalf("%s: not JSON: %v", path, err)
-	}
-	return tr
+	return gztest.ReadJSON[kinetoTrace](t, path)
 }
 
 // count returns how many events have the category (and the name, when given).
