@@ -48,20 +48,14 @@ func fleetBinaries(t *testing.T) (bin, plugins string) {
 		nsystest.Missing(t, "the go tool, to build the agent and its torch plugin (%v)", err)
 	}
 	dir := t.TempDir()
-	bin = filepath.Join(dir, "nsys-agent")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building nsys-agent: %v\n%s", err, out)
-	}
+	bin = buildInto(t, filepath.Join(dir, "nsys-agent"), ".")
 	plugins = filepath.Join(dir, "plugins")
 	if err := os.Mkdir(plugins, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	torch := buildPlugin(t, "nsys-agent-backend-torch", "../nsys-agent-backend-torch")
-	raw, err := os.ReadFile(torch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(plugins, "nsys-agent-backend-torch"), raw, 0o755); err != nil {
+	torch := buildInto(t, filepath.Join(plugins, "nsys-agent-backend-torch"), "../nsys-agent-backend-torch")
+	// 0755 whatever the umask: the plugin host skips a plugin others may write.
+	if err := os.Chmod(torch, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return bin, plugins

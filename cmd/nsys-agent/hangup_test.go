@@ -21,10 +21,7 @@ import (
 func TestTerminalGoneEndsTheServer(t *testing.T) {
 	nsysPath := nsystest.Require(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "nsys-agent")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building nsys-agent: %v\n%s", err, out)
-	}
+	bin := buildInto(t, filepath.Join(dir, "nsys-agent"), ".")
 	session := fmt.Sprintf("hup%d", time.Now().UnixNano()%1_000_000_000)
 	t.Cleanup(func() { cleanupSessions(session) })
 	r, w, err := os.Pipe()

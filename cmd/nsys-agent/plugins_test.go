@@ -25,9 +25,14 @@ func buildTestPlugin(t *testing.T) string {
 // buildPlugin builds the plugin main at pkg into a temporary file named name.
 func buildPlugin(t *testing.T, name, pkg string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	out, err := exec.Command("go", "build", "-o", path, pkg).CombinedOutput()
-	if err != nil {
+	return buildInto(t, filepath.Join(t.TempDir(), name), pkg)
+}
+
+// buildInto builds the main package pkg (relative to cmd/nsys-agent, "." for the agent)
+// into the file path: the one `go build` of the package's Go tests.
+func buildInto(t *testing.T, path, pkg string) string {
+	t.Helper()
+	if out, err := exec.Command("go", "build", "-o", path, pkg).CombinedOutput(); err != nil {
 		t.Fatalf("building %s: %v\n%s", pkg, err, out)
 	}
 	return path
