@@ -284,7 +284,7 @@ func TestGroupWindowsShowStopPull(t *testing.T) {
 	}
 
 	r = runCLI(t, "show", "g-run-1", "--agent", agents).must(t, 0)
-	for _, want := range []string{"g-run-1", "capturing (at its start)", "-2.00|-1.99", "+3.00|+2.99", "±", "SKEW", gs[0].url, gs[1].url, "FILES"} {
+	for _, want := range []string{"g-run-1", "capturing (at its start)", "-2s |-2.00|-1.99", "+3s |+3.00|+2.99", "±", "SKEW", gs[0].url, gs[1].url, "FILES"} {
 		if !containsOneOf(r.stdout, want) {
 			t.Errorf("show lacks %q:\n%s", want, r.stdout)
 		}
