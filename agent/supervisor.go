@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -32,6 +33,9 @@ type Supervisor struct {
 	// session and group of its own (seen on 2022.4.2: pgid = sid = the server's pid), so
 	// it outlives a front-end killed with SIGKILL (the OOM killer) and keeps its GPUs.
 	serverGroup atomic.Int64
+	// sweepErr says which of the server's processes outlived even SIGKILL when the
+	// front-end was gone (set before done is closed).
+	sweepErr error
 
 	ranksMu  sync.Mutex
 	ranks    []int
@@ -56,6 +60,7 @@ func StartTarget(ctx context.Context, ctl *nsys.Controller, args, command []stri
 	offset, _ := f.Seek(0, io.SeekCurrent)
 	s := newSupervisor(command, f, logPath, offset)
 	output := func() string { return lastLines(logPath, offset, 20) }
+	env = withTargetMarker(env, ctl.Session)
 	proc, err := nsys.Launch(ctx, ctl, args, nsys.ProcOptions{Stdout: f, Stderr: f, Env: env}, output, armTimeout)
 	if err != nil {
 		s.stopFollowing()
@@ -102,13 +107,19 @@ func (s *Supervisor) ServerGroup() int {
 	return int(s.serverGroup.Load())
 }
 
-// endOrphans ends what outlived the nsys front-end: the server's process group and the
-// session (SIGKILL on the front-end, e.g. by the OOM killer, orphans both; 3/3 in a
-// review, the server running on with its GPUs and the next `run` starting a second one).
-// A server the agent no longer controls through nsys must not run on.
+// endOrphans ends what outlived the nsys front-end: the server's process group, any
+// other process carrying the target's marker (TargetMarkerEnv: a worker that left the
+// group) and the session (SIGKILL on the front-end, e.g. by the OOM killer, orphans them;
+// 3/3 in a review, the server running on with its GPUs and the next `run` starting a
+// second one). A server the agent no longer controls through nsys must not run on.
 func (s *Supervisor) endOrphans() {
 	pgid := s.ServerGroup()
 	serverLeft := pgid > 1 && procs.Alive(-pgid)
+	session := ""
+	if s.ctl != nil {
+		session = s.ctl.Session
+	}
+	marked := markedLeft(session, 2*time.Second)
 	sessionLeft := false
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
@@ -117,10 +128,10 @@ func (s *Supervisor) endOrphans() {
 			sessionLeft = true
 		}
 	}
-	if !serverLeft && !sessionLeft {
+	if !serverLeft && !sessionLeft && marked == 0 {
 		return
 	}
-	fmt.Fprintf(s.log, "--- nsys-agent: the nsys front-end is gone but the server (process group %d, running: %v) or its session (listed: %v) is not; ending them, so no server runs that the agent cannot control\n", pgid, serverLeft, sessionLeft)
+	fmt.Fprintf(s.log, "--- nsys-agent: the nsys front-end is gone but the server (process group %d, running: %v; %d processes marked %s=%s) or its session (listed: %v) is not; ending them, so no server runs that the agent cannot control\n", pgid, serverLeft, marked, TargetMarkerEnv, session, sessionLeft)
 	if s.ctl != nil {
 		s.ctl.Kill(ctx)
 	}
@@ -130,6 +141,14 @@ func (s *Supervisor) endOrphans() {
 		} else if killed {
 			fmt.Fprintf(s.log, "--- nsys-agent: the server (process group %d) ignored SIGTERM for 10s and was killed\n", pgid)
 		}
+	}
+	// What the group did not hold: workers in a session of their own, or the whole tree
+	// when the group was never found.
+	if n, err := endMarkedTarget(session, 10*time.Second); err != nil {
+		s.sweepErr = err
+		fmt.Fprintf(s.log, "--- nsys-agent: %v\n", err)
+	} else if n > 0 {
+		fmt.Fprintf(s.log, "--- nsys-agent: ended %d more of the server's processes (outside its process group)\n", n)
 	}
 }
 
@@ -311,7 +330,7 @@ func (s *Supervisor) Stop(grace time.Duration) error {
 	}
 	<-s.done
 	s.log.Close()
-	return err
+	return errors.Join(err, s.sweepErr)
 }
 
 // lineRing keeps the last lines of output and feeds subscribers line by line.

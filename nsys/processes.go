@@ -7,7 +7,6 @@ package nsys
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"syscall"
 	"time"
@@ -48,12 +47,10 @@ func sessionPIDs(r *procs.Reader, id string) []int {
 	if id == "" {
 		return nil
 	}
-	all, _ := r.PIDs()
-	var pids []int
-	for _, pid := range all {
-		if pid != os.Getpid() && sessionIDOf(r, pid) == id {
-			pids = append(pids, pid)
-		}
+	ps, _ := r.WithEnv(envSessionID, id)
+	pids := make([]int, len(ps))
+	for i, p := range ps {
+		pids[i] = p.PID
 	}
 	return pids
 }

@@ -310,3 +310,39 @@ func TestOpenFiles(t *testing.T) {
 		t.Error("a process that does not exist has no open files: want an error")
 	}
 }
+
+func TestWithEnv(t *testing.T) {
+	r := fake(t)
+	got, err := r.WithEnv("NSYS_PROFILING_SESSION_ID", "1016019")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, p := range got {
+		pids = append(pids, p.PID)
+	}
+	// The target's shell and its two sleeps; not nsys-launcher (16027), whose environment
+	// lacks the id, nor a process whose environ file is missing (1).
+	if !slices.Equal(pids, []int{16028, 16031, 16032}) || got[0].Comm != "sh" || got[1].PPID != 16028 {
+		t.Errorf("got %+v", got)
+	}
+	if got, _ := r.WithEnv("NSYS_PROFILING_SESSION_ID", "101601"); len(got) != 0 {
+		t.Errorf("a prefix of the value matched: %+v", got)
+	}
+	if got, _ := r.WithEnv("NSYS_PROFILING_SESSION", "1016019"); len(got) != 0 {
+		t.Errorf("a prefix of the name matched: %+v", got)
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	r := fake(t)
+	if d := r.Describe(16031); !strings.HasPrefix(d, "pid 16031 (sleep), state S") {
+		t.Errorf("got %q", d)
+	}
+	if d := r.Describe(999999); d != "pid 999999 (gone)" {
+		t.Errorf("got %q", d)
+	}
+	if d := procs.Default.Describe(os.Getpid()); !strings.HasPrefix(d, fmt.Sprintf("pid %d (", os.Getpid())) {
+		t.Errorf("own process: %q", d)
+	}
+}

@@ -7,10 +7,8 @@ import (
 )
 
 // Terminate ends a process (pid > 0) or a process group (pid < 0, its -pgid): SIGTERM,
-// up to grace for it to be gone, then SIGKILL; killed says SIGKILL was needed. The one
-// terminate loop of nsys-agent: a session agent after a hung stop, a server group that
-// outlived its nsys front-end. An error means it is still there (or could not be
-// signalled).
+// up to grace for it to be gone, then SIGKILL; killed says SIGKILL was needed. An error
+// means it is still there (or could not be signalled).
 func Terminate(pid int, grace time.Duration) (killed bool, err error) {
 	if pid == 0 || pid == -1 || pid == 1 {
 		return false, fmt.Errorf("refusing to signal %d", pid) // every process, or init
@@ -18,19 +16,64 @@ func Terminate(pid int, grace time.Duration) (killed bool, err error) {
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		return false, err
 	}
-	deadline := time.Now().Add(grace)
-	for Alive(pid) {
-		if time.Now().After(deadline) {
+	killed, left := endLoop(grace, func() []int {
+		if Alive(pid) {
+			return []int{pid}
+		}
+		return nil
+	}, func(int) { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	if len(left) > 0 {
+		return killed, fmt.Errorf("%s survived SIGKILL", what(pid))
+	}
+	return killed, nil
+}
+
+// TerminateAll ends every process that find lists (looked up again while it waits, so a
+// process forked meanwhile is ended too): SIGTERM to each, up to grace for all to be gone,
+// then SIGKILL to whatever find still lists. It returns whether SIGKILL was needed and the
+// pids still there after it (a process in uninterruptible sleep inside a driver ends only
+// when the driver lets it go).
+func TerminateAll(find func() []int, grace time.Duration) (killed bool, left []int) {
+	pids := find()
+	if len(pids) == 0 {
+		return false, nil
+	}
+	for _, pid := range pids {
+		if pid > 1 {
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+		}
+	}
+	return endLoop(grace, find, func(pid int) {
+		if pid > 1 {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
-			time.Sleep(100 * time.Millisecond)
-			if Alive(pid) {
-				return true, fmt.Errorf("%s survived SIGKILL", what(pid))
+		}
+	})
+}
+
+// endLoop is the one terminate loop of nsys-agent (a session agent after a hung stop, a
+// server group that outlived its nsys front-end, a target's marked processes): after
+// SIGTERM went out, it waits up to grace for alive to list nothing, then kills what it
+// lists and gives the kernel up to a second to tear those down (a process with GPU memory
+// takes a moment to be gone after SIGKILL).
+func endLoop(grace time.Duration, alive func() []int, kill func(pid int)) (killed bool, left []int) {
+	deadline := time.Now().Add(grace)
+	for {
+		left = alive()
+		if len(left) == 0 {
+			return killed, nil
+		}
+		if killed {
+			if time.Now().After(deadline) {
+				return true, left
 			}
-			return true, nil
+		} else if time.Now().After(deadline) {
+			for _, pid := range left {
+				kill(pid)
+			}
+			killed, deadline = true, time.Now().Add(time.Second)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return false, nil
 }
 
 // Alive reports whether a process (pid > 0) or a process group (pid < 0) still has a
