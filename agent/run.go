@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -247,6 +248,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err := t.sup.Stop(30 * time.Second); err != nil {
 		log.Warn("stopping the target", "err", err)
+		if left := (*ServerLeftError)(nil); errors.As(err, &left) {
+			runErr = errors.Join(runErr, left)
+		}
 	}
 	host.Close() // after the windows: a finalizing window may still need its plugin
 	srv.shutdown(5 * time.Second)

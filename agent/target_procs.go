@@ -82,5 +82,15 @@ func endMarkedTarget(session string, grace time.Duration) (ended int, err error)
 	for i, pid := range left {
 		desc[i] = procs.Default.Describe(pid)
 	}
-	return len(first) - len(left), fmt.Errorf("%d of the server's processes survived SIGKILL: %s; a process blocked in the kernel (state D, e.g. inside the GPU driver) ends only when the driver lets it go, and until then it may hold the server's port and GPU memory: check nvidia-smi and `cat /proc/PID/stack` as root, and do not start the server again on this GPU before they are gone", len(left), strings.Join(desc, "; "))
+	return len(first) - len(left), &ServerLeftError{Processes: desc}
+}
+
+// ServerLeftError says that processes of the server outlived SIGKILL: the agent no longer
+// controls them and cannot end them. `run` fails with it rather than exit as if all ended.
+type ServerLeftError struct {
+	Processes []string // as procs.Describe puts them
+}
+
+func (e *ServerLeftError) Error() string {
+	return fmt.Sprintf("%d of the server's processes survived SIGKILL: %s; a process blocked in the kernel (state D, e.g. inside the GPU driver) ends only when the driver lets it go, and until then it may hold the server's port and GPU memory: check nvidia-smi and `cat /proc/PID/stack` as root, and do not start the server again on this GPU before they are gone", len(e.Processes), strings.Join(e.Processes, "; "))
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -139,5 +141,18 @@ func TestWithTargetMarker(t *testing.T) {
 	}
 	if markedTarget("") != nil {
 		t.Error("an empty session matched processes")
+	}
+}
+
+func TestServerLeftErrorSaysWhatToDo(t *testing.T) {
+	err := errors.Join(errors.New("nsys (pid 7) did not end"), &ServerLeftError{Processes: []string{"pid 42 (python3), state D, in the kernel at os_schedule"}})
+	var left *ServerLeftError
+	if !errors.As(err, &left) || len(left.Processes) != 1 {
+		t.Fatalf("not found in %v", err)
+	}
+	for _, want := range []string{"1 of the server's processes survived SIGKILL", "pid 42 (python3), state D", "nvidia-smi", "/proc/PID/stack"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q lacks %q", err, want)
+		}
 	}
 }
