@@ -30,8 +30,9 @@ rank: GPU busy time, kernel, communication (NCCL, custom all-reduce) and compute
 top kernels; across ranks: the slowest rank and why, and per-kernel max/min ratios.
 
 A GROUP-DIR (a group window pulled with 'pull GROUP': group.json and one folder per host)
-compares the ranks of every host: rows are labelled with their host (gpu-1_7477:TP00),
-the slowest rank is named across all hosts, and each host's window gets its checks.
+compares the ranks of every host: rows are labelled with their host (gpu-1_7477:TP00, or
+gpu-1_7477:pid 627 for nsys reports), the slowest rank is named across all hosts, every
+host is put on the coordinator's clock, and each host's window gets its checks.
 
 Then CHECKS, the capture's verdict (ok, warning or broken), one line per finding with its
 fix: no kernels at all, a rank whose launches have no kernels, CUDA graphs traced whole
@@ -109,7 +110,7 @@ func runAnalyze(c *cli.Context) error {
 	}
 	res := analyzeJSON{Summary: s, Verdict: v}
 	if g != nil {
-		res.Group = g.info()
+		res.Group = g.info(s)
 	}
 	if format == "json" {
 		if res.Group != nil && !res.Group.Aligned {
@@ -131,6 +132,9 @@ func runAnalyze(c *cli.Context) error {
 // analyzeInputs picks the reader: a group folder's traces, a .sqlite export, or Kineto
 // traces (given or found).
 func analyzeInputs(c *cli.Context, args []string, g *groupFolder) (*torchprof.Summary, error) {
+	if g != nil && g.isNsys() {
+		return analyzeNsysGroup(c, g)
+	}
 	if g != nil {
 		return torchprof.AnalyzeKineto(c.Context, g.files())
 	}
@@ -181,36 +185,73 @@ func analyzeInputs(c *cli.Context, args []string, g *groupFolder) (*torchprof.Su
 	return torchprof.AnalyzeKineto(c.Context, files)
 }
 
-// analyzeReport exports an nsys report to SQLite beside it (once: an export newer than
-// the report is reused) with the nsys `run` would use, then analyzes the export.
+// analyzeReport exports an nsys report to SQLite beside it (see exportedSQLite), then
+// analyzes the export.
 func analyzeReport(c *cli.Context, report string) (*torchprof.Summary, error) {
+	sqlite, err := exportedSQLite(c, report)
+	if err != nil {
+		return nil, err
+	}
+	return analyzeSQLite(c, sqlite)
+}
+
+// exportedSQLite is the SQLite export of an nsys report: made beside it with the nsys
+// `run` would use, once (an export newer than the report is reused).
+func exportedSQLite(c *cli.Context, report string) (string, error) {
 	sqlite := strings.TrimSuffix(report, ".nsys-rep") + ".sqlite"
 	rs, err := os.Stat(report)
 	if err != nil {
-		return nil, fmt.Errorf("analyze: %w", err)
+		return "", fmt.Errorf("analyze: %w", err)
 	}
 	if es, err := os.Stat(sqlite); err == nil && es.ModTime().After(rs.ModTime()) {
-		return analyzeSQLite(c, sqlite)
+		return sqlite, nil
 	}
 	path, err := nsys.Locate(c.String("nsys"))
 	if err != nil {
-		return nil, fmt.Errorf("analyze: %s needs nsys to be exported to SQLite: %w", report, err)
+		return "", fmt.Errorf("analyze: %s needs nsys to be exported to SQLite: %w", report, err)
 	}
 	fmt.Fprintf(c.App.ErrWriter, "exporting %s to SQLite with %s (kept beside it as %s)\n", report, path, filepath.Base(sqlite))
 	out, err := nsys.ExportSQLite(c.Context, nsys.NewExecRunner(path), report, 30*time.Minute)
 	if err != nil {
-		return nil, fmt.Errorf("analyze: exporting %s: %w", report, err)
+		return "", fmt.Errorf("analyze: exporting %s: %w", report, err)
 	}
-	return analyzeSQLite(c, out)
+	return out, nil
 }
 
 // analyzeSQLite analyzes an nsys export; a capture without GPU work says so plainly.
 func analyzeSQLite(c *cli.Context, sqlite string) (*torchprof.Summary, error) {
 	s, err := torchprof.AnalyzeNsysSQLite(c.Context, sqlite)
+	return s, noGPUWork(err, sqlite)
+}
+
+// noGPUWork says plainly what ErrNoKernels means for what.
+func noGPUWork(err error, what string) error {
 	if errors.Is(err, torchprof.ErrNoKernels) {
-		return nil, fmt.Errorf("analyze: %s holds no GPU work: no CUDA kernel ran during this capture (a CPU-only program, or a window in which the server computed nothing); nothing to attribute", sqlite)
+		return fmt.Errorf("analyze: %s holds no GPU work: no CUDA kernel ran during this capture (a CPU-only program, or a window in which the server computed nothing); nothing to attribute", what)
 	}
-	return s, err
+	return err
+}
+
+// analyzeNsysGroup analyzes a group of nsys windows: each host's export (made from its
+// report where it has none), with the host's clock offset from group.json.
+func analyzeNsysGroup(c *cli.Context, g *groupFolder) (*torchprof.Summary, error) {
+	inputs := make([]torchprof.NsysInput, len(g.Hosts))
+	for i, h := range g.Hosts {
+		in := torchprof.NsysInput{Path: h.Nsys, Host: h.Name}
+		if strings.HasSuffix(h.Nsys, ".nsys-rep") {
+			sqlite, err := exportedSQLite(c, h.Nsys)
+			if err != nil {
+				return nil, fmt.Errorf("host %s: %w", h.Name, err)
+			}
+			in.Path = sqlite
+		}
+		if offsetKnown(h.Member) {
+			in.HostOffsetNs, in.HostOffsetKnown = h.Member.OffsetNs, true
+		}
+		inputs[i] = in
+	}
+	s, err := torchprof.AnalyzeNsysHosts(c.Context, inputs)
+	return s, noGPUWork(err, "the group's capture ("+g.Dir+")")
 }
 
 func writeHTMLReport(s *torchprof.Summary, path string) error {

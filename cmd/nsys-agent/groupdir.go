@@ -39,12 +39,15 @@ type groupFolder struct {
 	Ignored []string
 }
 
-// groupHost is one host's folder and rank traces.
+// groupHost is one host's folder and its capture: rank traces (torch windows), or one
+// nsys report or export (nsys windows).
 type groupHost struct {
 	Name   string
-	Dir    string               // where its rank traces are
+	Dir    string               // where its capture is
 	Member *windows.GroupMember // nil when group.json does not list it
 	Files  []torchprof.RankFile
+	// Nsys is the host's .sqlite export, or its .nsys-rep when it has none ("" for traces).
+	Nsys string
 }
 
 // offsetKnown says whether the coordinator measured this member's clock: a measured
@@ -84,7 +87,7 @@ func hostFolderCandidate(dir, name string) bool {
 		return false
 	}
 	sub := filepath.Join(dir, name)
-	if _, err := traceDir(sub); err != nil {
+	if _, _, err := captureDir(sub); err != nil {
 		return false
 	}
 	return windowFolderID(sub) != name
@@ -118,29 +121,65 @@ func hasRankTraces(dir string) bool {
 	})
 }
 
-// traceDir is where a host folder's rank traces are: the folder itself (`pull GROUP`),
-// or its only window folder (`pull WINDOW --agent A,B` writes DIR/<host>/<window-id>/).
-func traceDir(hostDir string) (string, error) {
-	if hasRankTraces(hostDir) {
-		return hostDir, nil
+// nsysCapture is the one nsys capture a window folder holds: its .sqlite export (what a
+// pulled window of the nsys backend carries beside its report), else its .nsys-rep; ""
+// when it holds neither; an error when it holds several.
+func nsysCapture(dir string) (string, error) {
+	for _, ext := range []string{".sqlite", ".nsys-rep"} {
+		found, _ := filepath.Glob(filepath.Join(dir, "*"+ext))
+		switch len(found) {
+		case 0:
+			continue
+		case 1:
+			return found[0], nil
+		}
+		return "", fmt.Errorf("%s holds %d %s files: keep one window per host folder", dir, len(found), ext)
+	}
+	return "", nil
+}
+
+// captureDir is where a host folder's capture is: the folder itself (`pull GROUP`), or
+// its only window folder (`pull WINDOW --agent A,B` writes DIR/<host>/<window-id>/); with
+// the nsys capture's path when it is one (rank traces come first).
+func captureDir(hostDir string) (dir, nsysFile string, err error) {
+	has := func(d string) (string, bool) {
+		if hasRankTraces(d) {
+			return "", true
+		}
+		f, err := nsysCapture(d)
+		return f, err == nil && f != ""
+	}
+	if f, ok := has(hostDir); ok {
+		return hostDir, f, nil
+	}
+	if _, err := nsysCapture(hostDir); err != nil {
+		return "", "", err
 	}
 	entries, err := os.ReadDir(hostDir)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	var found []string
 	for _, e := range entries {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") && hasRankTraces(filepath.Join(hostDir, e.Name())) {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		sub := filepath.Join(hostDir, e.Name())
+		if _, ok := has(sub); ok {
 			found = append(found, e.Name())
+		} else if _, err := nsysCapture(sub); err != nil {
+			return "", "", err
 		}
 	}
 	switch len(found) {
 	case 0:
-		return "", fmt.Errorf("%s holds no per-rank trace (*.trace.json.gz): the window of this host wrote none (an nsys window, or a failed one)", hostDir)
+		return "", "", fmt.Errorf("%s holds no capture (per-rank *.trace.json.gz, or one .nsys-rep or .sqlite): the window of this host wrote none (a failed window, or not pulled)", hostDir)
 	case 1:
-		return filepath.Join(hostDir, found[0]), nil
+		sub := filepath.Join(hostDir, found[0])
+		f, _ := has(sub)
+		return sub, f, nil
 	}
-	return "", fmt.Errorf("%s holds the traces of %d windows (%s): keep one window per host folder", hostDir, len(found), strings.Join(found, ", "))
+	return "", "", fmt.Errorf("%s holds the captures of %d windows (%s): keep one window per host folder", hostDir, len(found), strings.Join(found, ", "))
 }
 
 // readGroupFolder reads a group folder: its record, each host's rank traces with the
@@ -196,8 +235,15 @@ func readGroupFolder(dir string) (*groupFolder, error) {
 		if !fi.IsDir() {
 			return nil, fmt.Errorf("%s is not a folder (%s): a pulled group folder holds one real folder per host", hostDir, fi.Mode().Type())
 		}
-		if h.Dir, err = traceDir(hostDir); err != nil {
+		if h.Dir, h.Nsys, err = captureDir(hostDir); err != nil {
 			return nil, hostError(h, err)
+		}
+		if h.Nsys != "" {
+			if fi, err := os.Lstat(h.Nsys); err != nil || !fi.Mode().IsRegular() {
+				return nil, fmt.Errorf("%s is not a regular file: a pulled group folder holds the reports themselves, never links", h.Nsys)
+			}
+			g.Hosts = append(g.Hosts, h)
+			continue
 		}
 		if h.Files, err = torchprof.Discover(h.Dir); err != nil {
 			return nil, hostError(h, err)
@@ -215,10 +261,24 @@ func readGroupFolder(dir string) (*groupFolder, error) {
 		g.Hosts = append(g.Hosts, h)
 	}
 	if len(g.Hosts) == 0 {
-		return nil, fmt.Errorf("%s: no host folder with rank traces (DIR/<host>/*.trace.json.gz); pull the group first: nsys-agent pull GROUP --dir %s", dir, dir)
+		return nil, fmt.Errorf("%s: no host folder with a capture (DIR/<host>/*.trace.json.gz, or one .nsys-rep or .sqlite); pull the group first: nsys-agent pull GROUP --dir %s", dir, dir)
+	}
+	var traces, reports []string
+	for _, h := range g.Hosts {
+		if h.Nsys != "" {
+			reports = append(reports, h.Name)
+		} else {
+			traces = append(traces, h.Name)
+		}
+	}
+	if len(traces) > 0 && len(reports) > 0 {
+		return nil, fmt.Errorf("%s mixes backends: %s hold torch traces, %s nsys reports; a group is one backend's windows: merge or analyze each kind apart", dir, strings.Join(traces, ", "), strings.Join(reports, ", "))
 	}
 	return g, nil
 }
+
+// isNsys says whether the group's hosts hold nsys captures (readGroupFolder allows no mix).
+func (g *groupFolder) isNsys() bool { return len(g.Hosts) > 0 && g.Hosts[0].Nsys != "" }
 
 // hostError says which host a folder problem is about, with the member's own state.
 func hostError(h groupHost, err error) error {

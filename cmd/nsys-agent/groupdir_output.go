@@ -32,7 +32,9 @@ type hostInfo struct {
 	UncertaintyNs int64  `json:"uncertainty_ns,omitempty"`
 }
 
-func (g *groupFolder) info() *groupInfo {
+// info says which hosts were read; s, the analysis of an nsys group (nil otherwise),
+// gives their ranks and alignment, which only the exports hold.
+func (g *groupFolder) info(s *torchprof.Summary) *groupInfo {
 	gi := &groupInfo{Dir: g.Dir, Missing: g.Missing, Ignored: g.Ignored}
 	if g.Record != nil {
 		gi.ID, gi.Coordinator = g.Record.ID, g.Record.Coordinator
@@ -45,6 +47,16 @@ func (g *groupFolder) info() *groupInfo {
 		gi.Hosts = append(gi.Hosts, hi)
 	}
 	gi.Aligned = len(torchprof.UnalignedHosts(g.files())) == 0
+	if g.isNsys() && s != nil {
+		for i := range gi.Hosts {
+			for _, r := range s.Ranks {
+				if r.Host == gi.Hosts[i].Host {
+					gi.Hosts[i].Ranks++
+				}
+			}
+		}
+		gi.Aligned = len(s.UnalignedHosts) == 0
+	}
 	return gi
 }
 

@@ -403,14 +403,14 @@ func TestGroupFolderErrors(t *testing.T) {
 		}, exitFailed, "never links"},
 		{"host without traces", func(t *testing.T, dir string) {
 			os.Remove(filepath.Join(dir, hostB, tp1))
-		}, exitFailed, "host gpu-2_7477: " + "X/gpu-2_7477 holds no per-rank trace"},
+		}, exitFailed, "host gpu-2_7477: " + "X/gpu-2_7477 holds no capture (per-rank *.trace.json.gz, or one .nsys-rep or .sqlite)"},
 		{"two windows in a host folder", func(t *testing.T, dir string) {
 			for _, w := range []string{"w1", "w2"} {
 				os.MkdirAll(filepath.Join(dir, hostB, w), 0o755)
 				os.Link(filepath.Join(dir, hostB, tp1), filepath.Join(dir, hostB, w, tp1))
 			}
 			os.Remove(filepath.Join(dir, hostB, tp1))
-		}, exitFailed, "holds the traces of 2 windows (w1, w2)"},
+		}, exitFailed, "holds the captures of 2 windows (w1, w2)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := makeGroupFolder(t, true)

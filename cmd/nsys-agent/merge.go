@@ -32,7 +32,9 @@ and written to DIR/merged.trace.json.gz (or --out) and, beside it, a Perfetto
 multi-machine bundle (merged.perfetto.tar: every rank trace, one machine per host, clock
 offsets in its perfetto_manifest.json; open it in ui.perfetto.dev or trace_processor).
 A folder of host folders without group.json is merged too, but no host's clock offset
-is known: the output says the timeline is UNALIGNED.
+is known: the output says the timeline is UNALIGNED. A group of nsys windows holds
+reports, not traces: merge refuses it (open the reports together in Nsight Systems, or
+compare their ranks with analyze GROUP-DIR).
 
    nsys-agent merge ./profiles --out merged.trace.json.gz
    nsys-agent merge rank0.trace.json.gz rank1.trace.json.gz --out merged.trace.json.gz -o json
@@ -74,6 +76,9 @@ func runMerge(c *cli.Context) error {
 		if g, err = readGroupFolder(args[0]); err != nil {
 			return fmt.Errorf("merge: %w", err)
 		}
+		if g.isNsys() {
+			return fmt.Errorf("merge: %s holds nsys reports, which do not merge into one trace file: open them together in Nsight Systems (File > Open, several reports: one timeline per host), or compare their ranks with nsys-agent analyze %s", args[0], args[0])
+		}
 	}
 	defaultOut := ""
 	if g != nil {
@@ -111,7 +116,7 @@ func runMerge(c *cli.Context) error {
 	}
 	res := mergeJSON{MergeStats: st}
 	if g != nil {
-		res.Group = g.info()
+		res.Group = g.info(nil)
 	}
 	if bundle != "" {
 		bo := torchprof.BundleOptions{NoClockAlign: opts.NoClockAlign, Attributes: bundleAttributes(g)}
