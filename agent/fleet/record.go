@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent/windows"
@@ -81,19 +82,35 @@ func spread(ts []time.Time) int64 {
 	return int64(hi.Sub(lo))
 }
 
-// store puts rec on every member that has a window of the group and answers; a failure
-// is a warning, not a group failure: the record also lives on the other members, and
-// pull writes group.json from any of them.
-func (g *group) store(ctx context.Context, rec windows.GroupRecord) []string {
+// store puts the group's record on every member that has a window of the group and
+// answers: the whole record on the first windows.RecordKeepers of them (rec.Keepers), the
+// rest of it with their own entry alone on the others. A failure is a warning, not a
+// group failure: pull writes group.json from what the pulled members hold. rec gets its
+// MemberCount and Keepers.
+func (g *group) store(ctx context.Context, rec *windows.GroupRecord) []string {
+	eligible := func(mb *member) bool { return mb.win != nil && !mb.silent && mb.win.Group == g.id }
+	rec.MemberCount = len(g.ms)
+	rec.Keepers = nil
+	keeper := make([]bool, len(g.ms))
+	for i, mb := range g.ms {
+		if len(rec.Keepers) < windows.RecordKeepers && eligible(mb) {
+			keeper[i] = true
+			rec.Keepers = append(rec.Keepers, mb.m.Agent())
+		}
+	}
 	warn := make([]string, len(g.ms))
 	g.c.each(len(g.ms), func(i int) {
 		mb := g.ms[i]
-		if mb.win == nil || mb.silent || mb.win.Group != g.id {
+		if !eligible(mb) {
 			return
 		}
-		w, err := call(g.c, ctx, func(ctx context.Context) (*windows.Manifest, error) { return mb.m.SetGroup(ctx, mb.win.ID, rec) })
+		mine := *rec
+		if !keeper[i] {
+			mine = rec.ForMember(i)
+		}
+		w, err := call(g.c, ctx, func(ctx context.Context) (*windows.Manifest, error) { return mb.m.SetGroup(ctx, mb.win.ID, mine) })
 		if err != nil {
-			warn[i] = fmt.Sprintf("%s: storing the group's record in window %s failed: %v (the other members hold it)", mb.m.Agent(), mb.win.ID, err)
+			warn[i] = fmt.Sprintf("%s: storing the group's record in window %s failed: %v (the keepers of the whole record: %s)", mb.m.Agent(), mb.win.ID, err, strings.Join(rec.Keepers, ", "))
 			return
 		}
 		mb.win = w

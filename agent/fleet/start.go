@@ -103,7 +103,7 @@ func (c *Coordinator) Start(ctx context.Context, members []Member, spec Spec) (*
 		return nil, g.abort(ctx, warnings)
 	}
 	rec := g.record("capturing", "")
-	warnings = append(warnings, g.store(ctx, rec)...)
+	warnings = append(warnings, g.store(ctx, &rec)...)
 	res := &Result{Record: rec, Warnings: warnings}
 	for _, mb := range g.ms {
 		res.Windows = append(res.Windows, *mb.win)
@@ -341,7 +341,7 @@ func (g *group) abort(ctx context.Context, warnings []string) *StartError {
 	}
 	se.Record = g.record("failed", "")
 	se.Record.Error = se.Error()
-	se.Warnings = append(warnings, g.store(ctx, se.Record)...)
+	se.Warnings = append(warnings, g.store(ctx, &se.Record)...)
 	return se
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +35,8 @@ func TestStartTogether(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := res.Record
-	if !windows.ValidGroupID(rec.ID) || rec.State != "capturing" || rec.Coordinator != "test-host" || len(rec.Members) != 4 {
+	if !windows.ValidGroupID(rec.ID) || rec.State != "capturing" || rec.Coordinator != "test-host" || len(rec.Members) != 4 ||
+		rec.MemberCount != 4 || !slices.Equal(rec.Keepers, []string{fs[0].Agent(), fs[1].Agent(), fs[2].Agent()}) || !rec.Whole() {
 		t.Fatalf("record: %+v", rec)
 	}
 	if lead := rec.StartAt.Sub(begin); lead < 150*time.Millisecond || lead > time.Second {
@@ -60,8 +62,14 @@ func TestStartTogether(t *testing.T) {
 		if !gm.StartedAt.Equal(w.StartedAt.Add(-time.Duration(gm.OffsetNs))) {
 			t.Errorf("%s: started_at %s is not the agent's %s less the offset", f.name, gm.StartedAt, w.StartedAt)
 		}
-		if f.stored == nil || f.stored.ID != rec.ID || len(f.stored.Members) != 4 || w.GroupInfo == nil {
-			t.Errorf("%s: record not stored: %+v", f.name, f.stored)
+		// The first three members keep the whole record; the fourth its own entry.
+		wantMembers := 4
+		if i >= windows.RecordKeepers {
+			wantMembers = 1
+		}
+		if f.stored == nil || f.stored.ID != rec.ID || len(f.stored.Members) != wantMembers || w.GroupInfo == nil ||
+			f.stored.MemberCount != 4 || len(f.stored.Keepers) != 3 || f.stored.Members[min(i, wantMembers-1)].Agent != f.Agent() {
+			t.Errorf("%s: record not stored as it should be: %+v", f.name, f.stored)
 		}
 		if res.Windows[i].GroupInfo == nil {
 			t.Errorf("%s: the result's window lacks the stored record", f.name)

@@ -51,6 +51,31 @@ type GroupRecord struct {
 	// part the clock estimates decide (the rest is each backend's start latency).
 	SkewNs     int64 `json:"skew_ns"`
 	FireSkewNs int64 `json:"fire_skew_ns"`
+	// MemberCount is how many members the group has (0 in records of before it was
+	// kept: then Members is every member). Only the record's keepers hold every member;
+	// each other member holds the rest of the record with its own entry alone (see
+	// ForMember). Keepers are the agents (URLs as in Members) that hold the whole record.
+	MemberCount int      `json:"member_count,omitempty"`
+	Keepers     []string `json:"keepers,omitempty"`
+}
+
+// RecordKeepers is how many members hold a group's whole record. The whole record on
+// every member is N² bytes in all: at 1 000 hosts, ~300 kB stored N times (~300 MB sent
+// by the coordinator) and a 300 kB manifest in every listing of each agent's windows.
+// Three copies survive two members lost; the others each keep their own clock offset,
+// which is what pulling and aligning their files needs.
+const RecordKeepers = 3
+
+// Whole says whether the record lists every member of the group.
+func (r *GroupRecord) Whole() bool { return r.MemberCount == 0 || len(r.Members) >= r.MemberCount }
+
+// ForMember is what member i (not a keeper) stores: the record with Members holding its
+// own entry alone.
+func (r *GroupRecord) ForMember(i int) GroupRecord {
+	c := *r
+	c.Members = []GroupMember{r.Members[i]}
+	c.Keepers = append([]string(nil), r.Keepers...)
+	return c
 }
 
 // GroupMember is one agent of a group.
@@ -74,8 +99,8 @@ type GroupMember struct {
 // reference, as Window takes: a group id names this agent's window of it), saves and
 // announces it. A record of another group, or for a window of no group, is refused.
 func (m *Manager) SetGroup(ctx context.Context, id string, rec GroupRecord) (*Manifest, error) {
-	if len(rec.Members) > MaxGroupMembers {
-		return nil, errorf(ErrInvalid, "members: %d, at most %d", len(rec.Members), MaxGroupMembers)
+	if len(rec.Members) > MaxGroupMembers || len(rec.Keepers) > MaxGroupMembers {
+		return nil, errorf(ErrInvalid, "members: %d, keepers: %d, at most %d each", len(rec.Members), len(rec.Keepers), MaxGroupMembers)
 	}
 	m.mu.Lock()
 	w, err := m.resolveLocked(id)
@@ -92,6 +117,7 @@ func (m *Manager) SetGroup(ctx context.Context, id string, rec GroupRecord) (*Ma
 	}
 	r := rec
 	r.Members = append([]GroupMember(nil), rec.Members...)
+	r.Keepers = append([]string(nil), rec.Keepers...)
 	w.GroupInfo = &r
 	wid := w.ID
 	m.mu.Unlock()

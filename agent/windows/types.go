@@ -146,6 +146,7 @@ func (w *Manifest) clone() Manifest {
 	if w.GroupInfo != nil {
 		g := *w.GroupInfo
 		g.Members = append([]GroupMember(nil), w.GroupInfo.Members...)
+		g.Keepers = append([]string(nil), w.GroupInfo.Keepers...)
 		c.GroupInfo = &g
 	}
 	return c

@@ -34,13 +34,32 @@ func groupWindows(ctx context.Context, s *clientSetup, id, command string) ([]ou
 	return outs, rec
 }
 
-// noteMissingMembers names the members of rec that this command was not given.
+// noteMissingMembers names the members of rec that this command was not given; for a
+// record that lists only the given members' own entries (none of them keeps the whole
+// record), it names the keepers instead.
 func (s *clientSetup) noteMissingMembers(rec *windows.GroupRecord, command string) {
 	given := map[string]bool{}
 	var all []string
 	for _, ac := range s.agents {
 		given[ac.base] = true
 		all = append(all, ac.base)
+	}
+	if !rec.Whole() {
+		var keepers []string
+		for _, k := range rec.Keepers {
+			if base, err := normalizeAgentURL(k); err == nil && !given[base] {
+				keepers = append(keepers, base)
+			}
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if len(keepers) == 0 {
+			fmt.Fprintf(s.stderr, "nsys-agent: group %s has %d members; the agents given hold only their own entries of its record, and no agent named as keeping the whole record answered\n", rec.ID, rec.MemberCount)
+			return
+		}
+		fmt.Fprintf(s.stderr, "nsys-agent: group %s has %d members; the %d given hold only their own entries of its record, whose whole (every member and its clock offset) %s keep: to see every member, run %s\n",
+			rec.ID, rec.MemberCount, len(rec.Members), strings.Join(keepers, ", "), s.commandOn(append(all, keepers[0]), command, rec.ID))
+		return
 	}
 	var missing []string
 	for _, m := range rec.Members {
@@ -60,26 +79,52 @@ func (s *clientSetup) noteMissingMembers(rec *windows.GroupRecord, command strin
 		rec.ID, len(missing), strings.Join(missing, ", "), s.commandOn(all, command, rec.ID))
 }
 
-// newestRecord is the group record the members hold; if they disagree (one was stored
-// again, or one store failed), the newest wins: the one whose latest time (its start,
-// a member's timer or capture start) is latest. nil when no member holds one.
+// newestRecord is the group's record as the members hold it. A keeper holds it whole;
+// if whole copies disagree (one was stored again, or one store failed), the newest wins:
+// the one whose latest time (its start, a member's timer or capture start) is latest.
+// Without a keeper among them, it is the newest partial copy listing the own entries of
+// every member that answered (each holds its own alone), in their order. nil when no
+// member holds one.
 func newestRecord(outs []outcome) *windows.GroupRecord {
-	var best *windows.GroupRecord
-	var bestAt time.Time
+	var whole, part *windows.GroupRecord
+	var wholeAt, partAt time.Time
+	var own []windows.GroupMember
+	seen := map[string]bool{}
 	for _, o := range outs {
 		m, ok := o.value.(*windows.Manifest)
 		if !ok || m.GroupInfo == nil {
 			continue
 		}
-		if at := recordTime(m.GroupInfo); best == nil || at.After(bestAt) {
-			best, bestAt = m.GroupInfo, at
+		r, at := m.GroupInfo, recordTime(m.GroupInfo)
+		if r.Whole() {
+			if whole == nil || at.After(wholeAt) {
+				whole, wholeAt = r, at
+			}
+			continue
 		}
+		if part == nil || at.After(partAt) {
+			part, partAt = r, at
+		}
+		for _, gm := range r.Members {
+			if !seen[gm.Agent] {
+				seen[gm.Agent] = true
+				own = append(own, gm)
+			}
+		}
+	}
+	best := whole
+	if best == nil {
+		best = part
 	}
 	if best == nil {
 		return nil
 	}
 	cp := *best
 	cp.Members = append([]windows.GroupMember(nil), best.Members...)
+	cp.Keepers = append([]string(nil), best.Keepers...)
+	if whole == nil {
+		cp.Members = own
+	}
 	return &cp
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent/windows"
@@ -36,6 +37,9 @@ func writeGroupTable(w io.Writer, rec *windows.GroupRecord, now map[string]membe
 	fmt.Fprintf(tw, "STATE\t%s\n", state)
 	if !rec.StartAt.IsZero() {
 		fmt.Fprintf(tw, "START AT\t%s (on %s's clock, the times below too)\n", formatClock(rec.StartAt, true), dash(rec.Coordinator))
+	}
+	if !rec.Whole() {
+		fmt.Fprintf(tw, "MEMBERS\t%d, %d of them below (the agents given); the whole record is kept by %s\n", rec.MemberCount, len(rec.Members), strings.Join(rec.Keepers, ", "))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

@@ -405,3 +405,73 @@ func containsOneOf(s, alternatives string) bool {
 	}
 	return false
 }
+
+// Four members: the first three keep the whole record, the fourth its own entry. Asked
+// alone, the fourth shows what it holds and names the keepers; pulled alone, group.json
+// has its own entry with its measured offset, which is what aligning its files needs.
+func TestGroupRecordKeepers(t *testing.T) {
+	gs, agents := groupOf(t, 0, time.Second, 2*time.Second, -3*time.Second)
+	runCLI(t, "start", "--sync", "--group", "g-keep", "--agent", agents).must(t, 0)
+	for i, g := range gs {
+		rec := g.window(t, "g-keep").GroupInfo
+		want := 4
+		if i == 3 {
+			want = 1
+		}
+		if rec == nil || len(rec.Members) != want || rec.MemberCount != 4 || len(rec.Keepers) != 3 || rec.Keepers[2] != gs[2].url {
+			t.Fatalf("%s holds %+v", g.url, rec)
+		}
+	}
+	fourth := gs[3].url
+	r := runCLI(t, "show", "g-keep", "--agent", fourth).must(t, 0)
+	if !strings.Contains(r.stdout, "MEMBERS   4, 1 of them below (the agents given); the whole record is kept by "+gs[0].url) ||
+		!containsOneOf(r.stdout, "-3s |-3.00|-2.99") {
+		t.Errorf("show of a member that is no keeper:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stderr, "group g-keep has 4 members; the 1 given hold only their own entries") ||
+		!strings.Contains(r.stderr, "nsys-agent show g-keep --agent "+fourth+","+gs[0].url) {
+		t.Errorf("it should name the keepers and the command that shows every member:\n%s", r.stderr)
+	}
+	r = runCLI(t, "show", "g-keep", "--agent", fourth+","+gs[1].url).must(t, 0)
+	if strings.Contains(r.stdout, "MEMBERS") || strings.Count(r.stdout, "http://") < 4 {
+		t.Errorf("with a keeper given, every member is shown:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stderr, "2 more members than --agent gives") {
+		t.Errorf("the members not given are named:\n%s", r.stderr)
+	}
+
+	for _, g := range gs {
+		g.Finalize = []windows.Manifest{{State: windows.StateReady}}
+	}
+	runCLI(t, "stop", "g-keep", "--agent", agents).must(t, 0)
+	for _, g := range gs {
+		g.Change(t, "w1", windows.Manifest{State: windows.StateReady})
+	}
+	dir := filepath.Join(t.TempDir(), "pulled")
+	runCLI(t, "pull", "g-keep", "--dir", dir, "--agent", fourth).must(t, 0)
+	var rec windows.GroupRecord
+	if b, err := os.ReadFile(filepath.Join(dir, "group.json")); err != nil || json.Unmarshal(b, &rec) != nil {
+		t.Fatalf("group.json: %v", err)
+	}
+	if len(rec.Members) != 1 || rec.Members[0].Agent != fourth || rec.Members[0].RTTNs <= 0 || rec.MemberCount != 4 ||
+		rec.Members[0].Host != agentDirName(fourth) || time.Duration(rec.Members[0].OffsetNs).Round(100*time.Millisecond) != -3*time.Second {
+		t.Errorf("group.json of the fourth alone: %+v", rec)
+	}
+}
+
+// The record as pulled from members that are no keepers: their own entries together.
+func TestNewestRecordPartial(t *testing.T) {
+	t0 := time.Date(2025, 1, 2, 15, 4, 5, 0, time.UTC)
+	part := func(agent string) *windows.Manifest {
+		return &windows.Manifest{GroupInfo: &windows.GroupRecord{ID: "g-a", StartAt: t0, State: "capturing", MemberCount: 5,
+			Keepers: []string{"k1", "k2", "k3"}, Members: []windows.GroupMember{{Agent: agent, RTTNs: 1}}}}
+	}
+	got := newestRecord([]outcome{{value: part("m4")}, {err: os.ErrClosed}, {value: part("m5")}, {value: part("m4")}})
+	if got == nil || got.Whole() || len(got.Members) != 2 || got.Members[0].Agent != "m4" || got.Members[1].Agent != "m5" || len(got.Keepers) != 3 {
+		t.Errorf("partial copies together: %+v", got)
+	}
+	whole := &windows.Manifest{GroupInfo: &windows.GroupRecord{ID: "g-a", StartAt: t0, MemberCount: 2, Members: []windows.GroupMember{{Agent: "k1"}, {Agent: "m4"}}}}
+	if got := newestRecord([]outcome{{value: part("m4")}, {value: whole}}); got == nil || !got.Whole() || len(got.Members) != 2 || got.Members[0].Agent != "k1" {
+		t.Errorf("a keeper's whole record wins: %+v", got)
+	}
+}
