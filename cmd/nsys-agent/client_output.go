@@ -112,6 +112,12 @@ func report(stdout io.Writer, s *clientSetup, outs []outcome, printOne func(w io
 // summarize gives the window, state and a short detail of a command's value for the
 // per-agent table.
 func summarize(v any) (window, state, detail string) {
+	switch at := v.(type) { // windows and show carry the agent's now beside their value
+	case windowsAt:
+		v = at.list
+	case manifestAt:
+		v = at.m
+	}
 	switch v := v.(type) {
 	case *windows.Manifest:
 		detail = v.Backend
@@ -225,7 +231,10 @@ func rankString(r *int) string {
 }
 
 // printManifest prints one window as aligned fields and its artifacts.
-func printManifest(w io.Writer, m *windows.Manifest) {
+func printManifest(w io.Writer, m *windows.Manifest) { printManifestAt(w, m, time.Now()) }
+
+// printManifestAt prints m; now is the agent's (CAPTURED of a capturing window).
+func printManifestAt(w io.Writer, m *windows.Manifest, now time.Time) {
 	tw := newTable(w)
 	field := func(k, v string) {
 		if v != "" {
@@ -261,7 +270,7 @@ func printManifest(w io.Writer, m *windows.Manifest) {
 	}
 	field("CREATED", formatTime(m.CreatedAt))
 	if m.StartedAt != nil {
-		field("CAPTURED", windowDuration(m, time.Now()))
+		field("CAPTURED", windowDuration(m, now))
 	}
 	if m.Progress != nil && !m.State.Terminal() {
 		field("PROGRESS", fmt.Sprintf("%s %.0f%%", m.Progress.Step, 100*m.Progress.Fraction))

@@ -54,8 +54,9 @@ start --sync' on several agents).
 				if err := ac.call(ctx, http.MethodGet, "/v1/windows", nil, &ws); err != nil {
 					return nil, err
 				}
-				return newestFirst(ws), nil
-			}, func(w io.Writer, ac *apiClient, v any) { printWindows(w, ac, v.([]windows.Manifest)) })
+				ws = newestFirst(ws)
+				return windowsAt{ws, listedAt(ctx, ac, ws)}, nil
+			}, func(w io.Writer, ac *apiClient, v any) { l := v.(windowsAt); printWindows(w, ac, l.list, l.now) })
 		},
 	})
 }
@@ -88,8 +89,8 @@ prints {"id", "record", "members": [{"agent", "host", "window", "error"}]}.
 				if err != nil {
 					return nil, err // not m: a nil *Manifest in an interface is not nil
 				}
-				return m, nil
-			}, func(w io.Writer, _ *apiClient, v any) { printManifest(w, v.(*windows.Manifest)) })
+				return manifestAt{m, listedAt(ctx, ac, []windows.Manifest{*m})}, nil
+			}, func(w io.Writer, _ *apiClient, v any) { s := v.(manifestAt); printManifestAt(w, s.m, s.now) })
 		},
 	})
 }
@@ -151,7 +152,8 @@ func printStatus(w io.Writer, st *agent.Status) {
 	}
 }
 
-func printWindows(w io.Writer, ac *apiClient, ws []windows.Manifest) {
+// printWindows lists ws; now is the agent's (CAPTURED of a capturing window).
+func printWindows(w io.Writer, ac *apiClient, ws []windows.Manifest, now time.Time) {
 	if len(ws) == 0 {
 		fmt.Fprintln(w, "no windows yet; open one with "+ac.command("start"))
 		return
@@ -173,7 +175,6 @@ func printWindows(w io.Writer, ac *apiClient, ws []windows.Manifest) {
 		header += "GROUP\t"
 	}
 	fmt.Fprintln(tw, header+"BACKEND\tSTATE\tVERDICT\tCREATED\tCAPTURED\tFILES\tSIZE")
-	now := time.Now()
 	for i := range ws {
 		m := &ws[i]
 		fmt.Fprintf(tw, "%s\t%s\t%s%s\t%s\t%s\t%s\t%s\t%d\t%s\n", m.ID, dash(m.Name), group(m), m.Backend, m.State, verdictCell(m.Verdict),
