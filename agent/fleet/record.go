@@ -41,16 +41,16 @@ func (g *group) record(state, errMsg string) windows.GroupRecord {
 		}
 		if gm.StartedAt != nil {
 			starts = append(starts, *gm.StartedAt)
-		}
-		if gm.FiredAt != nil {
-			fires = append(fires, *gm.FiredAt)
+			if gm.FiredAt != nil {
+				fires = append(fires, *gm.FiredAt)
+			}
 		}
 		rec.Members[i] = gm
 	}
 	rec.SkewNs = spread(starts)
-	if len(fires) == len(g.ms) {
-		// Only when every member says when its timer fired: agents that do not would
-		// make the spread look better than it is.
+	if len(fires) == len(starts) {
+		// Only when every member that started says when its timer fired: agents that do
+		// not would make the spread look better than it is.
 		rec.FireSkewNs = spread(fires)
 	}
 	return rec

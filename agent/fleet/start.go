@@ -17,14 +17,23 @@ type Spec struct {
 	// Request is the window every member opens. Start sets its Group and StartAt (in each
 	// member's own clock); they must be empty here.
 	Request windows.CreateRequest
+	// MinMembers is how many members must confirm their capture for the group to start
+	// (0: all of them). Up to len(members) − MinMembers members may fail: each is left
+	// out (its window, if any, stopped), named in Result.LeftOut and in the record with
+	// its error, and the others capture on. One failure more fails the group as a whole.
+	MinMembers int
 }
 
 // Result is a group that started: every member confirmed its capture.
 type Result struct {
 	Record windows.GroupRecord // state "capturing"; stored on every member that took it
-	// Windows are the members' windows as last seen, in member order.
+	// Windows are the members' windows as last seen, in member order (a zero Manifest
+	// for a left-out member that has none).
 	Windows  []windows.Manifest
 	Warnings []string // a record that could not be stored, a start time too close
+	// LeftOut are the members that failed a group started with Spec.MinMembers, in member
+	// order; their windows were stopped where they could be (Warnings name the others).
+	LeftOut []*MemberError
 }
 
 // pollFailures is how many calls in a row may fail while a member's capture is awaited
@@ -53,11 +62,12 @@ func (mb *member) fail(stage Stage, err error) {
 
 // group is one Start in progress.
 type group struct {
-	c   *Coordinator
-	id  string
-	at  time.Time // T, on the coordinator's clock
-	ms  []*member
-	why error // the start was interrupted (no member's fault)
+	c    *Coordinator
+	id   string
+	at   time.Time // T, on the coordinator's clock
+	ms   []*member
+	need int   // members that must confirm their capture (Spec.MinMembers, or all)
+	why  error // the start was interrupted (no member's fault)
 }
 
 // Start opens spec's window on every member at one instant, T: it measures each
@@ -102,11 +112,17 @@ func (c *Coordinator) Start(ctx context.Context, members []Member, spec Spec) (*
 	if g.failed() {
 		return nil, g.abort(ctx, warnings)
 	}
+	leftOut, w := g.leaveOut(ctx)
+	warnings = append(warnings, w...)
 	rec := g.record("capturing", "")
 	warnings = append(warnings, g.store(ctx, &rec)...)
-	res := &Result{Record: rec, Warnings: warnings}
+	res := &Result{Record: rec, Warnings: warnings, LeftOut: leftOut}
 	for _, mb := range g.ms {
-		res.Windows = append(res.Windows, *mb.win)
+		var w windows.Manifest // a left-out member may have none
+		if mb.win != nil {
+			w = *mb.win
+		}
+		res.Windows = append(res.Windows, w)
 	}
 	return res, nil
 }
@@ -120,6 +136,8 @@ func (c *Coordinator) newGroup(members []Member, spec Spec) (*group, error) {
 		return nil, invalidf("%d agents, at most %d in one group", len(members), windows.MaxGroupMembers)
 	case spec.Request.Group != "" || spec.Request.StartAt != "":
 		return nil, invalidf("the request's group and start_at are set by the coordinator: give Spec.Group and Spec.At")
+	case spec.MinMembers < 0 || spec.MinMembers > len(members):
+		return nil, invalidf("at least %d members must start, of %d agents: want 1 to %d", spec.MinMembers, len(members), len(members))
 	}
 	id := spec.Group
 	if id == "" {
@@ -138,7 +156,10 @@ func (c *Coordinator) newGroup(members []Member, spec Spec) (*group, error) {
 	if err := probe.Validate(); err != nil {
 		return nil, invalidf("%v", err)
 	}
-	g := &group{c: c, id: id}
+	g := &group{c: c, id: id, need: len(members)}
+	if spec.MinMembers > 0 {
+		g.need = spec.MinMembers
+	}
 	agents, hosts := map[string]bool{}, map[string]string{}
 	for _, m := range members {
 		a, h := m.Agent(), HostDir(m.Agent())
@@ -154,27 +175,56 @@ func (c *Coordinator) newGroup(members []Member, spec Spec) (*group, error) {
 	return g, nil
 }
 
+// failed says whether the group as a whole failed: interrupted, or more members failed
+// than may be left out (none, unless Spec.MinMembers says otherwise).
 func (g *group) failed() bool {
-	if g.why != nil {
-		return true
-	}
-	for _, mb := range g.ms {
-		if mb.err != nil {
-			return true
-		}
-	}
-	return false
+	return g.why != nil || g.failures() > len(g.ms)-g.need
 }
 
-// create schedules the window on every member. The first refusal ends the fan-out:
+func (g *group) failures() int {
+	n := 0
+	for _, mb := range g.ms {
+		if mb.err != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// leaveOut stops the windows of members that failed a group that started without them
+// (Spec.MinMembers), and returns them and a warning for each window that may exist but
+// could not be stopped.
+func (g *group) leaveOut(ctx context.Context) ([]*MemberError, []string) {
+	var out []*MemberError
+	var failed []*member
+	for _, mb := range g.ms {
+		if mb.err != nil {
+			out, failed = append(out, mb.err), append(failed, mb)
+		}
+	}
+	ctx = context.WithoutCancel(ctx)
+	g.c.each(len(failed), func(i int) { g.stop(ctx, failed[i]) })
+	var warn []string
+	for _, mb := range failed {
+		if mb.stopErr != nil {
+			warn = append(warn, fmt.Sprintf("%s, left out of the group, may still capture: %v; stop it by the group id once it answers", mb.stopErr.Agent, mb.stopErr.Err))
+		}
+	}
+	return out, warn
+}
+
+// create schedules the window on every member whose clock was read. The refusal that
+// fails the group (the first, unless Spec.MinMembers allows more) ends the fan-out:
 // members not asked yet are not asked at all (at 1 000 agents, most of them). Creates
 // already sent are let finish, not cancelled: a cancelled request may still reach its
 // agent after the cleanup looked there, and leave a window behind that nobody stops.
 func (g *group) create(ctx context.Context, req windows.CreateRequest) {
-	var refused atomic.Bool
+	var refused atomic.Int64
+	refused.Add(int64(g.failures())) // clocks that could not be read
+	allowed := int64(len(g.ms) - g.need)
 	g.c.each(len(g.ms), func(i int) {
 		mb := g.ms[i]
-		if refused.Load() || ctx.Err() != nil {
+		if mb.err != nil || refused.Load() > allowed || ctx.Err() != nil {
 			return
 		}
 		r := req
@@ -193,11 +243,11 @@ func (g *group) create(ctx context.Context, req windows.CreateRequest) {
 			// No answer in time: the request may still land. A refusal leaves nothing.
 			mb.unsure = errors.Is(err, context.DeadlineExceeded)
 			mb.silent = true
-			refused.Store(true)
+			refused.Add(1)
 		case w.Group != g.id:
 			mb.win = w
 			mb.fail(StageCreate, fmt.Errorf("window %s was opened outside the group (the agent does not know group windows; update it)", w.ID))
-			refused.Store(true)
+			refused.Add(1)
 		default:
 			mb.win = w
 		}
@@ -220,7 +270,7 @@ func (g *group) await(ctx context.Context) {
 	for {
 		var pending []*member
 		for _, mb := range g.ms {
-			if !mb.acked {
+			if !mb.acked && mb.err == nil {
 				pending = append(pending, mb)
 			}
 		}
@@ -238,7 +288,7 @@ func (g *group) await(ctx context.Context) {
 		case ctx.Err() != nil:
 			g.interrupted(ctx)
 			return
-		case failed.Load():
+		case failed.Load() && g.failed():
 			return
 		case now.After(deadline):
 			for _, mb := range pending {

@@ -35,14 +35,17 @@ slow or many agents) and schedules every window for that time written in each ag
 own clock. The group has started once every agent confirmed its capture; if one
 refuses, cannot be reached, fails its start or does not confirm within --start-timeout
 after the start time, every other agent's window is stopped (a scheduled one
-cancelled) and the command exits 1 naming each failed agent and why. It prints the
-group id, each agent's window, clock offset ± uncertainty, start on this host's clock
-and state, then the start skew (latest minus earliest start). The group id works
-wherever a WINDOW goes: windows, show, stop, wait, pull.
+cancelled) and the command exits 1 naming each failed agent and why. With
+--min-members N, up to all but N agents may fail: they are left out (their windows
+stopped), named in a warning and in the group's record, and the others capture on.
+It prints the group id, each agent's window, clock offset ± uncertainty, start on this
+host's clock and state, then the start skew (latest minus earliest start). The group
+id works wherever a WINDOW goes: windows, show, stop, wait, pull.
 
    nsys-agent start --sync --duration 10s --agent gpu1:7477,gpu2:7477,gpu3:7477
    nsys-agent start --at 2025-01-02T15:04:05Z --group g-prefill-1 --duration 10s --agent gpu1:7477,gpu2:7477
    nsys-agent start --sync --duration 10s --wait -o json --agent gpu1:7477,gpu2:7477 > group.json
+   nsys-agent start --sync --min-members 15 --duration 10s --agent "$(paste -sd, hosts.txt)"   # 16 hosts, one may fail
    nsys-agent pull g-prefill-1 --dir ./run1 --agent gpu1:7477,gpu2:7477   # run1/<host>/, run1/group.json`,
 		Flags: clientFlags(
 			&cli.StringFlag{Name: "backend", Usage: "capture `BACKEND` (default: the agent's; 'nsys-agent backends --agent URL' lists them)"},
@@ -58,6 +61,7 @@ wherever a WINDOW goes: windows, show, stop, wait, pull.
 			&cli.BoolFlag{Name: "sync", Usage: "with several agents: start them together, a little in the future, as one group window"},
 			&cli.StringFlag{Name: "group", Usage: "with --sync or --at and several agents: the group's `ID` (g-...; default g-<UTC time>-<random>)"},
 			&cli.DurationFlag{Name: "start-timeout", Value: fleet.DefaultAckTimeout, Usage: "group windows: how long after the start time every agent has to confirm its capture"},
+			&cli.IntFlag{Name: "min-members", Usage: "group windows: at least `N` agents must confirm their capture; the others that fail are left out, their windows stopped (default: every agent must)"},
 		),
 		Action: runStart,
 	})

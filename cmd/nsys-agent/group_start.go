@@ -31,6 +31,11 @@ func groupStartWanted(c *cli.Context, s *clientSetup, req windows.CreateRequest)
 	if c.IsSet("start-timeout") && c.Duration("start-timeout") <= 0 {
 		return false, usagef("start: --start-timeout %s: want more than 0", c.Duration("start-timeout"))
 	}
+	if c.IsSet("min-members") {
+		if n := c.Int("min-members"); !group || n < 1 || n > len(s.agents) {
+			return false, usagef("start: --min-members %d: with --sync or --at and several agents, 1 to the number of agents (%d)", n, len(s.agents))
+		}
+	}
 	return group, nil
 }
 
@@ -43,7 +48,7 @@ func runGroupStart(c *cli.Context, s *clientSetup, req windows.CreateRequest) er
 		req.StartAt = ""                              // the coordinator writes each member's
 	}
 	coord := fleet.New(fleet.Options{AckTimeout: c.Duration("start-timeout")})
-	res, err := coord.Start(c.Context, groupMembers(s), fleet.Spec{Group: c.String("group"), At: at, Request: req})
+	res, err := coord.Start(c.Context, groupMembers(s), fleet.Spec{Group: c.String("group"), At: at, Request: req, MinMembers: c.Int("min-members")})
 	var se *fleet.StartError
 	switch {
 	case errors.As(err, &se):
@@ -56,6 +61,14 @@ func runGroupStart(c *cli.Context, s *clientSetup, req windows.CreateRequest) er
 		return err
 	}
 	s.warn(res.Warnings)
+	if len(res.LeftOut) > 0 {
+		var why []string
+		for _, f := range res.LeftOut {
+			why = append(why, f.Error())
+		}
+		s.warn([]string{fmt.Sprintf("group %s started with %d of %d agents (--min-members %d); left out: %s",
+			res.Record.ID, len(s.agents)-len(res.LeftOut), len(s.agents), c.Int("min-members"), strings.Join(why, "; "))})
+	}
 	rec := res.Record
 	if c.Bool("wait") {
 		err = waitGroup(c.Context, s, &rec)
@@ -82,7 +95,16 @@ func groupStartError(s *clientSetup, se *fleet.StartError) error {
 // records the final states in rec; an error names the members whose window did not end
 // ready.
 func waitGroup(ctx context.Context, s *clientSetup, rec *windows.GroupRecord) error {
+	leftOut := map[string]bool{} // members a --min-members start went on without
+	for _, m := range rec.Members {
+		if m.Error != "" && m.StartedAt == nil {
+			leftOut[m.Agent] = true
+		}
+	}
 	outs := boundedFanOut(ctx, s, groupFanOut, func(ctx context.Context, ac *apiClient) (any, error) {
+		if leftOut[ac.base] {
+			return nil, nil
+		}
 		id := rec.ID
 		for _, m := range rec.Members {
 			if m.Agent == ac.base && m.Window != "" {
@@ -93,6 +115,9 @@ func waitGroup(ctx context.Context, s *clientSetup, rec *windows.GroupRecord) er
 	})
 	var failed []string
 	for _, o := range outs {
+		if leftOut[o.agent] {
+			continue
+		}
 		if m, ok := o.value.(*windows.Manifest); ok {
 			for i := range rec.Members {
 				if rec.Members[i].Agent == o.agent {

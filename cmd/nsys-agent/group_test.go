@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -473,5 +474,60 @@ func TestNewestRecordPartial(t *testing.T) {
 	whole := &windows.Manifest{GroupInfo: &windows.GroupRecord{ID: "g-a", StartAt: t0, MemberCount: 2, Members: []windows.GroupMember{{Agent: "k1"}, {Agent: "m4"}}}}
 	if got := newestRecord([]outcome{{value: part("m4")}, {value: whole}}); got == nil || !got.Whole() || len(got.Members) != 2 || got.Members[0].Agent != "k1" {
 		t.Errorf("a keeper's whole record wins: %+v", got)
+	}
+}
+
+// --min-members 2 of 3: the member whose capture fails is left out, named in a warning
+// and in the record; the two others capture on and the command exits 0. --wait follows
+// only the members that started.
+func TestGroupStartMinMembers(t *testing.T) {
+	gs, agents := groupOf(t, 3*time.Second, -time.Second, 0)
+	bad := gs[1]
+	bad.FailAtStart = "CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED"
+	r := runCLI(t, "start", "--sync", "--min-members", "2", "--group", "g-quorum", "--duration", "1m", "--agent", agents).must(t, 0)
+	if !strings.Contains(r.stderr, "warning: group g-quorum started with 2 of 3 agents (--min-members 2); left out: "+bad.url) ||
+		!strings.Contains(r.stderr, "CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED") {
+		t.Errorf("the left-out agent should be named with why:\n%s", r.stderr)
+	}
+	if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(bad.url) + `\s.*failed`).MatchString(r.stdout) {
+		t.Errorf("the record should show it failed:\n%s", r.stdout)
+	}
+	for _, g := range []*groupAgent{gs[0], gs[2]} {
+		if w := g.window(t, "g-quorum"); w.State != windows.StateCapturing || w.GroupInfo == nil || w.GroupInfo.State != "capturing" {
+			t.Errorf("%s: %s, record %+v", g.url, w.State, w.GroupInfo)
+		}
+	}
+	if w := bad.window(t, "g-quorum"); w.State != windows.StateFailed {
+		t.Errorf("the left-out window is %s", w.State)
+	}
+
+	// --wait follows the members that started to their reports and exits 0: the one
+	// left out is no failure of the wait.
+	gs, agents = groupOf(t, 0, time.Second, 0)
+	gs[2].FailAtStart = "no GPU"
+	gs[0].whenCapturing(t, stepReady)
+	gs[1].whenCapturing(t, stepReady)
+	r = runCLI(t, "start", "--sync", "--min-members", "2", "--duration", "1s", "--wait", "--agent", agents, "-o", "json").must(t, 0)
+	var rec windows.GroupRecord
+	if err := json.Unmarshal([]byte(r.stdout), &rec); err != nil || rec.Members[0].State != "ready" || rec.Members[1].State != "ready" || rec.Members[2].Error == "" {
+		t.Errorf("--wait with a member left out: %v\n%s", err, r.stdout)
+	}
+
+	// Two failures where one may be left out: the group fails as a whole.
+	gs, agents = groupOf(t, 0, 0, 0)
+	gs[0].FailAtStart, gs[2].FailAtStart = "no GPU", "no GPU"
+	r = runCLI(t, "start", "--sync", "--min-members", "2", "--duration", "1m", "--agent", agents).must(t, 1)
+	if !strings.Contains(r.stderr, "failed: 2 of 3 agents") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	if w := gs[1].Windows(context.Background()); len(w) != 1 || w[0].State == windows.StateCapturing {
+		t.Errorf("the member that started is left %+v", w)
+	}
+
+	for _, bad := range [][]string{{"--min-members", "4"}, {"--min-members", "0"}} {
+		r = runCLI(t, append([]string{"start", "--sync", "--agent", agents}, bad...)...).must(t, exitUsage)
+		if !strings.Contains(r.stderr, "--min-members") {
+			t.Errorf("%v: %s", bad, r.stderr)
+		}
 	}
 }
