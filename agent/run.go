@@ -190,7 +190,7 @@ func Run(ctx context.Context, cfg Config) error {
 	costWatch.Store(cw)
 	defer cw.close()
 	// Issue 15, triggers part: armed once the windows and their costs are.
-	trig, err := startTriggers(cfg.Triggers, mgr, t.sup, serverURL, log)
+	trig, err := startTriggers(cfg.Triggers, mgr, t.sup, serverURL, store.Root, ctl.Session, log)
 	if err != nil {
 		_ = mgr.Close(ctx)
 		return stopTarget(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/nsys-agent/nsys-agent/agent/triggers"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
@@ -27,10 +28,17 @@ func (d *daemon) AddTrigger(ctx context.Context, spec triggers.Spec, who windows
 	return &st, nil
 }
 
+// triggersFile keeps the triggers and the windows they opened across agent restarts that
+// adopt the same target (agent/triggers/state.go).
+const triggersFile = "triggers.json"
+
 // startTriggers arms the triggers of `run --trigger-*` on the target's output and the
-// server's metrics; windows they open go through the state machine like any other.
-func startTriggers(specs []triggers.Spec, mgr *windows.Manager, sup *Supervisor, serverURL string, log *slog.Logger) (*triggers.Set, error) {
-	set := triggers.New(triggers.Options{Open: mgr.CreateWindow, Lines: sup.Subscribe, ServerURL: serverURL, Log: log.With("part", "triggers")})
+// server's metrics, then those the agent's last run had armed through the API when it
+// adopted the same target; windows they open go through the state machine like any
+// other.
+func startTriggers(specs []triggers.Spec, mgr *windows.Manager, sup *Supervisor, serverURL, dataDir, session string, log *slog.Logger) (*triggers.Set, error) {
+	set := triggers.New(triggers.Options{Open: mgr.CreateWindow, Lines: sup.Subscribe, ServerURL: serverURL, Log: log.With("part", "triggers"),
+		StatePath: filepath.Join(dataDir, triggersFile), Session: session})
 	for _, s := range specs {
 		if _, err := set.Add(s); err != nil {
 			set.Close()
@@ -40,5 +48,6 @@ func startTriggers(specs []triggers.Spec, mgr *windows.Manager, sup *Supervisor,
 			return nil, err
 		}
 	}
+	set.Resume()
 	return set, nil
 }

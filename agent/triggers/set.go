@@ -32,6 +32,10 @@ type Options struct {
 	Client      *http.Client     // for scrapes; nil: a client with a 5 s timeout
 	Now         func() time.Time // nil: time.Now (tests give a fake clock)
 	Log         *slog.Logger
+	// StatePath keeps the triggers and their windows across agent restarts for the
+	// target of Session (see state.go); "": kept in memory only.
+	StatePath string
+	Session   string
 }
 
 // Set is the agent's triggers: each watches its source in its own goroutine until Close.
@@ -45,6 +49,9 @@ type Set struct {
 	list   []*trigger
 	stops  []func()
 	closed bool
+	saved  []savedState // from the last run, not yet armed again (Add, Resume)
+
+	saveMu sync.Mutex
 }
 
 // New returns an empty Set.
@@ -62,13 +69,22 @@ func New(o Options) *Set {
 		o.Client = &http.Client{Timeout: 5 * time.Second}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Set{o: o, ctx: ctx, cancel: cancel}
+	s := &Set{o: o, ctx: ctx, cancel: cancel}
+	if o.StatePath != "" {
+		saved, err := loadState(o.StatePath, o.Session)
+		if err != nil {
+			o.Log.Warn("the triggers' saved state is unreadable: every trigger counts its windows from zero", "err", err)
+		}
+		s.saved = saved
+	}
+	return s
 }
 
 // ErrClosed: the Set is closed (the agent is shutting down).
 var ErrClosed = errors.New("triggers: the agent is shutting down")
 
-// Add checks spec, names it if it has no name, and starts watching its source.
+// Add checks spec, names it if it has no name, gives it what its namesake of the agent's
+// last run did (same spec, same target), and starts watching its source.
 func (s *Set) Add(spec Spec) (Status, error) {
 	c, err := compile(spec)
 	if err != nil {
@@ -80,20 +96,30 @@ func (s *Set) Add(spec Spec) (Status, error) {
 	case c.kind == KindMetric && s.o.ServerURL == "":
 		return Status{}, invalidf("metric: the agent knows no server URL to scrape; run it with --server-url (the server's own HTTP address)")
 	}
+	t, err := s.arm(c)
+	if err != nil {
+		return Status{}, err
+	}
+	s.save()
+	return t.status(s.o.Now()), nil
+}
+
+func (s *Set) arm(c *compiled) (*trigger, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
 	case s.closed:
-		return Status{}, &windows.Error{Kind: windows.ErrTargetDown, Msg: ErrClosed.Error(), Cause: ErrClosed}
+		return nil, &windows.Error{Kind: windows.ErrTargetDown, Msg: ErrClosed.Error(), Cause: ErrClosed}
 	case len(s.list) >= MaxTriggers:
-		return Status{}, invalidf("this agent has %d triggers, the most it keeps", MaxTriggers)
+		return nil, invalidf("this agent has %d triggers, the most it keeps", MaxTriggers)
 	}
 	if c.spec.Name == "" {
 		c.spec.Name = s.freeName(c.kind)
 	} else if s.find(c.spec.Name) != nil {
-		return Status{}, invalidf("name: a trigger named %q exists; pick another name", c.spec.Name)
+		return nil, invalidf("name: a trigger named %q exists; pick another name", c.spec.Name)
 	}
 	t := newTrigger(c, s.o.Log)
+	s.restoreLocked(t) // before it watches: its first observation already sees its past
 	s.list = append(s.list, t)
 	if c.kind == KindLog {
 		s.stops = append(s.stops, s.watchLog(t))
@@ -101,7 +127,7 @@ func (s *Set) Add(spec Spec) (Status, error) {
 		s.watchMetric(t)
 	}
 	s.o.Log.Info("trigger armed", "trigger", c.spec.Name, "condition", c.describe(), "duration", c.duration, "cooldown", c.cooldown, "max", c.max)
-	return t.status(s.o.Now()), nil
+	return t, nil
 }
 
 func (s *Set) find(name string) *trigger {
@@ -181,7 +207,9 @@ func (s *Set) watchLog(t *trigger) (stop func()) {
 			case <-s.ctx.Done():
 				return
 			case o := <-q:
-				t.handle(s.ctx, o, s.o.Open)
+				if t.handle(s.ctx, o, s.o.Open) {
+					s.save()
+				}
 			}
 		}
 	}()
@@ -205,7 +233,9 @@ func (s *Set) watchMetric(t *trigger) {
 		cost.Poll(s.ctx, src, s.o.ScrapeEvery, s.o.Now, func(at time.Time, v float64, err error) {
 			t.setSourceError(err)
 			if err == nil {
-				t.handle(s.ctx, observation{at: at, value: v, has: true}, s.o.Open)
+				if t.handle(s.ctx, observation{at: at, value: v, has: true}, s.o.Open) {
+					s.save()
+				}
 			}
 		})
 	}()

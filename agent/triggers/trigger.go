@@ -108,8 +108,8 @@ func (t *trigger) gate(now time.Time) (Reason, string) {
 }
 
 // handle is the whole decision for one observation: record it, and if the condition
-// holds and the gate is open, open a window through open.
-func (t *trigger) handle(ctx context.Context, o observation, open Opener) {
+// holds and the gate is open, open a window through open; true when it opened one.
+func (t *trigger) handle(ctx context.Context, o observation, open Opener) bool {
 	t.mu.Lock()
 	if o.has {
 		v := o.value
@@ -117,7 +117,7 @@ func (t *trigger) handle(ctx context.Context, o observation, open Opener) {
 	}
 	t.mu.Unlock()
 	if o.has && !t.c.cond.holds(o.value) {
-		return
+		return false
 	}
 	var val *float64
 	if o.has {
@@ -126,7 +126,7 @@ func (t *trigger) handle(ctx context.Context, o observation, open Opener) {
 	}
 	if reason, detail := t.gate(o.at); reason != "" {
 		t.skip(o.at, reason, detail, val)
-		return
+		return false
 	}
 	req := windows.CreateRequest{Name: t.c.spec.Name, Duration: t.c.duration.String(), Labels: t.labels(val)}
 	m, err := open(ctx, req, windows.Local(windows.Fired(t.c.spec.Name)))
@@ -139,13 +139,14 @@ func (t *trigger) handle(ctx context.Context, o observation, open Opener) {
 			reason = ReasonTargetDown
 		}
 		t.skip(o.at, reason, err.Error(), val)
-		return
+		return false
 	}
 	t.mu.Lock()
 	t.fires = append(t.fires, Fire{At: o.at, Window: m.ID, Value: val})
 	t.last = o.at
 	t.mu.Unlock()
 	t.log.Info("trigger fired: window opened", "trigger", t.c.spec.Name, "condition", t.c.describe(), "window", m.ID, "value", valueString(val))
+	return true
 }
 
 func (t *trigger) labels(val *float64) map[string]string {

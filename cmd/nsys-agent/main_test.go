@@ -64,6 +64,7 @@ func TestScripts(t *testing.T) {
 			"gen-certs":       cmdGenCerts,
 			"reports-contain": cmdReportsContain,
 			"http-get":        cmdHTTPGet,
+			"http-post":       cmdHTTPPost,
 			"metrics-server":  cmdMetricsServer, // issue 15, triggers part
 			"trigger-fires":   cmdTriggerFires,  // issue 15, triggers part
 			"build-plugin":    cmdBuildPlugin,   // issue 14, group windows (group_cmds_test.go)
@@ -131,13 +132,31 @@ func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: http-get URL")
 	}
-	resp, err := http.Get(args[0])
+	httpCall(ts, neg, http.MethodGet, args[0], "")
+}
+
+// http-post URL BODY: POST a JSON body (the API's calls that have no CLI command, e.g.
+// POST /v1/triggers); fails unless 2xx (with !, unless not).
+func cmdHTTPPost(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: http-post URL BODY")
+	}
+	httpCall(ts, neg, http.MethodPost, args[0], args[1])
+}
+
+func httpCall(ts *testscript.TestScript, neg bool, method, url, body string) {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	ts.Check(err)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
 	ts.Check(err)
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	out, err := io.ReadAll(resp.Body)
 	ts.Check(err)
-	_, _ = ts.Stdout().Write(body)
-	if ok := resp.StatusCode == http.StatusOK; ok == neg {
-		ts.Fatalf("GET %s: %s", args[0], resp.Status)
+	_, _ = ts.Stdout().Write(out)
+	if ok := resp.StatusCode/100 == 2; ok == neg {
+		ts.Fatalf("%s %s: %s", method, url, resp.Status)
 	}
 }
