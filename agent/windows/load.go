@@ -57,6 +57,13 @@ func (m *Manager) load() {
 	m.save(adopted)
 	m.log.Warn("adopted a capturing window from the previous agent", "window", adopted)
 	m.rearmDuration(w, r)
+	if w.MaxBytes > 0 {
+		// Its byte budget goes on too: a capture the dead agent watched must not grow
+		// unbounded under the new one.
+		m.mu.Lock()
+		m.watchBudget(adopted, r, w.MaxBytes)
+		m.mu.Unlock()
+	}
 }
 
 // rearmDuration gives an adopted window the rest of its --duration: its deadline is its

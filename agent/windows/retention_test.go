@@ -316,3 +316,28 @@ func TestCreateRequestMaxBytesValidated(t *testing.T) {
 		t.Fatalf("negative max_bytes: %v", err)
 	}
 }
+
+// TestAdoptedWindowKeepsItsBudget: a window adopted from a dead agent while capturing
+// is still held to its byte budget (before, only a window started by this agent was).
+func TestAdoptedWindowKeepsItsBudget(t *testing.T) {
+	store, _ := NewStore(t.TempDir())
+	id := NewID(time.Now())
+	started := time.Now().UTC()
+	if err := store.Save(&Manifest{ID: id, Backend: "nsys", State: StateCapturing, Trigger: TriggerAPI, MaxBytes: 1000,
+		CreatedAt: started, StartedAt: &started, Artifacts: []Artifact{}}); err != nil {
+		t.Fatal(err)
+	}
+	g := &growingBackend{fakeBackend: newFake("nsys")}
+	g.written.Store(50) // ×100 by the sizer: 5000 bytes
+	e, _ := EntryOf(context.Background(), sizerBackend{g}, "")
+	reg, _ := NewRegistry(e)
+	m, err := New(Options{Store: store, Backends: reg, Adopt: true, AdoptBackend: "nsys", BudgetPoll: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	done := waitState(t, m, id, StateReady)
+	if done.StoppedBy == nil || done.StoppedBy.Trigger != TriggerBudget {
+		t.Errorf("stopped by %+v, want the budget", done.StoppedBy)
+	}
+}
