@@ -3,36 +3,19 @@ package torchprof
 import (
 	"context"
 	"database/sql"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nsys-agent/nsys-agent/torchprof/nsysdb/nsysdbtest"
 )
 
 // hostExport copies the H100 fixture to dir/name.sqlite and runs each statement on the
 // copy (a host whose clock runs ahead, a rank with fewer kernels).
 func hostExport(t *testing.T, dir, name string, stmts ...string) string {
 	t.Helper()
-	raw, err := os.ReadFile(nsysFixture)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, name+".sqlite")
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for _, s := range stmts {
-		if _, err := db.Exec(s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
-	return path
+	return nsysdbtest.Copy(t, nsysFixture, dir, name+".sqlite", stmts...)
 }
 
 const (

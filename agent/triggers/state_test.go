@@ -6,29 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/nsys-agent/nsys-agent/nsys/nsystest"
 )
 
 func newTextLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
-
-// logBuffer collects the Set's log for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // An agent restarted on the same data dir that adopts the same target: the flag's
 // trigger keeps its fires (max reached stays reached), the API's trigger is armed again
@@ -60,7 +43,7 @@ func TestStateSurvivesARestart(t *testing.T) {
 	// The restarted agent: the flags give "oom" again; "slow" comes back through Resume.
 	var out2 lines
 	op2 := &windowsOpened{}
-	var logs logBuffer
+	var logs nsystest.Buffer
 	s2 := New(Options{Open: op2.open, Lines: out2.subscribe, StatePath: path, Session: "s1", Log: newTextLogger(&logs)})
 	defer s2.Close()
 	st, err := s2.Add(flag)
@@ -120,7 +103,7 @@ func TestStateNotCarriedOver(t *testing.T) {
 	if err := os.WriteFile(path, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs logBuffer
+	var logs nsystest.Buffer
 	s = New(Options{Open: (&windowsOpened{}).open, Lines: (&lines{}).subscribe, StatePath: path, Session: "s1", Log: newTextLogger(&logs)})
 	defer s.Close()
 	if st, err := s.Add(spec); err != nil || st.Fired != 0 {

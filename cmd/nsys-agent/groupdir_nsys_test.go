@@ -1,7 +1,6 @@
 package main
 
 import (
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent/windows"
+	"github.com/nsys-agent/nsys-agent/torchprof/nsysdb/nsysdbtest"
 )
 
 // makeNsysGroupFolder is a pulled group of two nsys windows built from the real H100
@@ -21,10 +21,6 @@ import (
 func makeNsysGroupFolder(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	raw, err := os.ReadFile(nsysFixture)
-	if err != nil {
-		t.Fatal(err)
-	}
 	start := time.Date(2026, 11, 30, 10, 15, 0, 0, time.UTC)
 	var members []windows.GroupMember
 	for _, h := range []struct {
@@ -35,18 +31,8 @@ func makeNsysGroupFolder(t *testing.T) string {
 		if err := os.Mkdir(hd, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		path := filepath.Join(hd, "window.sqlite")
-		if err := os.WriteFile(path, raw, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		db, err := sql.Open("sqlite", "file:"+path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.Exec(fmt.Sprintf("UPDATE TARGET_INFO_SESSION_START_TIME SET utcEpochNs = utcEpochNs + %d", h.offset)); err != nil {
-			t.Fatal(err)
-		}
-		db.Close()
+		nsysdbtest.Copy(t, nsysFixture, hd, "window.sqlite",
+			fmt.Sprintf("UPDATE TARGET_INFO_SESSION_START_TIME SET utcEpochNs = utcEpochNs + %d", h.offset))
 		m := windows.Manifest{ID: h.window, Backend: "nsys", State: windows.StateReady, Group: groupID, CreatedAt: start, Artifacts: []windows.Artifact{}}
 		writeJSONFile(t, filepath.Join(hd, "manifest.json"), m)
 		members = append(members, windows.GroupMember{Agent: "http://" + h.host, Host: h.host, Window: h.window, OffsetNs: h.offset,

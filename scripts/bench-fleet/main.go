@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,8 +49,8 @@ func main() {
 	}
 	fmt.Printf("bench-fleet: %s, torch plugin from %s, fan-out %d, %d reps, windows of %s; %d CPUs\n\n",
 		abs, *plugins, *conc, *reps, *capture, numCPU())
-	fmt.Printf("%6s %9s %8s | %8s %7s %7s %8s %8s %7s | %9s %9s %9s | %8s %8s %8s %9s\n",
-		"agents", "ready", "memory", "start", "lead", "clocks", "schedule", "ack>T", "record",
+	fmt.Printf("%6s %9s %8s | %8s %7s %7s %8s %8s %7s %9s | %9s %9s %9s | %8s %8s %8s %9s\n",
+		"agents", "ready", "memory", "start", "lead", "clocks", "schedule", "ack>T", "record", "rec.bytes",
 		"skew", "fire skew", "off.err", "stop", "pull", "merge", "merge RSS")
 	for _, f := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -73,6 +74,7 @@ type sample struct {
 	skew, fireSkew, offErr                     time.Duration
 	stop, pull, merge                          time.Duration
 	mergeRSS                                   int64
+	recordBytes                                int64 // the group records sent, in all
 }
 
 func benchSize(bin, plugins string, n, reps, conc int, capture time.Duration) (err error) {
@@ -125,11 +127,11 @@ func benchSize(bin, plugins string, n, reps, conc int, capture time.Duration) (e
 		rss = append(rss, s.mergeRSS)
 	}
 	slices.Sort(rss)
-	fmt.Printf("%6d %9s %6dMB | %8s %7s %7s %8s %8s %7s | %9s %9s %9s | %8s %8s %8s %7dMB\n",
+	fmt.Printf("%6d %9s %6dMB | %8s %7s %7s %8s %8s %7s %7dkB | %9s %9s %9s | %8s %8s %8s %7dMB\n",
 		n, short(ready), mem>>20,
 		med(func(s sample) time.Duration { return s.start }), med(func(s sample) time.Duration { return s.lead }),
 		med(func(s sample) time.Duration { return s.clocks }), med(func(s sample) time.Duration { return s.schedule }),
-		med(func(s sample) time.Duration { return s.ack }), med(func(s sample) time.Duration { return s.record }),
+		med(func(s sample) time.Duration { return s.ack }), med(func(s sample) time.Duration { return s.record }), samples[len(samples)/2].recordBytes>>10,
 		med(func(s sample) time.Duration { return s.skew }), med(func(s sample) time.Duration { return s.fireSkew }),
 		med(func(s sample) time.Duration { return s.offErr }),
 		med(func(s sample) time.Duration { return s.stop }), med(func(s sample) time.Duration { return s.pull }),
@@ -142,9 +144,10 @@ func benchSize(bin, plugins string, n, reps, conc int, capture time.Duration) (e
 func oneGroup(bin string, client *http.Client, agents []*agentProc, urls []string, conc int, capture time.Duration, dir string) (sample, error) {
 	var s sample
 	ph := newPhases()
+	var recordBytes atomic.Int64
 	ms := make([]fleet.Member, len(agents))
 	for i, a := range agents {
-		ms[i] = &member{base: a.url, client: client, ph: ph}
+		ms[i] = &member{base: a.url, client: client, ph: ph, recordBytes: &recordBytes}
 	}
 	began := time.Now()
 	res, err := fleet.New(fleet.Options{Concurrency: conc}).Start(context.Background(), ms,
@@ -158,6 +161,7 @@ func oneGroup(bin string, client *http.Client, agents []*agentProc, urls []strin
 	s.clocks, s.schedule, s.record = ph.took("clock"), ph.took("schedule"), ph.took("record")
 	s.ack = ph.from(rec.StartAt, "ack")
 	s.skew, s.fireSkew = time.Duration(rec.SkewNs), time.Duration(rec.FireSkewNs)
+	s.recordBytes = recordBytes.Load()
 	for i, m := range rec.Members {
 		s.offErr = max(s.offErr, (time.Duration(m.OffsetNs) - agents[i].shift).Abs())
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nsys-agent/nsys-agent/agent/fleet"
@@ -21,6 +22,9 @@ type member struct {
 	base   string
 	client *http.Client
 	ph     *phases
+	// recordBytes adds up the group records sent (their JSON): whole on the keepers,
+	// a member's own entry on the others.
+	recordBytes *atomic.Int64
 }
 
 var _ fleet.Member = (*member)(nil)
@@ -49,6 +53,9 @@ func (m *member) Stop(ctx context.Context, id string) (*windows.Manifest, error)
 
 func (m *member) SetGroup(ctx context.Context, id string, rec windows.GroupRecord) (*windows.Manifest, error) {
 	defer m.ph.span("record")()
+	if b, err := json.Marshal(rec); err == nil {
+		m.recordBytes.Add(int64(len(b)))
+	}
 	return m.manifest(ctx, http.MethodPut, "/v1/windows/"+url.PathEscape(id)+"/group", rec)
 }
 

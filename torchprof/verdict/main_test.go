@@ -1,7 +1,6 @@
 package verdict
 
 import (
-	"database/sql"
 	"encoding/json"
 	"flag"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/nsys-agent/nsys-agent/internal/golden"
+	"github.com/nsys-agent/nsys-agent/torchprof/nsysdb/nsysdbtest"
 	"go.uber.org/goleak"
 )
 
@@ -57,21 +57,7 @@ func copyFile(t testing.TB, src, dir, name string) string {
 // as window1.sqlite in a new folder, so findings name the same file as the fixture.
 func exportCopy(t *testing.T, stmts ...string) string {
 	t.Helper()
-	p := copyFile(t, nsysFixture, t.TempDir(), "window1.sqlite")
-	if len(stmts) == 0 {
-		return p
-	}
-	db, err := sql.Open("sqlite", p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for _, s := range stmts {
-		if _, err := db.Exec(s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
-	return p
+	return nsysdbtest.Copy(t, nsysFixture, t.TempDir(), "window1.sqlite", stmts...)
 }
 
 var goldenName = regexp.MustCompile(`[^A-Za-z0-9.]+`)
