@@ -14,6 +14,7 @@ import (
 	"github.com/nsys-agent/nsys-agent/agent/backends"
 	"github.com/nsys-agent/nsys-agent/agent/pluginhost"
 	"github.com/nsys-agent/nsys-agent/agent/windows"
+	"github.com/nsys-agent/nsys-agent/internal/atomicfile"
 	"github.com/nsys-agent/nsys-agent/internal/hostclock"
 	"github.com/nsys-agent/nsys-agent/nsys"
 	"github.com/nsys-agent/nsys-agent/plugins/shared"
@@ -220,7 +221,8 @@ func Run(ctx context.Context, cfg Config) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	if cfg.ReadyFile != "" {
-		if err := os.WriteFile(cfg.ReadyFile, []byte(url+"\n"), 0o600); err != nil {
+		// Atomically: a script polling for it must never read it empty or half written.
+		if err := atomicfile.Write(cfg.ReadyFile, []byte(url+"\n"), 0o600); err != nil {
 			log.Warn("writing --ready-file", "err", err)
 		}
 		defer os.Remove(cfg.ReadyFile)

@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/nsys-agent/nsys-agent/internal/atomicfile"
 	"github.com/nsys-agent/nsys-agent/plugins/shared"
 )
 
@@ -137,7 +138,9 @@ func (b *Minimal) run(ctx context.Context, rpc string, w shared.Window, p shared
 			return shared.Result{}, err
 		}
 		<-ctx.Done()
-		_ = os.WriteFile(filepath.Join(w.Dir, rpc+".cancelled"), []byte(ctx.Err().Error()), 0o600)
+		// Atomically: a test waits for the file and reads it at once (an os.WriteFile seen
+		// between its create and its write read as "" under load).
+		_ = atomicfile.Write(filepath.Join(w.Dir, rpc+".cancelled"), []byte(ctx.Err().Error()), 0o600)
 		return shared.Result{}, ctx.Err()
 	}
 	if kind, ok := w.Options[rpc+".fail"]; ok {
