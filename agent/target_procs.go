@@ -43,9 +43,8 @@ func markedTarget(session string) []procs.Proc {
 }
 
 // markedLeft counts the target's processes still running once they had up to wait to end
-// on their own: when the front-end ends the target, its processes are still exiting for a
-// moment (2 of them were listed right after nsys 2022.4 had exited on SIGTERM, gone
-// shortly after), and an ending process is not an orphan.
+// on their own: the front-end may exit while the target's processes are still exiting
+// (a rank freeing its GPU memory), and an ending process is not an orphan to report.
 func markedLeft(session string, wait time.Duration) int {
 	deadline := time.Now().Add(wait)
 	for {
