@@ -24,7 +24,8 @@ type Spec struct {
 	MinMembers int
 }
 
-// Result is a group that started: every member confirmed its capture.
+// Result is a group that started: every member confirmed its capture (or, with
+// Spec.MinMembers, enough of them; LeftOut are the others).
 type Result struct {
 	Record windows.GroupRecord // state "capturing"; stored on every member that took it
 	// Windows are the members' windows as last seen, in member order (a zero Manifest
@@ -72,8 +73,9 @@ type group struct {
 
 // Start opens spec's window on every member at one instant, T: it measures each
 // member's clock, schedules each window for T written in that member's clock, and waits
-// until every member confirmed its capture. If any member refuses, cannot be reached,
-// fails its window or does not confirm it within AckTimeout after T (or ctx ends), every
+// until every member confirmed its capture. If members refuse, cannot be reached, fail
+// their windows or do not confirm within AckTimeout after T — more of them than
+// Spec.MinMembers lets the group go on without (none by default) — or ctx ends, every
 // other member's window is stopped, the failed group's record is stored where a window
 // exists, and the error is a *StartError naming each failed member and why. Errors
 // wrapping ErrInvalid mean nothing was sent.
