@@ -91,11 +91,15 @@ func (g *group) store(ctx context.Context, rec *windows.GroupRecord) []string {
 	eligible := func(mb *member) bool { return mb.win != nil && !mb.silent && mb.win.Group == g.id }
 	rec.MemberCount = len(g.ms)
 	rec.Keepers = nil
+	// Keepers are members whose capture started, where there are enough: a member left
+	// out of the group (Spec.MinMembers) has a window nobody will pull.
 	keeper := make([]bool, len(g.ms))
-	for i, mb := range g.ms {
-		if len(rec.Keepers) < windows.RecordKeepers && eligible(mb) {
-			keeper[i] = true
-			rec.Keepers = append(rec.Keepers, mb.m.Agent())
+	for _, started := range []bool{true, false} {
+		for i, mb := range g.ms {
+			if len(rec.Keepers) < windows.RecordKeepers && !keeper[i] && eligible(mb) && mb.acked == started {
+				keeper[i] = true
+				rec.Keepers = append(rec.Keepers, mb.m.Agent())
+			}
 		}
 	}
 	warn := make([]string, len(g.ms))

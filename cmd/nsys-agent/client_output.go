@@ -68,9 +68,12 @@ func report(stdout io.Writer, s *clientSetup, outs []outcome, printOne func(w io
 	if len(outs) == 1 {
 		o := outs[0]
 		if o.value != nil {
-			if s.json() {
+			switch l, isLeftOut := o.value.(leftOut); {
+			case s.json():
 				writeJSON(stdout, o.value)
-			} else {
+			case isLeftOut: // a group's member: the command's own printer knows windows only
+				fmt.Fprintf(stdout, "%s: left out at the group's start: %s\n", o.agent, l.Reason)
+			default:
 				printOne(stdout, o.value)
 			}
 		}
@@ -140,6 +143,8 @@ func summarize(v any) (window, state, detail string) {
 		}
 		newest := newestFirst(v)[0]
 		return newest.ID, string(newest.State), fmt.Sprintf("%d windows (newest shown)", len(v))
+	case leftOut:
+		return "", "left out", "left out at the group's start: " + v.Reason
 	case []triggers.Status: // issue 15, triggers part
 		return "", "", fmt.Sprintf("%d triggers", len(v))
 	case *pullResult:

@@ -74,6 +74,7 @@ func runStop(c *cli.Context) error {
 		})
 	}
 	if isGroupRef(word) {
+		skipLeftOut(outs)
 		// The members' windows carry the group's record: say which members were not given.
 		if rec := newestRecord(outs); rec != nil {
 			s.noteMissingMembers(rec, "stop")

@@ -60,6 +60,9 @@ func runWait(c *cli.Context) error {
 		}
 		return followWindow(ctx, ac, id, bar, timeout)
 	})
+	if isGroupRef(word) {
+		skipLeftOut(outs)
+	}
 	return report(c.App.Writer, s, outs, func(w io.Writer, v any) { printManifest(w, v.(*windows.Manifest)) })
 }
 

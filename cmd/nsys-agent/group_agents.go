@@ -91,8 +91,8 @@ func newestRecord(outs []outcome) *windows.GroupRecord {
 	var own []windows.GroupMember
 	seen := map[string]bool{}
 	for _, o := range outs {
-		m, ok := o.value.(*windows.Manifest)
-		if !ok || m.GroupInfo == nil {
+		m := manifestOf(o.value)
+		if m == nil || m.GroupInfo == nil {
 			continue
 		}
 		r, at := m.GroupInfo, recordTime(m.GroupInfo)
@@ -138,4 +138,45 @@ func recordTime(r *windows.GroupRecord) time.Time {
 		}
 	}
 	return at
+}
+
+// manifestOf is the window an outcome carries: a window command's manifest, or the one a
+// pull read (nil for anything else).
+func manifestOf(v any) *windows.Manifest {
+	switch v := v.(type) {
+	case *windows.Manifest:
+		return v
+	case *pullResult:
+		return v.manifest
+	}
+	return nil
+}
+
+// leftOut is a member a `start --min-members` went on without: its window never
+// captured, so there is nothing of it to stop, wait for or pull, and its absence is no
+// failure of the command that asks.
+type leftOut struct {
+	Reason string `json:"left_out"` // its error in the group's record
+}
+
+// skipLeftOut turns the failures of the members the group's newest record marks as left
+// out (an error and no capture start, in a group that started) into leftOut outcomes. A
+// left-out member that answers without an error (one whose window, against all odds,
+// captures) is stopped or pulled like any other.
+func skipLeftOut(outs []outcome) {
+	rec := newestRecord(outs)
+	if rec == nil || rec.State != "capturing" {
+		return
+	}
+	why := map[string]string{}
+	for _, m := range rec.Members {
+		if base, err := normalizeAgentURL(m.Agent); err == nil && m.Error != "" && m.StartedAt == nil {
+			why[base] = m.Error
+		}
+	}
+	for i := range outs {
+		if r, ok := why[outs[i].agent]; ok && outs[i].err != nil {
+			outs[i] = outcome{agent: outs[i].agent, value: leftOut{Reason: r}}
+		}
+	}
 }

@@ -57,6 +57,7 @@ func runPullGroup(c *cli.Context, s *clientSetup, id, dir string, o pullOptions)
 		}
 		return res, nil
 	})
+	skipLeftOut(outs)
 
 	res := groupPullResult{Group: id, Dir: dir}
 	var failed []string
@@ -171,6 +172,10 @@ func printGroupPull(w io.Writer, res *groupPullResult, outs []outcome) {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", o.agent, folder, r.Window, len(r.Files), humanBytes(r.Bytes), state)
 			files, bytes, hosts = files+len(r.Files), bytes+r.Bytes, hosts+1
+			continue
+		}
+		if l, ok := o.value.(leftOut); ok {
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\tleft out at the group's start: %s\n", o.agent, folder, l.Reason)
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\terror: %v\n", o.agent, folder, o.err)

@@ -500,6 +500,34 @@ func TestGroupStartMinMembers(t *testing.T) {
 	if w := bad.window(t, "g-quorum"); w.State != windows.StateFailed {
 		t.Errorf("the left-out window is %s", w.State)
 	}
+	// stop and pull of the group: the left-out member is no failure, it is said.
+	for i, g := range gs {
+		if i != 1 {
+			g.Finalize = []windows.Manifest{stepReady}
+			g.AddArtifacts(t, "w1", map[string]string{"report.nsys-rep": "report " + g.url})
+		}
+	}
+	r = runCLI(t, "stop", "g-quorum", "--agent", agents).must(t, 0)
+	for i, g := range gs {
+		if i != 1 {
+			g.Change(t, "w1", stepReady) // the fake's finalize ends as its events said
+		}
+	}
+	if !regexp.MustCompile(regexp.QuoteMeta(bad.url) + `\s+ok\s+-\s+left out\s+left out at the group's start: .*CUPTI_ERROR_MULTIPLE`).MatchString(r.stdout) {
+		t.Errorf("stop of a group with a member left out:\n%s\n%s", r.stdout, r.stderr)
+	}
+	dir := filepath.Join(t.TempDir(), "pulled")
+	r = runCLI(t, "pull", "g-quorum", "--agent", agents, "--dir", dir).must(t, 0)
+	if !strings.Contains(r.stdout, "left out at the group's start") || !strings.Contains(r.stdout, "group g-quorum: 2 of 3 hosts") {
+		t.Errorf("pull of a group with a member left out:\n%s\n%s", r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, agentDirName(bad.url))); err == nil {
+		t.Error("a folder for the member left out")
+	}
+	r = runCLI(t, "wait", "g-quorum", "--agent", bad.url).must(t, 0)
+	if !strings.Contains(r.stdout, bad.url+": left out at the group's start: ") {
+		t.Errorf("wait on the member left out alone:\n%s\n%s", r.stdout, r.stderr)
+	}
 
 	// --wait follows the members that started to their reports and exits 0: the one
 	// left out is no failure of the wait.

@@ -34,9 +34,11 @@ type groupFolder struct {
 	Record *windows.GroupRecord // nil without group.json: no host's offset is known
 	Hosts  []groupHost          // group.json's member order, else by name
 	// Missing are members of group.json without a folder (not pulled); Ignored are
-	// subfolders holding rank traces that group.json does not list.
+	// subfolders holding rank traces that group.json does not list; LeftOut are members
+	// a `start --min-members` went on without (no folder: they captured nothing), with why.
 	Missing []string
 	Ignored []string
+	LeftOut []string
 }
 
 // groupHost is one host's folder and its capture: rank traces (torch windows), or one
@@ -226,7 +228,11 @@ func readGroupFolder(dir string) (*groupFolder, error) {
 		hostDir := filepath.Join(dir, name)
 		fi, err := os.Lstat(hostDir)
 		if errors.Is(err, os.ErrNotExist) {
-			g.Missing = append(g.Missing, name)
+			if m := h.Member; m != nil && m.Error != "" && m.StartedAt == nil && g.Record.State == "capturing" {
+				g.LeftOut = append(g.LeftOut, name+": "+m.Error)
+			} else {
+				g.Missing = append(g.Missing, name)
+			}
 			continue
 		}
 		if err != nil {

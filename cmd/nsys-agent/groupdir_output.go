@@ -20,6 +20,7 @@ type groupInfo struct {
 	Aligned bool     `json:"aligned"`
 	Missing []string `json:"missing_hosts,omitempty"`
 	Ignored []string `json:"ignored_folders,omitempty"`
+	LeftOut []string `json:"left_out_hosts,omitempty"` // "host: why"
 }
 
 type hostInfo struct {
@@ -35,7 +36,7 @@ type hostInfo struct {
 // info says which hosts were read; s, the analysis of an nsys group (nil otherwise),
 // gives their ranks and alignment, which only the exports hold.
 func (g *groupFolder) info(s *torchprof.Summary) *groupInfo {
-	gi := &groupInfo{Dir: g.Dir, Missing: g.Missing, Ignored: g.Ignored}
+	gi := &groupInfo{Dir: g.Dir, Missing: g.Missing, Ignored: g.Ignored, LeftOut: g.LeftOut}
 	if g.Record != nil {
 		gi.ID, gi.Coordinator = g.Record.ID, g.Record.Coordinator
 	}
@@ -91,6 +92,10 @@ func printGroup(w io.Writer, g *groupInfo) {
 	}
 	for _, m := range g.Missing {
 		fmt.Fprintf(w, "  %-24s not pulled: no folder %s\n", m, filepath.Join(g.Dir, m))
+	}
+	for _, m := range g.LeftOut {
+		host, why, _ := strings.Cut(m, ": ")
+		fmt.Fprintf(w, "  %-24s left out at the group's start: %s\n", host, why)
 	}
 	for _, m := range g.Ignored {
 		fmt.Fprintf(w, "  %-24s left out: %s does not list it\n", m, groupRecordName)

@@ -479,3 +479,27 @@ func TestGroupFolderPartial(t *testing.T) {
 		t.Errorf("--perfetto with --no-perfetto: exit %d, %q", r.code, r.stderr)
 	}
 }
+
+// A member a `start --min-members` went on without has no folder: analyze and merge say
+// it was left out and why, not that it was not pulled.
+func TestGroupFolderLeftOutMember(t *testing.T) {
+	dir := makeGroupFolder(t, true)
+	path := filepath.Join(dir, groupRecordName)
+	rec, err := readGroupRecord(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Members = append(rec.Members, windows.GroupMember{Agent: "http://gpu-3:7477", Host: "gpu-3_7477", Window: "w1",
+		RTTNs: 90_000, State: "failed", Error: "its capture did not start: window w1 failed: no GPU"})
+	writeJSONFile(t, path, rec)
+	for _, cmd := range [][]string{{"analyze", dir}, {"merge", dir}} {
+		r := runCLI(t, cmd...).must(t, exitOK)
+		if !regexp.MustCompile(`gpu-3_7477 +left out at the group's start: its capture did not start: window w1 failed: no GPU`).MatchString(r.stdout) || strings.Contains(r.stdout, "not pulled") {
+			t.Errorf("%s:\n%s", cmd[0], r.stdout)
+		}
+	}
+	r := runCLI(t, "analyze", dir, "-o", "json").must(t, exitOK)
+	if !strings.Contains(r.stdout, `"left_out_hosts": [`) {
+		t.Errorf("analyze -o json:\n%s", r.stdout)
+	}
+}
