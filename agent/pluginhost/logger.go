@@ -6,6 +6,7 @@ import (
 	"log"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -19,6 +20,10 @@ type slogger struct {
 	name  string
 	args  []any
 	level hclog.Level
+	// ending is set when the agent itself ends the plugin (shutdown, relaunch): go-plugin's
+	// "plugin process exited" at INFO then says nothing worth a line at every shutdown,
+	// and goes to DEBUG. Shared by every copy With and Named make.
+	ending *atomic.Bool
 }
 
 var _ hclog.Logger = (*slogger)(nil)
@@ -27,8 +32,12 @@ var _ hclog.Logger = (*slogger)(nil)
 // plugin=PATH to its own). go-plugin's
 // "plugin process exited" and its debug chatter pass through at their own level.
 func newLogger(l *slog.Logger, name string) *slogger {
-	return &slogger{l: l.With("backend", name), level: hclog.Trace}
+	return &slogger{l: l.With("backend", name), level: hclog.Trace, ending: new(atomic.Bool)}
 }
+
+// exitedMsg is what go-plugin logs when the plugin's process ends (at INFO on a clean
+// exit, at ERROR with the error otherwise; go-plugin v1.8.0 client.go).
+const exitedMsg = "plugin process exited"
 
 func slogLevel(level hclog.Level) slog.Level {
 	switch level {
@@ -44,6 +53,9 @@ func slogLevel(level hclog.Level) slog.Level {
 }
 
 func (s *slogger) Log(level hclog.Level, msg string, args ...any) {
+	if level == hclog.Info && msg == exitedMsg && s.ending.Load() {
+		level = hclog.Debug // the agent ended it: an expected exit
+	}
 	if level == hclog.Off || level < s.level {
 		return
 	}

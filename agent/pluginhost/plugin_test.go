@@ -170,3 +170,21 @@ func TestOptionalCallsPassThrough(t *testing.T) {
 		t.Errorf("Wait of a plugin without one: %v, want ErrUnsupported", err)
 	}
 }
+
+// The agent's shutdown ends its plugins: go-plugin's "plugin process exited" is then an
+// expected exit, logged at DEBUG, not an INFO line at every shutdown; a plugin that dies
+// by itself is still logged as it was (TestCrashInStopFailsTheCallAndTheNextWindowRelaunches).
+func TestExpectedExitIsDebug(t *testing.T) {
+	dir := t.TempDir()
+	install(t, dir, "torch", 0o755)
+	o, lb := testOptions(t, behave(nil, "torch", ""))
+	h, err := Load(context.Background(), dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	log := lb.String()
+	if !strings.Contains(log, `level=DEBUG msg="plugin process exited"`) || strings.Contains(log, `level=INFO msg="plugin process exited"`) {
+		t.Errorf("the exit at shutdown:\n%s", log)
+	}
+}

@@ -26,6 +26,7 @@ type process struct {
 	backend shared.Backend
 	stderr  *tail
 	pid     int
+	log     *slogger
 
 	mu     sync.Mutex
 	killed string // why the agent killed it ("" = it was not killed by the agent)
@@ -44,7 +45,7 @@ func launch(ctx context.Context, path, name string, o Options) (*process, shared
 	// Its own process group: a terminal's Ctrl-C goes to the agent alone, which shuts
 	// plugins down in order, and kill can end what a plugin started with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	pr := &process{cmd: cmd, stderr: &tail{}}
+	pr := &process{cmd: cmd, stderr: &tail{}, log: newLogger(o.Log, name)}
 	pr.client = plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  shared.Handshake,
 		Plugins:          shared.PluginMap(nil),
@@ -53,7 +54,7 @@ func launch(ctx context.Context, path, name string, o Options) (*process, shared
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		StartTimeout:     o.StartTimeout,
-		Logger:           newLogger(o.Log, name),
+		Logger:           pr.log,
 		Stderr:           pr.stderr,
 		// What the plugin writes to os.Stdout/os.Stderr after Serve travels over
 		// go-plugin's stdio stream (a panic still goes to fd 2, the Stderr above).
@@ -175,6 +176,7 @@ const killGrace = 3 * time.Second
 // kill ends the process (go-plugin's Kill: a graceful shutdown RPC, then SIGKILL after
 // 2 s) and says why in later errors.
 func (pr *process) kill(why string) {
+	pr.log.ending.Store(true)
 	pr.mu.Lock()
 	if pr.killed == "" && why != "" && !pr.client.Exited() {
 		pr.killed = why
