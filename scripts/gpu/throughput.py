@@ -46,6 +46,8 @@ def parse(argv=None):
     p.add_argument("--arm", default="start-later", help="nsys-agent run --arm (start-later, launch, cuda-profiler)")
     p.add_argument("--backend", default=None, help="nsys-agent start --backend (default: the agent's)")
     p.add_argument("--trace", default=None, help="nsys-agent run --trace (torch windows need one without cuda: nvtx)")
+    p.add_argument("--nsys-arg", action="append", default=[], metavar="OPT",
+                   help="nsys-agent run --nsys-arg OPT, repeatable (e.g. --nsys-arg=--cuda-graph-trace=graph)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--first-round", type=int, default=1,
                    help="number of the first round: a later call continues an earlier one's interleaving")
@@ -83,6 +85,8 @@ def agent_cmd(a, data_dir, ready, session):
            "--listen", "127.0.0.1:0", "--session", session]
     if a.trace:
         cmd += ["--trace", a.trace]
+    for o in a.nsys_arg:
+        cmd += ["--nsys-arg=" + o]
     if a.arm == "cuda-profiler" or a.backend not in (None, "nsys"):
         cmd += ["--server-url", "http://127.0.0.1:%d" % a.port]
     return cmd + ["--"] + server_cmd(a)

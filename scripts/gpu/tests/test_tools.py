@@ -138,6 +138,11 @@ class Throughput(unittest.TestCase):
         a = throughput.parse(["--", "--enable-metrics"])
         self.assertEqual(throughput.server_cmd(a).count("--enable-metrics"), 1)
         self.assertNotIn("--server-url", throughput.agent_cmd(a, "/d", "/r", "s"))
+        a = throughput.parse(["--nsys-arg=--cuda-graph-trace=graph", "--nsys-arg=--sample=none"])
+        cmd = throughput.agent_cmd(a, "/d", "/r", "s")
+        sep = cmd.index("--")
+        self.assertEqual([c for c in cmd[:sep] if c.startswith("--nsys-arg")],
+                         ["--nsys-arg=--cuda-graph-trace=graph", "--nsys-arg=--sample=none"])
 
 
 if __name__ == "__main__":
