@@ -109,7 +109,7 @@ func previousTarget(ctx context.Context, dataDir string, runner nsys.Runner, log
 	if n, err := endMarkedTarget(rec.Session, 10*time.Second); err != nil {
 		log.Warn("ending the previous server", "err", err)
 	} else if n > 0 {
-		log.Warn("ended processes of the previous agent's server that outlived its nsys", "processes", n, "marker", TargetMarkerEnv+"="+rec.Session)
+		log.Warn("ended processes of the previous agent's server that outlived its nsys", "processes", n, "marker", nsys.TargetMarkerEnv+"="+rec.Session)
 	}
 	log.Info("the target recorded by a previous agent has ended; launching anew", "session", rec.Session)
 	ClearTarget(dataDir)

@@ -108,7 +108,7 @@ func (s *Supervisor) ServerGroup() int {
 }
 
 // endOrphans ends what outlived the nsys front-end: the server's process group, any
-// other process carrying the target's marker (TargetMarkerEnv: a worker that left the
+// other process carrying the target's marker (nsys.TargetMarkerEnv: a worker that left the
 // group) and the session (SIGKILL on the front-end, e.g. by the OOM killer, orphans them;
 // 3/3 in a review, the server running on with its GPUs and the next `run` starting a
 // second one). A server the agent no longer controls through nsys must not run on.
@@ -131,7 +131,7 @@ func (s *Supervisor) endOrphans() {
 	if !serverLeft && !sessionLeft && marked == 0 {
 		return
 	}
-	fmt.Fprintf(s.log, "--- nsys-agent: the nsys front-end is gone but the server (process group %d, running: %v; %d processes marked %s=%s) or its session (listed: %v) is not; ending them, so no server runs that the agent cannot control\n", pgid, serverLeft, marked, TargetMarkerEnv, session, sessionLeft)
+	fmt.Fprintf(s.log, "--- nsys-agent: the nsys front-end is gone but the server (process group %d, running: %v; %d processes marked %s=%s) or its session (listed: %v) is not; ending them, so no server runs that the agent cannot control\n", pgid, serverLeft, marked, nsys.TargetMarkerEnv, session, sessionLeft)
 	if s.ctl != nil {
 		s.ctl.Kill(ctx)
 	}

@@ -5,42 +5,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nsys-agent/nsys-agent/nsys"
 	"github.com/nsys-agent/nsys-agent/nsys/procs"
 )
-
-// TargetMarkerEnv is put in the target's environment at launch, set to the nsys session's
-// name (unique on the host while the session exists), so that every process of the
-// server can be found from /proc whatever became of the process tree: a worker that
-// called setsid (Ray's raylet and workers under vLLM do), a tree reparented to init after
-// its nsys front-end died, a rank left over by an agent killed mid-way. The server's
-// process group alone missed such processes: on the H200 a launch-mode server's port was
-// still held a minute after its agent had ended the server's group (docs/gpu-validation.md).
-const TargetMarkerEnv = "NSYS_AGENT_TARGET"
 
 // withTargetMarker returns env (nil: the target environment) with the marker of session.
 func withTargetMarker(env []string, session string) []string {
 	if env == nil {
 		env = TargetEnv()
 	}
-	return append(env[:len(env):len(env)], TargetMarkerEnv+"="+session)
+	return append(env[:len(env):len(env)], nsys.TargetMarkerEnv+"="+session)
 }
 
-// markedTarget lists the target's processes still running: those carrying session's
-// marker, except nsys' own (nsys-launcher, nsys-tee, the session's agent), which inherit
-// it from the front-end and end with the session.
-func markedTarget(session string) []procs.Proc {
-	if session == "" {
-		return nil
-	}
-	all, _ := procs.Default.WithEnv(TargetMarkerEnv, session)
-	out := all[:0]
-	for _, p := range all {
-		if !strings.HasPrefix(p.Comm, "nsys") {
-			out = append(out, p)
-		}
-	}
-	return out
-}
+// markedTarget lists the target's processes still running (nsys.TargetProcs).
+func markedTarget(session string) []procs.Proc { return nsys.TargetProcs(procs.Default, session) }
 
 // markedLeft counts the target's processes still running once they had up to wait to end
 // on their own: the front-end may exit while the target's processes are still exiting

@@ -129,14 +129,14 @@ func TestWithTargetMarker(t *testing.T) {
 	base := make([]string, 1, 4)
 	base[0] = "A=1"
 	got := withTargetMarker(base, "s1")
-	if len(got) != 2 || got[1] != TargetMarkerEnv+"=s1" {
+	if len(got) != 2 || got[1] != nsys.TargetMarkerEnv+"=s1" {
 		t.Errorf("got %q", got)
 	}
 	// The caller's slice is not written through its spare capacity.
-	if other := append(base, "B=2"); other[1] != "B=2" || got[1] != TargetMarkerEnv+"=s1" {
+	if other := append(base, "B=2"); other[1] != "B=2" || got[1] != nsys.TargetMarkerEnv+"=s1" {
 		t.Errorf("aliased: %q %q", other, got)
 	}
-	if env := withTargetMarker(nil, "s2"); len(env) < 2 || env[len(env)-1] != TargetMarkerEnv+"=s2" {
+	if env := withTargetMarker(nil, "s2"); len(env) < 2 || env[len(env)-1] != nsys.TargetMarkerEnv+"=s2" {
 		t.Errorf("nil env: %q", env[len(env)-1])
 	}
 	if markedTarget("") != nil {

@@ -61,9 +61,10 @@ const (
 
 // state carries what one check found to the checks after it (the nsys probe).
 type state struct {
-	cfg  Config
-	path string     // nsys found ("" if not)
-	info *nsys.Info // probe result (nil if nsys did not run)
+	cfg      Config
+	path     string         // nsys found ("" if not)
+	info     *nsys.Info     // probe result (nil if nsys did not run)
+	sessions []nsys.Session // nsys sessions list (nil if it could not be read)
 }
 
 func (s *state) euid() int {
@@ -81,6 +82,7 @@ type check func(ctx context.Context, s *state) []Result
 var checks = []check{
 	checkNsys,
 	checkSessions,
+	checkOrphans,
 	checkImporter,
 	checkDataDir,
 	checkTmpdir,

@@ -27,7 +27,7 @@ func TestRunRealNsys(t *testing.T) {
 	if !strings.HasPrefix(byName["nsys"].Finding, "nsys 20") {
 		t.Errorf("nsys finding %q does not give the version", byName["nsys"].Finding)
 	}
-	want := "nsys,nsys capabilities,nsys sessions,importer,data dir,TMPDIR,cpu sampling,port,gpu"
+	want := "nsys,nsys capabilities,nsys sessions,orphaned servers,importer,data dir,TMPDIR,cpu sampling,port,gpu"
 	if got := strings.Join(order, ","); !strings.HasPrefix(got, want) {
 		t.Errorf("checks ran as %s, want %s first", got, want)
 	}

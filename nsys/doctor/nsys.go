@@ -75,6 +75,7 @@ func checkSessions(ctx context.Context, s *state) []Result {
 			Finding: "nsys sessions list failed: " + firstLine(err.Error(), 300),
 			Fix:     "run `" + s.path + " sessions list` by hand to see why; the agent checks every start and stop against it"}}
 	}
+	s.sessions = append([]nsys.Session{}, list...) // read: not nil, even with none listed
 	var capturing []string
 	for _, se := range list {
 		if se.State.Collecting() {

@@ -13,12 +13,19 @@ import (
 // (a worker started with setsid, a tree reparented to init). Processes whose environment
 // cannot be read (another user's, without privilege) are left out.
 func (r *Reader) WithEnv(name, value string) ([]Proc, error) {
+	by, err := r.ByEnv(name)
+	return by[value], err
+}
+
+// ByEnv lists the processes (not zombies, not this one) whose environment has name, by
+// its value, each list in pid order (see WithEnv).
+func (r *Reader) ByEnv(name string) (map[string][]Proc, error) {
 	all, err := r.all()
 	if err != nil {
 		return nil, err
 	}
-	want := name + "=" + value
-	var out []Proc
+	prefix := name + "="
+	out := map[string][]Proc{}
 	for _, p := range all {
 		if p.PID == os.Getpid() {
 			continue
@@ -32,8 +39,8 @@ func (r *Reader) WithEnv(name, value string) ([]Proc, error) {
 			continue
 		}
 		for _, kv := range env {
-			if kv == want {
-				out = append(out, Proc{PID: st.PID, PPID: st.PPID, Comm: st.Comm, State: st.State})
+			if v, ok := strings.CutPrefix(kv, prefix); ok {
+				out[v] = append(out[v], Proc{PID: st.PID, PPID: st.PPID, Comm: st.Comm, State: st.State})
 				break
 			}
 		}
