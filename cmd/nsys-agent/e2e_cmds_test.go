@@ -33,12 +33,7 @@ func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 1 {
 		ts.Fatalf("usage: wait-ready FILE [TIMEOUT]")
 	}
-	timeout := 2 * time.Minute
-	if len(args) > 1 {
-		d, err := time.ParseDuration(args[1])
-		ts.Check(err)
-		timeout = d
-	}
+	timeout := optDuration(ts, args, 1, 2*time.Minute)
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		raw, err := os.ReadFile(ts.MkAbs(args[0]))
@@ -203,4 +198,15 @@ func cmdReportsContain(ts *testscript.TestScript, neg bool, args []string) {
 	case !neg && len(holders) == 0:
 		ts.Fatalf("%q is in none of %d files", args[1], len(files))
 	}
+}
+
+// optDuration is a script command's optional duration argument args[i] (a timeout), or
+// def when the command was not given one.
+func optDuration(ts *testscript.TestScript, args []string, i int, def time.Duration) time.Duration {
+	if len(args) <= i {
+		return def
+	}
+	d, err := time.ParseDuration(args[i])
+	ts.Check(err)
+	return d
 }

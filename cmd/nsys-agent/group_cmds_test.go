@@ -46,12 +46,7 @@ func cmdGroupWindow(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 3 {
 		ts.Fatalf("usage: group-window AGENT GROUP STATE [TIMEOUT]")
 	}
-	timeout := 30 * time.Second
-	if len(args) > 3 {
-		d, err := time.ParseDuration(args[3])
-		ts.Check(err)
-		timeout = d
-	}
+	timeout := optDuration(ts, args, 3, 30*time.Second)
 	var last string
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		m, err := getWindow(args[0], args[1])

@@ -80,12 +80,7 @@ func cmdWaitSession(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 1 || (!neg && len(args) < 2) {
 		ts.Fatalf("usage: wait-session NAME STATE [TIMEOUT] | ! wait-session NAME")
 	}
-	timeout := 60 * time.Second
-	if len(args) == 3 {
-		d, err := time.ParseDuration(args[2])
-		ts.Check(err)
-		timeout = d
-	}
+	timeout := optDuration(ts, args, 2, 60*time.Second)
 	r := nsys.NewExecRunner(ts.Getenv("NSYS"))
 	deadline := time.Now().Add(timeout)
 	var last []nsys.Session

@@ -78,11 +78,7 @@ func cmdPluginProcs(ts *testscript.TestScript, neg bool, args []string) {
 	var want int
 	_, err := fmt.Sscan(args[1], &want)
 	ts.Check(err)
-	timeout := 5 * time.Second
-	if len(args) > 2 {
-		timeout, err = time.ParseDuration(args[2])
-		ts.Check(err)
-	}
+	timeout := optDuration(ts, args, 2, 5*time.Second)
 	deadline := time.Now().Add(timeout)
 	for {
 		pids, err := procs.Default.Find(func(argv []string) bool {
