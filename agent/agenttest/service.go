@@ -504,8 +504,7 @@ func (s *Service) SetGroup(ctx context.Context, id string, rec windows.GroupReco
 	case m.Group == "" || m.Group != rec.ID:
 		return nil, domainErr(windows.ErrInvalid, "group: window %s is not a member of group %q", id, rec.ID)
 	}
-	r := rec
-	r.Members = append([]windows.GroupMember(nil), rec.Members...)
+	r := rec.Clone()
 	m.GroupInfo = &r
 	cp := *m
 	return &cp, nil

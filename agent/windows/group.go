@@ -72,8 +72,16 @@ func (r *GroupRecord) Whole() bool { return r.MemberCount == 0 || len(r.Members)
 // ForMember is what member i (not a keeper) stores: the record with Members holding its
 // own entry alone.
 func (r *GroupRecord) ForMember(i int) GroupRecord {
-	c := *r
+	c := r.Clone()
 	c.Members = []GroupMember{r.Members[i]}
+	return c
+}
+
+// Clone is a copy of the record that shares no slice with it (a member's times are
+// pointers to values never changed in place).
+func (r *GroupRecord) Clone() GroupRecord {
+	c := *r
+	c.Members = append([]GroupMember(nil), r.Members...)
 	c.Keepers = append([]string(nil), r.Keepers...)
 	return c
 }
@@ -115,9 +123,7 @@ func (m *Manager) SetGroup(ctx context.Context, id string, rec GroupRecord) (*Ma
 		m.mu.Unlock()
 		return nil, errorf(ErrInvalid, "id: window %s is a member of group %s, not of group %q", w.ID, w.Group, rec.ID)
 	}
-	r := rec
-	r.Members = append([]GroupMember(nil), rec.Members...)
-	r.Keepers = append([]string(nil), rec.Keepers...)
+	r := rec.Clone()
 	w.GroupInfo = &r
 	wid := w.ID
 	m.mu.Unlock()

@@ -144,9 +144,7 @@ func (w *Manifest) clone() Manifest {
 		c.StoppedBy = &s
 	}
 	if w.GroupInfo != nil {
-		g := *w.GroupInfo
-		g.Members = append([]GroupMember(nil), w.GroupInfo.Members...)
-		g.Keepers = append([]string(nil), w.GroupInfo.Keepers...)
+		g := w.GroupInfo.Clone()
 		c.GroupInfo = &g
 	}
 	return c

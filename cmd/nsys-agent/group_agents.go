@@ -119,9 +119,7 @@ func newestRecord(outs []outcome) *windows.GroupRecord {
 	if best == nil {
 		return nil
 	}
-	cp := *best
-	cp.Members = append([]windows.GroupMember(nil), best.Members...)
-	cp.Keepers = append([]string(nil), best.Keepers...)
+	cp := best.Clone()
 	if whole == nil {
 		cp.Members = own
 	}
