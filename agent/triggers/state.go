@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"os"
 	"reflect"
 
 	"github.com/nsys-agent/nsys-agent/internal/atomicfile"
@@ -46,31 +46,14 @@ func loadState(path, session string) ([]savedState, error) {
 	}
 	defer f.Close()
 	var st state
-	dec := json.NewDecoder(&limited{f: f, left: maxStateBytes})
-	if err := dec.Decode(&st); err != nil {
+	// A file over the bound reads as cut short: a decode error, as for any damaged file.
+	if err := json.NewDecoder(io.LimitReader(f, maxStateBytes)).Decode(&st); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if st.Session != session {
 		return nil, nil
 	}
 	return st.Triggers, nil
-}
-
-type limited struct {
-	f    *os.File
-	left int64
-}
-
-func (l *limited) Read(p []byte) (int, error) {
-	if l.left <= 0 {
-		return 0, fmt.Errorf("larger than %d MiB: no file this agent wrote", maxStateBytes>>20)
-	}
-	if int64(len(p)) > l.left {
-		p = p[:l.left]
-	}
-	n, err := l.f.Read(p)
-	l.left -= int64(n)
-	return n, err
 }
 
 // save writes every trigger's spec and fires. A failure is logged: the triggers work on,
