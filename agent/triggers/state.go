@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"reflect"
+	"slices"
 
 	"github.com/nsys-agent/nsys-agent/internal/atomicfile"
 	"github.com/nsys-agent/nsys-agent/internal/regularfile"
@@ -111,13 +112,9 @@ func (s *Set) restoreLocked(t *trigger) {
 // now) is logged and dropped.
 func (s *Set) Resume() {
 	s.mu.Lock()
-	rest := s.saved
-	s.saved = nil
+	rest := slices.Clone(s.saved) // Add takes each from s.saved as it arms it
 	s.mu.Unlock()
 	for _, sv := range rest {
-		s.mu.Lock()
-		s.saved = []savedState{sv}
-		s.mu.Unlock()
 		if _, err := s.Add(sv.Spec); err != nil {
 			s.o.Log.Warn("a trigger of the agent's last run cannot be armed again", "trigger", sv.Spec.Name, "err", err)
 		}
