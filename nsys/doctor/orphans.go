@@ -3,6 +3,7 @@ package doctor
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -31,7 +32,7 @@ func checkOrphans(ctx context.Context, s *state) []Result {
 	}
 	if s.sessions == nil {
 		return []Result{{Check: name, Status: Warn,
-			Finding: fmt.Sprintf("%d servers launched by nsys-agent run here (sessions %s); without `nsys sessions list` it is unknown whether their sessions live", len(by), strings.Join(sortedKeys(by), ", ")),
+			Finding: fmt.Sprintf("%d servers launched by nsys-agent run here (sessions %s); without `nsys sessions list` it is unknown whether their sessions live", len(by), strings.Join(slices.Sorted(maps.Keys(by)), ", ")),
 			Fix:     "fix the nsys checks above, then run the doctor again"}}
 	}
 	live := map[string]bool{}
@@ -42,7 +43,7 @@ func checkOrphans(ctx context.Context, s *state) []Result {
 	}
 	var orphans []string
 	var pids []string
-	for _, session := range sortedKeys(by) {
+	for _, session := range slices.Sorted(maps.Keys(by)) {
 		if live[session] {
 			continue
 		}
@@ -65,13 +66,4 @@ func checkOrphans(ctx context.Context, s *state) []Result {
 	return []Result{{Check: name, Status: Warn,
 		Finding: "servers launched by nsys-agent run with no nsys session left (their agent and nsys are gone; nothing will end them): " + strings.Join(orphans, "; "),
 		Fix:     "they hold GPU memory and ports a new server needs: start nsys-agent run on the data dir that launched them (it ends them first), or end them: kill " + strings.Join(pids, " ") + " (kill -9 if they ignore it)"}}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
