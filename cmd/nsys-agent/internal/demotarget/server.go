@@ -144,7 +144,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	go func() { serveErr <- srv.Serve(ln) }()
 
 	if o.ReadyFile != "" {
-		if err := writeFileAtomic(o.ReadyFile, []byte(url+"\n")); err != nil {
+		if err := atomicfile.Write(o.ReadyFile, []byte(url+"\n"), 0o600); err != nil {
 			cancel()
 			srv.Close()
 			<-serveErr
@@ -178,8 +178,4 @@ func Run(ctx context.Context, o Options) (err error) {
 		return fmt.Errorf("demo target: %w", runErr)
 	}
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	return atomicfile.Write(path, data, 0o600)
 }
