@@ -6,7 +6,7 @@
 #   ps.txt     pid, ppid, pgid, sid, state, kernel wait, age and command of every python,
 #              nsys and server process (is the port holder in state D? outside the group?)
 #   stacks.txt /proc/PID/stack of every process in state D (needs root)
-#   ports.txt  who listens on the server's port
+#   ports.txt  whether anything listens on the server's port (and the socket inode)
 #   gpu.txt    nvidia-smi's compute apps (who still holds GPU memory)
 # and keeps the round's target.log (what the agent's orphan sweep ended) under $OUT/logs.
 # One call, about 3 minutes: run it as the whole device command after unpacking
@@ -25,7 +25,10 @@ sample() {
   for p in $(ps -eo pid=,stat= | awk '$2 ~ /^D/ {print $1}'); do
     { echo "== $now pid $p ($(cat /proc/$p/comm 2>/dev/null))"; cat /proc/$p/stack 2>&1; } >>"$OUT/stacks.txt"
   done
-  { echo "== $now"; ss -ltnp "sport = :$PORT" 2>&1; } >>"$OUT/ports.txt"
+  # The GPU machine has no ss: /proc/net/tcp* rows whose local port is PORT and state 0A
+  # (LISTEN) say whether anything still listens; the inode ties it to a process.
+  { echo "== $now"; awk -v p=":$(printf %04X "$PORT")" '$2 ~ p"$" && $4 == "0A" {print FILENAME, $2, "inode", $10}' \
+      /proc/net/tcp /proc/net/tcp6 2>&1; } >>"$OUT/ports.txt"
   { echo "== $now"; nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv 2>&1; } >>"$OUT/gpu.txt"
 }
 python3 scripts/gpu/throughput.py --agent "$PWD/.gpu/bin/nsys-agent" --only armed --arm launch \
